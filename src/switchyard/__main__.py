@@ -1,0 +1,5 @@
+"""``python -m switchyard``."""
+
+from switchyard.cli import main
+
+main()

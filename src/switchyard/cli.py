@@ -1,0 +1,100 @@
+"""The command line: a thin layer over :class:`~switchyard.config.Config`.
+
+Options that change the config are passed to the server as ``SWITCHYARD_*``
+environment variables, so every worker process (``--workers N``) builds the same one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from switchyard._version import __version__
+from switchyard.config import Config, config_from_environment
+from switchyard.errors import ConfigError
+
+RECORD_MODES = ["live", "record", "replay", "record-if-missing"]
+
+
+@click.group()
+@click.version_option(__version__, prog_name="switchyard")
+def main() -> None:
+    """Switchyard: one OpenAI-compatible endpoint in front of many model providers."""
+
+
+def _load(env_updates: dict[str, str]) -> Config:
+    os.environ.update(env_updates)
+    try:
+        return config_from_environment()
+    except ConfigError as err:
+        click.echo(f"switchyard: {err.message}", err=True)
+        sys.exit(2)
+
+
+@main.command()
+@click.option("--host", envvar="SWITCHYARD_HOST", help="Interface to bind (default 127.0.0.1).")
+@click.option("--port", type=int, envvar="SWITCHYARD_PORT", help="Port (default 8321).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="SWITCHYARD_CONFIG",
+    help="YAML config file; without it, a default built from the environment.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    envvar="SWITCHYARD_WORKERS",
+    help="Worker processes (default 1).",
+)
+@click.option(
+    "--record-mode",
+    type=click.Choice(RECORD_MODES),
+    envvar="SWITCHYARD_RECORD_MODE",
+    help="Record or replay provider traffic.",
+)
+@click.option(
+    "--cassettes",
+    type=click.Path(file_okay=False),
+    envvar="SWITCHYARD_CASSETTES",
+    help="Cassette directory for --record-mode.",
+)
+@click.option(
+    "--log-level",
+    default=None,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+def run(
+    host: str | None,
+    port: int | None,
+    config_path: str | None,
+    workers: int | None,
+    record_mode: str | None,
+    cassettes: str | None,
+    log_level: str | None,
+) -> None:
+    """Serve the API (http://127.0.0.1:8321/v1 by default)."""
+    updates = {
+        "SWITCHYARD_CONFIG": os.path.abspath(config_path) if config_path else None,
+        "SWITCHYARD_RECORD_MODE": record_mode,
+        "SWITCHYARD_CASSETTES": os.path.abspath(cassettes) if cassettes else None,
+    }
+    config = _load({k: v for k, v in updates.items() if v})
+    server = config.server
+    import uvicorn
+
+    uvicorn.run(
+        "switchyard.server.app:app_from_environment",
+        factory=True,
+        host=host or server.host,
+        port=server.port if port is None else port,
+        workers=workers or server.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=log_level or server.log_level,
+        access_log=server.access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )

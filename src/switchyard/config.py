@@ -1,0 +1,225 @@
+"""One typed configuration: a YAML file, or a default built from the environment.
+
+String values in the file may use ``${env.X}`` (required), ``${env.X:=default}``
+(default when unset or empty) and ``${env.X:+value}`` (``value`` only when X is set).
+A provider whose ``id`` comes out empty is dropped, so ``id: ${env.GROQ_API_KEY:+groq}``
+enables a provider only when its key is present. Settings that the CLI also takes can
+come from ``SWITCHYARD_*`` environment variables; the CLI sets those same variables so
+that every worker process builds the identical config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from switchyard.errors import ConfigError
+
+ModelType = Literal["llm", "embedding"]
+RecordMode = Literal["live", "record", "replay", "record-if-missing"]
+
+
+class _Strict(BaseModel):
+    # Our own config forbids unknown keys so that a typo fails at start.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderConfig(_Strict):
+    id: str
+    type: str
+    base_url: str | None = None
+    api_key: str | None = None
+    allowed_models: list[str] | None = None
+    timeout: float = Field(default=120.0, gt=0)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    discover: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(_Strict):
+    provider_id: str
+    provider_model_id: str
+    id: str | None = None
+    model_type: ModelType = "llm"
+    aliases: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def model_id(self) -> str:
+        return self.id or f"{self.provider_id}/{self.provider_model_id}"
+
+
+class StoreConfig(_Strict):
+    url: str | None = None  # None: SQLite in the data directory
+    enabled: bool = True
+    policy: Literal["all", "opt-in"] = "all"
+    durability: Literal["async", "sync"] = "async"
+    queue_size: int = Field(default=10_000, gt=0)
+    batch_size: int = Field(default=200, gt=0)
+    flush_interval: float = Field(default=0.05, gt=0)
+
+
+class RecordingConfig(_Strict):
+    mode: RecordMode = "live"
+    cassettes: str | None = None
+    cassette: str = "default"
+    ignore_fields: list[str] = Field(default_factory=list)
+    realtime: bool = False
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8321, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    model_refresh_interval: float = Field(default=300.0, gt=0)
+    discovery_timeout: float = Field(default=10.0, gt=0)
+    log_level: str = "info"
+    access_log: bool = False
+
+
+class Config(_Strict):
+    data_dir: str | None = None
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
+
+    @field_validator("providers")
+    @classmethod
+    def _unique_ids(cls, providers: list[ProviderConfig]) -> list[ProviderConfig]:
+        seen: set[str] = set()
+        for provider in providers:
+            if provider.id in seen:
+                raise ValueError(f"provider id '{provider.id}' appears twice")
+            seen.add(provider.id)
+        return providers
+
+    def resolved_data_dir(self) -> Path:
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return Path(base) / "switchyard"
+
+    def provider(self, provider_id: str) -> ProviderConfig | None:
+        return next((p for p in self.providers if p.id == provider_id), None)
+
+
+_ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?:(:=|:\+)([^}]*))?\}")
+
+
+def substitute_env(value: str, env: Mapping[str, str], where: str = "") -> str:
+    """Expand ``${env.X}``, ``${env.X:=default}`` and ``${env.X:+value}`` in one string."""
+
+    def expand(match: re.Match[str]) -> str:
+        name, op, arg = match.group(1), match.group(2), match.group(3) or ""
+        current = env.get(name, "")
+        if op == ":=":
+            return current or arg
+        if op == ":+":
+            return arg if current else ""
+        if name not in env:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        return current
+
+    return _ENV_REF.sub(expand, value)
+
+
+def _substitute_tree(node: Any, env: Mapping[str, str], where: str) -> Any:
+    if isinstance(node, str):
+        return substitute_env(node, env, where)
+    if isinstance(node, list):
+        return [_substitute_tree(v, env, f"{where}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, dict):
+        return {k: _substitute_tree(v, env, f"{where}.{k}") for k, v in node.items()}
+    return node
+
+
+def _drop_disabled_providers(raw: dict[str, Any]) -> None:
+    providers = raw.get("providers")
+    if isinstance(providers, list):
+        raw["providers"] = [p for p in providers if not (isinstance(p, dict) and p.get("id") == "")]
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for item in err.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {field}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def config_from_dict(raw: Any, source: str, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid configuration in {source}: the top level must be a mapping")
+    raw = _substitute_tree(raw, env, source)
+    _drop_disabled_providers(raw)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation(err, source)) from None
+    return apply_env_overrides(config, env)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read a YAML config file; any problem is a ConfigError naming the file and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"invalid YAML in {path}: {err}") from None
+    return config_from_dict(raw, str(path), env)
+
+
+def default_config(env: Mapping[str, str] | None = None) -> Config:
+    """The built-in default: inline embeddings plus every provider the environment enables."""
+    from switchyard.providers import providers_from_env
+
+    env = os.environ if env is None else env
+    providers = providers_from_env(env)
+    return apply_env_overrides(Config(providers=providers), env)
+
+
+def apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
+    """Apply ``SWITCHYARD_*`` variables (set by the user, or by the CLI for its workers)."""
+    updates: dict[str, tuple[str, str, Any]] = {
+        "SWITCHYARD_STORE_URL": ("store", "url", str),
+        "SWITCHYARD_RECORD_MODE": ("recording", "mode", str),
+        "SWITCHYARD_CASSETTES": ("recording", "cassettes", str),
+        "SWITCHYARD_DATA_DIR": ("", "data_dir", str),
+    }
+    raw = config.model_dump()
+    changed = False
+    for var, (section, key, cast) in updates.items():
+        if env.get(var):
+            target = raw[section] if section else raw
+            target[key] = cast(env[var])
+            changed = True
+    if not changed:
+        return config
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation(err, "environment (SWITCHYARD_*)")) from None
+
+
+def config_from_environment(env: Mapping[str, str] | None = None) -> Config:
+    """What a worker process runs: ``SWITCHYARD_CONFIG`` if set, else the default."""
+    env = os.environ if env is None else env
+    path = env.get("SWITCHYARD_CONFIG")
+    return load_config(path, env) if path else default_config(env)

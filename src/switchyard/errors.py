@@ -1,0 +1,182 @@
+"""The exception tree, and its one mapping to OpenAI's error JSON.
+
+Every error a client can see is a :class:`SwitchyardError`. Each class fixes the
+HTTP status and OpenAI error ``type``; instances carry the message, the offending
+``param`` and an optional machine-readable ``code``::
+
+    SwitchyardError                     500 server_error
+    ├── ConfigError                     (start-up only, never sent to a client)
+    ├── InvalidRequestError             400 invalid_request_error
+    │   ├── UnsupportedParameterError   400  a parameter the provider refuses
+    │   └── WrongModelTypeError         400  e.g. an embedding model used for chat
+    ├── AuthenticationError             401 authentication_error
+    ├── NotFoundError                   404 not_found_error
+    │   └── ModelNotFoundError          404  code=model_not_found
+    ├── PayloadTooLargeError            413 invalid_request_error
+    ├── RateLimitError                  429 rate_limit_error
+    └── UpstreamError                   502 upstream_error   the provider answered badly
+        ├── UpstreamStatusError         the provider's own status (4xx passed through)
+        ├── UpstreamUnavailableError    503  connection refused / reset
+        └── UpstreamTimeoutError        504  no answer in time
+
+The server maps these once (``to_response_body``); nothing else builds error JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+
+
+class SwitchyardError(Exception):
+    """Base of every error Switchyard raises on purpose."""
+
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+class ConfigError(SwitchyardError):
+    """The configuration cannot be used; raised at start-up with the file and field."""
+
+
+class InvalidRequestError(SwitchyardError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class UnsupportedParameterError(InvalidRequestError):
+    """The provider behind the model refuses a parameter the client sent."""
+
+    def __init__(self, provider_id: str, param: str, detail: str) -> None:
+        super().__init__(
+            f"Provider '{provider_id}' does not support {detail}. "
+            f"Remove '{param}' or choose a model of another provider.",
+            param=param,
+            code="unsupported_parameter",
+        )
+
+
+class WrongModelTypeError(InvalidRequestError):
+    """The model exists but serves another endpoint."""
+
+
+class AuthenticationError(SwitchyardError):
+    status = 401
+    error_type = "authentication_error"
+
+
+class NotFoundError(SwitchyardError):
+    status = 404
+    error_type = "not_found_error"
+
+
+class ModelNotFoundError(NotFoundError):
+    error_type = "invalid_request_error"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"The model '{model}' does not exist or is not served here. "
+            "List the available models with GET /v1/models; "
+            "ids have the form 'provider_id/provider_model_id'.",
+            param="model",
+            code="model_not_found",
+        )
+
+
+class PayloadTooLargeError(SwitchyardError):
+    status = 413
+    error_type = "invalid_request_error"
+
+
+class RateLimitError(SwitchyardError):
+    status = 429
+    error_type = "rate_limit_error"
+
+
+class UpstreamError(SwitchyardError):
+    """The provider failed; ``provider_id`` says which."""
+
+    status = 502
+    error_type = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider_id: str = "",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code)
+        self.provider_id = provider_id
+
+
+class UpstreamStatusError(UpstreamError):
+    """The provider answered with an error status; client errors keep their status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider_id: str,
+        upstream_status: int,
+        error_type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, provider_id=provider_id, param=param, code=code)
+        self.upstream_status = upstream_status
+        self.status = _client_status(upstream_status)  # type: ignore[misc]
+        if error_type and self.status < 500:
+            self.error_type = error_type  # type: ignore[misc]
+        elif self.status == 429:
+            self.error_type = "rate_limit_error"  # type: ignore[misc]
+
+
+class UpstreamUnavailableError(UpstreamError):
+    status = 503
+    error_type = "upstream_unavailable"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    status = 504
+    error_type = "upstream_timeout"
+
+
+# Client-side mistakes the provider caught are the client's to fix, so they keep
+# their status. A provider rejecting *our* credentials (401/403) is not: the caller
+# cannot change it, so it becomes a 502 that tells the operator what to fix.
+_PASSED_THROUGH = frozenset({400, 404, 409, 413, 422, 429})
+
+
+def _client_status(upstream_status: int) -> int:
+    if upstream_status in _PASSED_THROUGH:
+        return 400 if upstream_status == 422 else upstream_status
+    return 502
+
+
+def error_body(
+    message: str, error_type: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """An OpenAI-shaped error body for errors raised outside the tree (e.g. routing)."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}

@@ -1,0 +1,58 @@
+"""Provider types by name, imported lazily, as uvicorn does for its loops and protocols.
+
+A ``type`` that is not in :data:`PROVIDERS` is taken as an import path
+(``"package.module:Class"``), so a plugin provider needs no change here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from switchyard.config import ProviderConfig
+from switchyard.errors import ConfigError
+from switchyard.providers.base import Provider
+from switchyard.upstream import Transport
+
+PROVIDERS: dict[str, str] = {
+    "sentence-transformers": (
+        "switchyard.providers.sentence_transformers:SentenceTransformersProvider"
+    ),
+    "together": "switchyard.providers.together:TogetherProvider",
+    "openai": "switchyard.providers.openai:OpenAIProvider",
+    "fireworks": "switchyard.providers.fireworks:FireworksProvider",
+    "groq": "switchyard.providers.groq:GroqProvider",
+    "ollama": "switchyard.providers.ollama:OllamaProvider",
+    "vllm": "switchyard.providers.vllm:VLLMProvider",
+    "openai_compatible": "switchyard.providers.openai_compat:OpenAICompatProvider",
+}
+
+# Providers the default config turns on when the environment has their key or URL.
+ENV_ENABLED = ("sentence-transformers", "together", "openai", "fireworks", "groq", "ollama", "vllm")
+
+
+def provider_class(type_name: str) -> Any:
+    """The class for a provider type: a registered name or ``module:Class``."""
+    target = PROVIDERS.get(type_name, type_name)
+    module_name, _, attr = target.partition(":")
+    if not attr:
+        known = ", ".join(sorted(PROVIDERS))
+        raise ConfigError(f"unknown provider type '{type_name}'; known types: {known}")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"cannot load provider type '{type_name}' ({target}): {err}") from err
+
+
+def create_provider(config: ProviderConfig, transport: Transport | None = None) -> Provider:
+    provider: Provider = provider_class(config.type)(config, transport)
+    return provider
+
+
+def providers_from_env(env: Mapping[str, str]) -> list[ProviderConfig]:
+    found = (provider_class(name).from_env(env) for name in ENV_ENABLED)
+    return [config for config in found if config is not None]
+
+
+__all__ = ["PROVIDERS", "create_provider", "provider_class", "providers_from_env"]

@@ -1,0 +1,96 @@
+"""What every provider offers the server: the :class:`Provider` protocol and model types.
+
+Bodies travel as plain dicts parsed once from the client's JSON: known fields are
+validated by the server, unknown ones pass through to the provider untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from switchyard.config import ModelType, ProviderConfig
+from switchyard.upstream import Transport
+
+JSON = dict[str, Any]
+
+
+@dataclass(slots=True)
+class ModelInfo:
+    """A model as a provider lists it (before it gets its Switchyard id)."""
+
+    provider_model_id: str
+    model_type: ModelType = "llm"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created: int = 0
+    owned_by: str = ""
+
+
+@dataclass(slots=True)
+class ModelEntry:
+    """A model as clients see it: ``id`` is usually ``provider_id/provider_model_id``."""
+
+    id: str
+    provider_id: str
+    provider_model_id: str
+    model_type: ModelType | None  # None: routed by provider prefix, type unknown
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created: int = 0
+    owned_by: str = ""
+    source: str = "discovered"  # "config" | "discovered" | "prefix"
+
+    def to_openai(self) -> JSON:
+        """OpenAI's model object plus the fields Llama Stack's clients read."""
+        model_type = self.model_type or "llm"
+        return {
+            "id": self.id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": self.owned_by or self.provider_id,
+            "provider_id": self.provider_id,
+            "model_type": model_type,
+            "metadata": self.metadata,
+            "custom_metadata": {
+                "model_type": model_type,
+                "provider_id": self.provider_id,
+                "provider_resource_id": self.provider_model_id,
+                **self.metadata,
+            },
+        }
+
+
+class Provider(Protocol):
+    """A configured provider instance. ``chat`` & co. get the client's body with
+    ``model`` already replaced by the provider's own model id."""
+
+    id: str
+    type: str
+    config: ProviderConfig
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def list_models(self) -> list[ModelInfo]: ...
+
+    async def chat(self, body: JSON) -> JSON: ...
+
+    async def chat_stream(self, body: JSON) -> AsyncIterator[JSON]:
+        """Sends the request and checks its status, so that a refusal is raised before
+        the client sees a byte; then returns the chunks."""
+        ...
+
+    async def completions(self, body: JSON) -> JSON: ...
+
+    async def completions_stream(self, body: JSON) -> AsyncIterator[JSON]: ...
+
+    async def embeddings(self, body: JSON) -> JSON: ...
+
+    def describe(self) -> JSON: ...
+
+
+class ProviderFactory(Protocol):
+    """A provider class: built from its config and the transport to reach it."""
+
+    def __call__(self, config: ProviderConfig, transport: Transport | None) -> Provider: ...

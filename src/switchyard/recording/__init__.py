@@ -1,0 +1,1 @@
+"""Record and replay of upstream provider traffic."""

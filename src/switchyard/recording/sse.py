@@ -1,0 +1,109 @@
+"""Incremental server-sent-events parsing and encoding, for the data field only.
+
+OpenAI-style streams only use ``data:`` lines (a JSON chunk each, then ``[DONE]``), so the
+parser returns each event's data payload and ignores ``event:``, ``id:``, ``retry:`` and
+comments. It is on the streaming hot path: it works on whole byte strings with
+``split``/``replace`` and only walks lines one by one for the rare multi-line event.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DONE", "SSEParser", "encode_event"]
+
+DONE = b"[DONE]"
+"""The data payload OpenAI-compatible providers send to close a stream."""
+
+_DATA_PREFIX = b"data: "
+
+
+class SSEParser:
+    """Split a byte stream into the data payloads of its events.
+
+    ``feed`` takes chunks cut anywhere (even inside a line or a ``\\r\\n`` pair) and returns
+    the payloads of the events it completed; ``flush`` returns a final event that the stream
+    ended without a blank line after.
+    """
+
+    __slots__ = ("_cr_pending", "_ends_with_lf", "_parts")
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        # Whether the buffered text ends with "\n", so that a chunk starting with "\n"
+        # completes an event although neither piece holds "\n\n".
+        self._ends_with_lf = False
+        # A chunk ending in "\r" may be the first half of "\r\n": hold it back until the next
+        # chunk says so, otherwise it would count as two line ends.
+        self._cr_pending = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Add ``chunk``; return the data of every event completed by it, in order."""
+        chunk = self._normalise_newlines(chunk)
+        if not chunk:
+            return []
+        if b"\n\n" not in chunk and not (self._ends_with_lf and chunk[0] == 0x0A):
+            self._parts.append(chunk)
+            self._ends_with_lf = chunk[-1] == 0x0A
+            return []
+        self._parts.append(chunk)
+        buffered = b"".join(self._parts)
+        *blocks, rest = buffered.split(b"\n\n")
+        self._parts = [rest] if rest else []
+        self._ends_with_lf = rest.endswith(b"\n")
+        return _payloads(blocks)
+
+    def flush(self) -> list[bytes]:
+        """Return the data of an event left unterminated at the end of the stream."""
+        if self._cr_pending:
+            self._parts.append(b"\n")
+            self._cr_pending = False
+        buffered = b"".join(self._parts)
+        self._parts = []
+        self._ends_with_lf = False
+        return _payloads(buffered.split(b"\n\n"))
+
+    def _normalise_newlines(self, chunk: bytes) -> bytes:
+        """Turn "\\r\\n" and lone "\\r" line ends into "\\n"."""
+        if self._cr_pending:
+            chunk = b"\r" + chunk
+            self._cr_pending = False
+        if b"\r" not in chunk:
+            return chunk
+        if chunk[-1] == 0x0D:
+            self._cr_pending = True
+            chunk = chunk[:-1]
+        return chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def _payloads(blocks: list[bytes]) -> list[bytes]:
+    """Data payloads of the events in ``blocks`` (texts between blank lines)."""
+    payloads: list[bytes] = []
+    for block in blocks:
+        # The usual event is one "data: ..." line: take it without looking at lines.
+        if block.startswith(_DATA_PREFIX) and b"\n" not in block:
+            payloads.append(block[6:])
+            continue
+        data = _block_data(block)
+        if data is not None:
+            payloads.append(data)
+    return payloads
+
+
+def _block_data(block: bytes) -> bytes | None:
+    """Data of one event written over several lines; ``None`` if it has no data field."""
+    lines: list[bytes] = []
+    for line in block.split(b"\n"):
+        field, colon, value = line.partition(b":")
+        if field != b"data":
+            continue  # comment (empty field name), blank line or another field
+        if colon and value.startswith(b" "):
+            value = value[1:]
+        lines.append(value)
+    return b"\n".join(lines) if lines else None
+
+
+def encode_event(data: bytes) -> bytes:
+    """Frame ``data`` as one event: ``data: <data>\\n\\n`` (one data line per line of data)."""
+    if b"\n" not in data and b"\r" not in data:
+        return _DATA_PREFIX + data + b"\n\n"
+    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    return b"".join(_DATA_PREFIX + line + b"\n" for line in lines) + b"\n"

@@ -1,0 +1,145 @@
+"""The model registry: models declared in the config plus those each provider lists.
+
+Discovery runs at start and then every refresh interval. A provider that fails to
+list keeps its last good list (none if it never answered) and is tried again on the
+next refresh; its failure is kept in :attr:`ModelRegistry.status` for ``/v1/providers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from switchyard.config import Config
+from switchyard.errors import ModelNotFoundError, SwitchyardError
+from switchyard.providers.base import ModelEntry, ModelInfo, Provider
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ProviderStatus:
+    healthy: bool | None = None  # None: not listed yet
+    message: str = "not listed yet"
+    last_refresh: float = 0.0
+    models: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        status = {None: "unknown", True: "OK", False: "Error"}[self.healthy]
+        return {"status": status, "message": self.message, "last_refresh": self.last_refresh}
+
+
+class ModelRegistry:
+    def __init__(self, config: Config, providers: dict[str, Provider]) -> None:
+        self._config = config
+        self._providers = providers
+        self._declared: dict[str, ModelEntry] = {}
+        self._aliases: dict[str, ModelEntry] = {}
+        self._discovered: dict[str, dict[str, ModelEntry]] = {pid: {} for pid in providers}
+        self._index: dict[str, ModelEntry] = {}
+        self.status: dict[str, ProviderStatus] = {pid: ProviderStatus() for pid in providers}
+        for model in config.models:
+            entry = ModelEntry(
+                id=model.model_id,
+                provider_id=model.provider_id,
+                provider_model_id=model.provider_model_id,
+                model_type=model.model_type,
+                metadata=dict(model.metadata),
+                source="config",
+            )
+            self._declared[entry.id] = entry
+            for alias in model.aliases:
+                self._aliases[alias] = entry
+        self._rebuild()
+
+    # -- lookups -----------------------------------------------------------------
+
+    def resolve(self, model_id: str) -> ModelEntry:
+        entry = self._index.get(model_id)
+        if entry is not None:
+            return entry
+        provider_id, sep, rest = model_id.partition("/")
+        if sep and rest and provider_id in self._providers:
+            # Not listed (yet), but the prefix names a provider: let it decide.
+            return ModelEntry(
+                id=model_id,
+                provider_id=provider_id,
+                provider_model_id=rest,
+                model_type=None,
+                source="prefix",
+            )
+        raise ModelNotFoundError(model_id)
+
+    def models(self) -> list[ModelEntry]:
+        seen: dict[str, ModelEntry] = {}
+        for entry in self._index.values():
+            seen.setdefault(entry.id, entry)
+        return sorted(seen.values(), key=lambda e: e.id)
+
+    def provider(self, provider_id: str) -> Provider:
+        return self._providers[provider_id]
+
+    # -- discovery ---------------------------------------------------------------
+
+    async def refresh(self, time_limit: float) -> None:
+        """List every provider that discovers models, concurrently, each bounded."""
+        await asyncio.gather(
+            *(
+                self._refresh_one(pid, time_limit)
+                for pid, provider in self._providers.items()
+                if provider.config.discover
+            )
+        )
+
+    async def _refresh_one(self, provider_id: str, time_limit: float) -> None:
+        provider = self._providers[provider_id]
+        status = self.status[provider_id]
+        try:
+            infos = await asyncio.wait_for(provider.list_models(), time_limit)
+        except (SwitchyardError, TimeoutError) as err:
+            message = (
+                getattr(err, "message", None) or f"listing models timed out after {time_limit}s"
+            )
+            log.warning("provider %s: cannot list models: %s", provider_id, message)
+            status.healthy, status.message = False, message
+            return
+        allowed = provider.config.allowed_models
+        if allowed is not None:
+            infos = [i for i in infos if i.provider_model_id in allowed]
+        self._discovered[provider_id] = {
+            entry.id: entry for entry in (self._entry(provider_id, i) for i in infos)
+        }
+        status.healthy, status.message = True, "OK"
+        status.last_refresh, status.models = time.time(), len(infos)
+        self._rebuild()
+
+    @staticmethod
+    def _entry(provider_id: str, info: ModelInfo) -> ModelEntry:
+        return ModelEntry(
+            id=f"{provider_id}/{info.provider_model_id}",
+            provider_id=provider_id,
+            provider_model_id=info.provider_model_id,
+            model_type=info.model_type,
+            metadata=info.metadata,
+            created=info.created,
+            owned_by=info.owned_by,
+        )
+
+    def _rebuild(self) -> None:
+        # Build a fresh dict and swap it in: readers never see a half-built index.
+        index: dict[str, ModelEntry] = {}
+        for models in self._discovered.values():
+            index.update(models)
+        index.update(self._declared)
+        for alias, entry in self._aliases.items():
+            index.setdefault(alias, entry)
+        self._index = index
+
+    async def refresh_forever(self) -> None:
+        interval = self._config.server.model_refresh_interval
+        timeout = self._config.server.discovery_timeout
+        while True:
+            await asyncio.sleep(interval)
+            await self.refresh(timeout)

@@ -1,0 +1,71 @@
+"""The ASGI application: one factory that builds routes, state and the lifespan.
+
+Providers, their connection pools and the model registry are created in the lifespan,
+so that each worker process owns its own and binds them to its own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from switchyard.config import Config, config_from_environment
+from switchyard.providers import create_provider
+from switchyard.providers.base import Provider
+from switchyard.registry import ModelRegistry
+from switchyard.server import chat, completions, embeddings, meta, models, openapi
+from switchyard.server.errors import HANDLERS
+from switchyard.server.state import AppState
+
+log = logging.getLogger(__name__)
+
+
+def build_providers(config: Config) -> dict[str, Provider]:
+    return {p.id: create_provider(p) for p in config.providers}
+
+
+def create_app(config: Config, providers: dict[str, Provider] | None = None) -> Starlette:
+    """The app for ``config``. ``providers`` lets a test inject prebuilt ones."""
+    providers = build_providers(config) if providers is None else providers
+    state = AppState(config=config, providers=providers, registry=ModelRegistry(config, providers))
+    routes: list[BaseRoute] = [
+        *chat.routes(state),
+        *completions.routes(state),
+        *embeddings.routes(state),
+        *models.routes(state),
+        *meta.routes(state),
+        *openapi.routes(),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for provider in providers.values():
+            await provider.start()
+        await state.registry.refresh(config.server.discovery_timeout)
+        refresher = asyncio.create_task(state.registry.refresh_forever())
+        log.info(
+            "serving %d models from %d providers", len(state.registry.models()), len(providers)
+        )
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            for provider in providers.values():
+                await provider.close()
+
+    app = Starlette(routes=routes, exception_handlers=dict(HANDLERS), lifespan=lifespan)
+    app.state.switchyard = state
+    return app
+
+
+def app_from_environment() -> Any:
+    """Factory for uvicorn workers: each builds the same config from the environment."""
+    return create_app(config_from_environment())

@@ -1,0 +1,55 @@
+"""Relaying a provider's chunks to the client as Server-Sent Events.
+
+Each chunk is parsed once (by the provider), gets the client's model id (and our
+completion id), and is written as soon as it arrives: nothing is buffered. An error
+after the first byte cannot change the status any more, so it becomes one final
+``data: {"error": ...}`` event, which the openai SDK raises as an APIError.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from switchyard.errors import SwitchyardError
+
+log = logging.getLogger(__name__)
+
+DONE_EVENT = b"data: [DONE]\n\n"
+ChunkHook = Callable[[dict[str, Any]], None]
+CompleteHook = Callable[[], Awaitable[None]]
+
+
+async def relay(
+    chunks: AsyncIterator[dict[str, Any]],
+    overrides: dict[str, Any],
+    on_chunk: ChunkHook | None = None,
+    on_complete: CompleteHook | None = None,
+) -> AsyncIterator[bytes]:
+    """SSE bytes for ``chunks``. ``on_complete`` runs after the last chunk and before
+    ``[DONE]``, so a store that writes synchronously has the row before the client
+    hears the stream is over."""
+    dumps = orjson.dumps
+    try:
+        async for chunk in chunks:
+            if on_chunk is not None:
+                on_chunk(chunk)  # before the overrides: the hook sees the provider's id
+            chunk.update(overrides)
+            yield b"data: " + dumps(chunk) + b"\n\n"
+        if on_complete is not None:
+            await on_complete()
+        yield DONE_EVENT
+    except SwitchyardError as err:
+        log.warning("stream ended by an error: %s", err.message)
+        yield b"data: " + err.to_json() + b"\n\n"
+    except Exception:  # a bug must still end the stream in OpenAI's shape
+        log.exception("stream failed")
+        failure = SwitchyardError("The stream failed inside Switchyard; see its log.")
+        yield b"data: " + failure.to_json() + b"\n\n"
+    finally:
+        closer = getattr(chunks, "aclose", None)
+        if closer is not None:
+            await closer()

@@ -1,0 +1,276 @@
+"""Checks of the fields OpenAI defines, on the body as parsed (a plain dict).
+
+Only known fields are checked; unknown ones pass through to the provider (vLLM's
+``guided_choice``, say). A check returns a description of what is wrong, or None; the
+first problem becomes a 400 that names the field. ``null`` counts as absent, as in
+OpenAI's API. This is table-driven and allocation-light because it runs per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from switchyard.errors import InvalidRequestError
+
+Check = Callable[[Any], str | None]
+
+
+def _string(v: Any) -> str | None:
+    return None if isinstance(v, str) else "must be a string"
+
+
+def _nonempty_string(v: Any) -> str | None:
+    return None if isinstance(v, str) and v else "must be a non-empty string"
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _dict(v: Any) -> str | None:
+    return None if isinstance(v, dict) else "must be an object"
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Check:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, int) or isinstance(v, bool):
+            return "must be an integer"
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            return _range_text(lo, hi)
+        return None
+
+    return check
+
+
+def _number(lo: float | None = None, hi: float | None = None) -> Check:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return "must be a number"
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            return _range_text(lo, hi)
+        return None
+
+    return check
+
+
+def _range_text(lo: float | None, hi: float | None) -> str:
+    if lo is not None and hi is not None:
+        return f"must be between {lo} and {hi}"
+    return f"must be at least {lo}" if lo is not None else f"must be at most {hi}"
+
+
+def _one_of(*allowed: str) -> Check:
+    choices = ", ".join(repr(a) for a in allowed)
+
+    def check(v: Any) -> str | None:
+        return None if v in allowed else f"must be one of {choices}"
+
+    return check
+
+
+def _stop(v: Any) -> str | None:
+    if isinstance(v, str):
+        return None
+    if isinstance(v, list) and len(v) <= 4 and all(isinstance(s, str) for s in v):
+        return None
+    return "must be a string or a list of at most 4 strings"
+
+
+def _string_map(v: Any) -> str | None:
+    if isinstance(v, dict) and all(isinstance(x, str) for x in v.values()):
+        return None
+    return "must be an object whose values are strings"
+
+
+def _response_format(v: Any) -> str | None:
+    if not isinstance(v, dict):
+        return "must be an object"
+    kind = v.get("type")
+    if kind not in ("text", "json_object", "json_schema"):
+        return "type must be 'text', 'json_object' or 'json_schema'"
+    if kind == "json_schema":
+        schema = v.get("json_schema")
+        if not isinstance(schema, dict) or not isinstance(schema.get("name"), str):
+            return "json_schema must be an object with a 'name'"
+    return None
+
+
+def _tools(v: Any) -> str | None:
+    if not isinstance(v, list):
+        return "must be a list"
+    for i, tool in enumerate(v):
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            return f"[{i}] must be an object with type 'function'"
+        function = tool.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            return f"[{i}].function must be an object with a 'name'"
+    return None
+
+
+def _tool_choice(v: Any) -> str | None:
+    if v in ("none", "auto", "required"):
+        return None
+    if isinstance(v, dict) and isinstance(v.get("function"), dict):
+        return None
+    return "must be 'none', 'auto', 'required' or {'type': 'function', 'function': {...}}"
+
+
+def _stream_options(v: Any) -> str | None:
+    if not isinstance(v, dict):
+        return "must be an object"
+    usage = v.get("include_usage")
+    return None if usage is None or isinstance(usage, bool) else "include_usage must be a boolean"
+
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+
+
+def _content_part(part: Any) -> str | None:
+    if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+        return "must be an object whose type is one of " + ", ".join(sorted(PART_TYPES))
+    kind = part["type"]
+    if kind == "text" and not isinstance(part.get("text"), str):
+        return "text must be a string"
+    if kind == "image_url":
+        image = part.get("image_url")
+        if not isinstance(image, dict) or not isinstance(image.get("url"), str):
+            return "image_url must be an object with a 'url'"
+    if kind == "file" and not isinstance(part.get("file"), dict):
+        return "file must be an object"
+    return None
+
+
+def _message(i: int, message: Any) -> tuple[str, str] | None:
+    where = f"messages[{i}]"
+    if not isinstance(message, dict):
+        return where, "must be an object with 'role' and 'content'"
+    role = message.get("role")
+    if role not in ROLES:
+        return f"{where}.role", "must be one of " + ", ".join(sorted(ROLES))
+    problem = _content(where, role, message.get("content"))
+    if problem is None and role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        return f"{where}.tool_call_id", "is required for a tool message"
+    return problem
+
+
+def _content(where: str, role: str, content: Any) -> tuple[str, str] | None:
+    if isinstance(content, list):
+        for j, part in enumerate(content):
+            problem = _content_part(part)
+            if problem:
+                return f"{where}.content[{j}]", problem
+        return None
+    if content is None:
+        # An assistant turn that only called tools has no content.
+        return None if role == "assistant" else (f"{where}.content", "is required for this role")
+    if not isinstance(content, str):
+        return f"{where}.content", "must be a string or a list of content parts"
+    return None
+
+
+def check_messages(messages: Any) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise _invalid("messages", "must be a non-empty list of messages")
+    for i, message in enumerate(messages):
+        problem = _message(i, message)
+        if problem:
+            raise _invalid(*problem)
+
+
+def _prompt(v: Any) -> str | None:
+    if isinstance(v, str):
+        return None
+    if isinstance(v, list) and v:
+        if all(isinstance(x, str) for x in v) or all(_is_int(x) for x in v):
+            return None
+        if all(isinstance(x, list) and x and all(_is_int(t) for t in x) for x in v):
+            return None
+    return "must be a string, a non-empty list of strings, or token arrays"
+
+
+def _embedding_input(v: Any) -> str | None:
+    if isinstance(v, str):
+        return None if v else "must not be an empty string"
+    if not isinstance(v, list) or not v:
+        return "must be a non-empty string or a non-empty list"
+    if all(isinstance(x, str) for x in v):
+        return None if all(v) else "must not contain empty strings"
+    if all(_is_int(x) for x in v):
+        return None
+    if all(isinstance(x, list) and x and all(_is_int(t) for t in x) for x in v):
+        return None
+    return "must be a string, a list of strings, or token arrays"
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+_SAMPLING: dict[str, Check] = {
+    "model": _nonempty_string,
+    "stream": _bool,
+    "stream_options": _stream_options,
+    "n": _int(1, 128),
+    "temperature": _number(0, 2),
+    "top_p": _number(0, 1),
+    "max_tokens": _int(1),
+    "stop": _stop,
+    "seed": _int(),
+    "presence_penalty": _number(-2, 2),
+    "frequency_penalty": _number(-2, 2),
+    "logit_bias": _dict,
+    "user": _string,
+}
+
+CHAT: Mapping[str, Check] = {
+    **_SAMPLING,
+    "max_completion_tokens": _int(1),
+    "logprobs": _bool,
+    "top_logprobs": _int(0, 20),
+    "tools": _tools,
+    "tool_choice": _tool_choice,
+    "parallel_tool_calls": _bool,
+    "response_format": _response_format,
+    "store": _bool,
+    "metadata": _string_map,
+}
+
+COMPLETIONS: Mapping[str, Check] = {
+    **_SAMPLING,
+    "prompt": _prompt,
+    "suffix": _string,
+    "echo": _bool,
+    "best_of": _int(1, 20),
+    "logprobs": _int(0, 5),
+}
+
+EMBEDDINGS: Mapping[str, Check] = {
+    "model": _nonempty_string,
+    "input": _embedding_input,
+    "encoding_format": _one_of("float", "base64"),
+    "dimensions": _int(1),
+    "user": _string,
+}
+
+
+def _invalid(param: str, problem: str) -> InvalidRequestError:
+    return InvalidRequestError(f"Invalid '{param}': {problem}.", param=param)
+
+
+def check_body(body: Any, fields: Mapping[str, Check], required: tuple[str, ...]) -> None:
+    """Raise a 400 naming the first bad field; unknown fields are left alone."""
+    if not isinstance(body, dict):
+        raise InvalidRequestError("The request body must be a JSON object.")
+    for name in required:
+        if body.get(name) is None:
+            raise InvalidRequestError(f"Missing required parameter: '{name}'.", param=name)
+    for name, value in body.items():
+        check = fields.get(name)
+        if check is not None and value is not None:
+            problem = check(value)
+            if problem:
+                raise _invalid(name, problem)
+    if body.get("stream_options") is not None and not body.get("stream"):
+        raise _invalid("stream_options", "is only allowed when 'stream' is true")
