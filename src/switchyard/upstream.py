@@ -199,3 +199,9 @@ class RetryTransport:
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def default_transport(*, timeout: float, connect_timeout: float, max_retries: int) -> Transport:
+    """The live stack: retries around the real network transport."""
+    real = AiohttpTransport(timeout=timeout, connect_timeout=connect_timeout)
+    return RetryTransport(real, max_retries=max_retries)

@@ -26,11 +26,10 @@ from switchyard.errors import (
 from switchyard.providers.base import JSON, ModelInfo
 from switchyard.recording.sse import DONE, SSEParser
 from switchyard.upstream import (
-    AiohttpTransport,
-    RetryTransport,
     Transport,
     UpstreamRequest,
     UpstreamResponse,
+    default_transport,
 )
 
 # Name fragments of embedding model families, for lists that do not say a model's type.
@@ -72,8 +71,9 @@ class OpenAICompatProvider:
                 f"provider '{config.id}' (type {self.type}) needs a base_url in its config"
             )
         self.base_url = base_url.rstrip("/")
-        self._transport = transport or RetryTransport(
-            AiohttpTransport(timeout=config.timeout, connect_timeout=config.connect_timeout),
+        self._transport = transport or default_transport(
+            timeout=config.timeout,
+            connect_timeout=config.connect_timeout,
             max_retries=config.max_retries,
         )
         self._headers = {"User-Agent": f"switchyard/{__version__}"}

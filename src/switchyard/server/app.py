@@ -15,19 +15,22 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from switchyard import metrics
 from switchyard.config import Config, config_from_environment
 from switchyard.providers import create_provider
 from switchyard.providers.base import Provider
 from switchyard.registry import ModelRegistry
-from switchyard.server import chat, completions, embeddings, meta, models, openapi
+from switchyard.server import chat, completions, embeddings, meta, models, openapi, stored
 from switchyard.server.errors import HANDLERS
 from switchyard.server.state import AppState
+from switchyard.store import open_sink
+from switchyard.transports import transport_for
 
 log = logging.getLogger(__name__)
 
 
 def build_providers(config: Config) -> dict[str, Provider]:
-    return {p.id: create_provider(p) for p in config.providers}
+    return {p.id: create_provider(p, transport_for(config, p)) for p in config.providers}
 
 
 def create_app(config: Config, providers: dict[str, Provider] | None = None) -> Starlette:
@@ -38,15 +41,18 @@ def create_app(config: Config, providers: dict[str, Provider] | None = None) -> 
         *chat.routes(state),
         *completions.routes(state),
         *embeddings.routes(state),
+        *stored.routes(state),
         *models.routes(state),
         *meta.routes(state),
         *openapi.routes(),
+        *metrics.routes(),
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for provider in providers.values():
             await provider.start()
+        state.sink = await open_sink(config)
         await state.registry.refresh(config.server.discovery_timeout)
         refresher = asyncio.create_task(state.registry.refresh_forever())
         log.info(
@@ -60,6 +66,8 @@ def create_app(config: Config, providers: dict[str, Provider] | None = None) -> 
                 await refresher
             for provider in providers.values():
                 await provider.close()
+            if state.sink is not None:
+                await state.sink.close()
 
     app = Starlette(routes=routes, exception_handlers=dict(HANDLERS), lifespan=lifespan)
     app.state.switchyard = state

@@ -105,6 +105,7 @@ OPERATIONS: list[tuple[str, str, str, str | None, bool]] = [
     ("get", "/v1/providers/{provider_id}", "Get a provider", None, False),
     ("get", "/v1/health", "Health", None, False),
     ("get", "/v1/version", "Version", None, False),
+    ("get", "/metrics", "Prometheus metrics", None, False),
 ]
 
 

@@ -35,6 +35,10 @@ class CompletionSink(Protocol):
         """Queue (or, with sync durability, write) the call; must not raise."""
         ...
 
+    async def close(self) -> None:
+        """Flush what is queued, then release the database."""
+        ...
+
 
 @dataclass(slots=True)
 class AppState:
