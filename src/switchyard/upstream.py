@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from switchyard.errors import UpstreamTimeoutError, UpstreamUnavailableError
+from switchyard.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class _AiohttpResponse:
         try:
             return await self._response.read()
         except (aiohttp.ClientError, TimeoutError) as err:
-            raise _network_error(self._request, err) from err
+            raise _broken(self._request, err) from err
         finally:
             self._response.release()
 
@@ -75,7 +75,7 @@ class _AiohttpResponse:
             async for chunk in self._response.content.iter_any():
                 yield chunk
         except (aiohttp.ClientError, TimeoutError) as err:
-            raise _network_error(self._request, err) from err
+            raise _broken(self._request, err) from err
         finally:
             self._response.release()
 
@@ -95,6 +95,16 @@ def _network_error(
     return UpstreamUnavailableError(
         f"{where} cannot be reached ({type(err).__name__}: {err}); "
         "check that it is running and that its base_url is right",
+        provider_id=request.provider_id,
+    )
+
+
+def _broken(request: UpstreamRequest, err: BaseException) -> UpstreamError:
+    """The answer had started: a timeout is still a timeout, anything else a broken reply."""
+    if isinstance(err, (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return _network_error(request, err)
+    return UpstreamError(
+        f"provider '{request.provider_id}' broke off its answer ({type(err).__name__}: {err})",
         provider_id=request.provider_id,
     )
 

@@ -1,4 +1,4 @@
-"""Fireworks AI: embeddings refuse ``user`` and cannot answer in base64."""
+"""Fireworks AI: embeddings refuse ``user``; its list says a model's ``kind``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ class FireworksProvider(OpenAICompatProvider):
     default_base_url: ClassVar[str | None] = "https://api.fireworks.ai/inference/v1"
     api_key_env: ClassVar[str | None] = "FIREWORKS_API_KEY"
     base_url_env: ClassVar[str | None] = "FIREWORKS_BASE_URL"
-    embedding_base64: ClassVar[bool] = False
     embedding_dropped_fields: ClassVar[frozenset[str]] = frozenset({"user"})
 
     def classify_model(self, entry: JSON) -> ModelType:

@@ -1,7 +1,7 @@
 """Ollama through its OpenAI-compatible ``/v1`` API.
 
 It ignores ``n`` (so n > 1 is refused rather than silently answered with one choice)
-and returns floats when asked for base64 (so we encode).
+and returns floats when asked for base64 (the shared adapter encodes those).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ class OllamaProvider(OpenAICompatProvider):
     type: ClassVar[str] = "ollama"
     default_base_url: ClassVar[str | None] = "http://localhost:11434/v1"
     max_n: ClassVar[int | None] = 1
-    embedding_base64: ClassVar[bool] = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProviderConfig | None:

@@ -57,7 +57,6 @@ class OpenAICompatProvider:
     supports_completions: ClassVar[bool] = True
     max_n: ClassVar[int | None] = None
     stream_max_n: ClassVar[int | None] = None
-    embedding_base64: ClassVar[bool] = True
     embedding_dropped_fields: ClassVar[frozenset[str]] = frozenset()
     embedding_refused_fields: ClassVar[frozenset[str]] = frozenset()
     embedding_metadata: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
@@ -185,12 +184,9 @@ class OpenAICompatProvider:
         return self._events(response)
 
     async def embeddings(self, body: JSON) -> JSON:
-        wants_base64 = body.get("encoding_format") == "base64"
-        prepared = self.prepare_embeddings(body)
-        if wants_base64 and not self.embedding_base64:
-            prepared["encoding_format"] = "float"
-        result = await self._json("/embeddings", prepared)
-        if wants_base64:
+        result = await self._json("/embeddings", self.prepare_embeddings(body))
+        if body.get("encoding_format") == "base64":
+            # Some providers (Ollama) answer floats whatever was asked: encode them here.
             encode_embeddings_base64(result)
         return result
 

@@ -60,6 +60,14 @@ def _range_text(lo: float | None, hi: float | None) -> str:
     return f"must be at least {lo}" if lo is not None else f"must be at most {hi}"
 
 
+def _completion_logprobs(v: Any) -> str | None:
+    # OpenAI defines an integer 0..5; Llama Stack's clients send true/false, which the
+    # OpenAI-compatible servers behind it accept, so those pass through too.
+    if isinstance(v, bool):
+        return None
+    return _int(0, 5)(v)
+
+
 def _one_of(*allowed: str) -> Check:
     choices = ", ".join(repr(a) for a in allowed)
 
@@ -215,7 +223,7 @@ _SAMPLING: dict[str, Check] = {
     "n": _int(1, 128),
     "temperature": _number(0, 2),
     "top_p": _number(0, 1),
-    "max_tokens": _int(1),
+    "max_tokens": _int(0),
     "stop": _stop,
     "seed": _int(),
     "presence_penalty": _number(-2, 2),
@@ -226,7 +234,7 @@ _SAMPLING: dict[str, Check] = {
 
 CHAT: Mapping[str, Check] = {
     **_SAMPLING,
-    "max_completion_tokens": _int(1),
+    "max_completion_tokens": _int(0),
     "logprobs": _bool,
     "top_logprobs": _int(0, 20),
     "tools": _tools,
@@ -243,7 +251,7 @@ COMPLETIONS: Mapping[str, Check] = {
     "suffix": _string,
     "echo": _bool,
     "best_of": _int(1, 20),
-    "logprobs": _int(0, 5),
+    "logprobs": _completion_logprobs,
 }
 
 EMBEDDINGS: Mapping[str, Check] = {

@@ -1,0 +1,298 @@
+"""Every bad input gets OpenAI's error shape with the right status; the server survives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from tests.support.faulty_upstream import FaultyUpstream
+from tests.support.server import ServerHandle, free_port, thread_server
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FaultyUpstream]:
+    fake = FaultyUpstream(slow_seconds=3.0).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def server(upstream: FaultyUpstream) -> Iterator[ServerHandle]:
+    config = {
+        "server": {"max_body_bytes": 100_000},
+        "providers": [
+            {
+                "id": "up",
+                "type": "openai_compatible",
+                "base_url": upstream.url + "/v1",
+                "max_retries": 0,
+                "timeout": 1.0,
+            },
+            {
+                "id": "retrying",
+                "type": "openai_compatible",
+                "base_url": upstream.url + "/v1",
+                "max_retries": 2,
+                "discover": False,
+            },
+            {
+                "id": "down",
+                "type": "openai_compatible",
+                "base_url": f"http://127.0.0.1:{free_port()}/v1",
+                "max_retries": 0,
+                "connect_timeout": 1.0,
+            },
+            {
+                "id": "together",
+                "type": "together",
+                "base_url": upstream.url + "/v1",
+                "max_retries": 0,
+            },
+            {"id": "groq", "type": "groq", "base_url": upstream.url + "/v1", "max_retries": 0},
+            {"id": "st", "type": "sentence-transformers"},
+        ],
+    }
+    with thread_server(config) as handle:
+        yield handle
+
+
+def _post(server: ServerHandle, path: str, **kwargs: Any) -> httpx.Response:
+    return httpx.post(server.base_url + path, timeout=10, **kwargs)
+
+
+def _error(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("content", "param"),
+    [
+        (b"{not json", None),
+        (b"", None),
+        (b"[1, 2]", None),
+        (b'{"messages": []}', "model"),
+        (b'{"model": "up/ok"}', "messages"),
+        (b'{"model": 5, "messages": [{"role": "user", "content": "x"}]}', "model"),
+        (b'{"model": "up/ok", "messages": []}', "messages"),
+        (
+            b'{"model": "up/ok", "messages": [{"role": "wizard", "content": "x"}]}',
+            "messages[0].role",
+        ),
+        (
+            b'{"model": "up/ok", "messages": [{"role": "user", "content": 7}]}',
+            "messages[0].content",
+        ),
+        (
+            b'{"model": "up/ok", "messages": [{"role": "user", "content": [{"type": "video"}]}]}',
+            "messages[0].content[0]",
+        ),
+        (
+            b'{"model": "up/ok", "messages": [{"role": "tool", "content": "x"}]}',
+            "messages[0].tool_call_id",
+        ),
+        (
+            b'{"model": "up/ok", "messages": [{"role": "user", "content": "x"}], "temperature": 3}',
+            "temperature",
+        ),
+        (b'{"model": "up/ok", "messages": [{"role": "user", "content": "x"}], "n": "2"}', "n"),
+        (
+            b'{"model": "up/ok", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+            "stream",
+        ),
+        (
+            b'{"model": "up/ok", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": true}}',
+            "stream_options",
+        ),
+        (
+            b'{"model": "up/ok", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}}',
+            "response_format",
+        ),
+        (
+            b'{"model": "up/ok", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}',
+            "tools",
+        ),
+        (
+            b'{"model": "up/ok", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 50}',
+            "top_logprobs",
+        ),
+        (
+            b'{"model": "up/ok", "messages": [{"role": "user", "content": "x"}], "stop": ["a","b","c","d","e"]}',
+            "stop",
+        ),
+    ],
+)
+def test_malformed_chat_requests_are_400(
+    server: ServerHandle, content: bytes, param: str | None
+) -> None:
+    error = _error(_post(server, "/chat/completions", content=content), 400)
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "up/ok", "prompt": []}, "prompt"),
+        ({"model": "up/ok", "prompt": "x", "logprobs": 6}, "logprobs"),
+        ({"model": "up/ok", "prompt": "x", "echo": "no"}, "echo"),
+        ({"model": "up/ok"}, "prompt"),
+    ],
+)
+def test_malformed_completions_are_400(
+    server: ServerHandle, body: dict[str, Any], param: str
+) -> None:
+    assert _error(_post(server, "/completions", json=body), 400)["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "st/all-MiniLM-L6-v2", "input": []}, "input"),
+        ({"model": "st/all-MiniLM-L6-v2", "input": ""}, "input"),
+        ({"model": "st/all-MiniLM-L6-v2", "input": [1.5]}, "input"),
+        (
+            {"model": "st/all-MiniLM-L6-v2", "input": "x", "encoding_format": "hex"},
+            "encoding_format",
+        ),
+        ({"model": "st/all-MiniLM-L6-v2", "input": "x", "dimensions": 0}, "dimensions"),
+        ({"input": "x"}, "model"),
+    ],
+)
+def test_malformed_embeddings_are_400(
+    server: ServerHandle, body: dict[str, Any], param: str
+) -> None:
+    assert _error(_post(server, "/embeddings", json=body), 400)["param"] == param
+
+
+def test_unknown_model_is_404_with_a_way_forward(server: ServerHandle) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="nowhere/gpt-9", messages=MESSAGES)  # type: ignore[arg-type]
+    assert info.value.code == "model_not_found"
+    assert "GET /v1/models" in info.value.message
+    assert (
+        _error(httpx.get(server.base_url + "/models/nowhere/gpt-9"), 404)["code"]
+        == "model_not_found"
+    )
+
+
+def test_model_of_the_wrong_type_is_400(server: ServerHandle) -> None:
+    chat = {"model": "st/all-MiniLM-L6-v2", "messages": MESSAGES}
+    error = _error(_post(server, "/chat/completions", json=chat), 400)
+    assert "embedding model" in error["message"] and "/v1/embeddings" in error["message"]
+    embed = {"model": "up/ok", "input": "x"}
+    error = _error(_post(server, "/embeddings", json=embed), 400)
+    assert "language model" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param", "words"),
+    [
+        (
+            "/chat/completions",
+            {"model": "together/m", "messages": MESSAGES, "n": 2, "stream": True},
+            "n",
+            "while streaming",
+        ),
+        ("/chat/completions", {"model": "groq/m", "messages": MESSAGES, "n": 3}, "n", "n=3"),
+        ("/completions", {"model": "groq/m", "prompt": "x"}, "prompt", "/v1/completions"),
+        (
+            "/embeddings",
+            {"model": "together/m2", "input": "x", "dimensions": 8},
+            "dimensions",
+            "dimensions",
+        ),
+    ],
+)
+def test_parameters_a_provider_refuses_are_named(
+    server: ServerHandle, path: str, body: dict[str, Any], param: str, words: str
+) -> None:
+    error = _error(_post(server, path, json=body), 400)
+    assert error["param"] == param
+    assert words in error["message"] and body["model"].split("/")[0] in error["message"]
+
+
+def test_together_embeddings_drop_user_silently(
+    server: ServerHandle, upstream: FaultyUpstream
+) -> None:
+    response = _post(
+        server, "/embeddings", json={"model": "together/e", "input": "x", "user": "u1"}
+    )
+    assert response.status_code == 200
+    assert "user" not in upstream.bodies[-1]
+
+
+@pytest.mark.parametrize(
+    ("model", "status", "kind"),
+    [
+        ("up/status-400", 400, "test_error"),
+        ("up/status-404", 404, "test_error"),
+        ("up/status-429", 429, "test_error"),
+        ("up/status-500", 502, "upstream_error"),
+        ("up/status-401", 502, "upstream_error"),
+        ("up/slow", 504, "upstream_timeout"),
+        ("down/anything", 503, "upstream_unavailable"),
+    ],
+)
+def test_upstream_failures_map_to_gateway_statuses(
+    server: ServerHandle, model: str, status: int, kind: str
+) -> None:
+    error = _error(
+        _post(server, "/chat/completions", json={"model": model, "messages": MESSAGES}), status
+    )
+    assert error["type"] == kind
+    assert model.split("/", maxsplit=1)[0] in error["message"]
+
+
+def test_retries_honour_retry_after(server: ServerHandle, upstream: FaultyUpstream) -> None:
+    response = _post(
+        server, "/chat/completions", json={"model": "retrying/flaky", "messages": MESSAGES}
+    )
+    assert response.status_code == 200
+    assert upstream.calls["flaky"] == 2
+
+
+@pytest.mark.parametrize("model", ["up/break-stream", "up/cut-stream"])
+def test_errors_after_the_first_byte_end_the_stream_with_an_error_event(
+    server: ServerHandle, model: str
+) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+    received = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in client.chat.completions.create(model=model, messages=MESSAGES, stream=True):  # type: ignore[arg-type]
+            received.append(chunk.choices[0].delta.content)
+    assert received == ["first"]
+    assert "provider 'up'" in info.value.message
+
+
+def test_too_large_is_413(server: ServerHandle) -> None:
+    big = {"model": "up/ok", "messages": [{"role": "user", "content": "x" * 200_000}]}
+    error = _error(_post(server, "/chat/completions", json=big), 413)
+    assert "max_body_bytes" in error["message"]
+
+
+def test_unknown_routes_and_methods(server: ServerHandle) -> None:
+    _error(httpx.get(server.url + "/v1/nothing-here"), 404)
+    _error(httpx.delete(server.base_url + "/models"), 405)
+
+
+def test_a_thousand_malformed_requests_leave_it_healthy(server: ServerHandle) -> None:
+    bad = [b"{", b"null", b'{"model": 1}', b'{"model": "x", "messages": "no"}', b"\xff\xfe"]
+    with httpx.Client(base_url=server.base_url, timeout=10) as client:
+        for i in range(1000):
+            response = client.post("/chat/completions", content=bad[i % len(bad)])
+            assert response.status_code in (400, 404)
+            assert "error" in response.json()
+        assert client.get("/health").json() == {"status": "OK"}
+        ok = client.post("/chat/completions", json={"model": "up/ok", "messages": MESSAGES})
+        assert ok.json()["choices"][0]["message"]["content"] == "fine"

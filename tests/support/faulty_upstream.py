@@ -1,0 +1,136 @@
+"""An OpenAI-compatible upstream that fails on purpose, chosen by the model name.
+
+ok            a normal chat completion / stream / embedding
+status-NNN    answers HTTP NNN with an OpenAI-shaped error body
+slow          answers after ``slow_seconds`` (for timeouts)
+break-stream  streams one chunk, then an error event
+cut-stream    streams one chunk, then drops the connection
+flaky         fails with 503 (Retry-After: 0) on the first try, then answers
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+def _chunk(model: str, content: str, finish: str | None = None) -> bytes:
+    chunk = {
+        "id": "chatcmpl-up",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
+    }
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def _completion(model: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-up",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "fine"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+class FaultyUpstream:
+    def __init__(self, slow_seconds: float = 3.0) -> None:
+        self.slow_seconds = slow_seconds
+        self.calls: dict[str, int] = {}
+        self.bodies: list[dict[str, Any]] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FaultyUpstream:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    async def _models(self, request: web.Request) -> web.Response:
+        names = ["ok", "slow", "break-stream", "cut-stream", "flaky", "text-embed"]
+        data = [{"id": n, "object": "model", "created": 1, "owned_by": "test"} for n in names]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.bodies.append(body)
+        data = [{"object": "embedding", "index": 0, "embedding": [0.5, -0.25, 1.0]}]
+        payload = {"object": "list", "data": data, "model": body["model"], "usage": {}}
+        return web.json_response(payload)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.bodies.append(body)
+        model = body["model"]
+        self.calls[model] = self.calls.get(model, 0) + 1
+        if model.startswith("status-"):
+            status = int(model.removeprefix("status-"))
+            error = {
+                "message": f"upstream says {status}",
+                "type": "test_error",
+                "param": "temperature",
+                "code": None,
+            }
+            return web.json_response({"error": error}, status=status)
+        if model == "flaky" and self.calls[model] == 1:
+            return web.json_response(
+                {"error": {"message": "busy"}}, status=503, headers={"Retry-After": "0"}
+            )
+        if model == "slow":
+            await asyncio.sleep(self.slow_seconds)
+        if body.get("stream"):
+            return await self._stream(request, model)
+        return web.json_response(_completion(model))
+
+    async def _stream(self, request: web.Request, model: str) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(_chunk(model, "first"))
+        if model == "break-stream":
+            await response.write(b'data: {"error": {"message": "model crashed"}}\n\n')
+            return response
+        if model == "cut-stream":
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        await response.write(_chunk(model, " second", "stop"))
+        await response.write(b"data: [DONE]\n\n")
+        return response
