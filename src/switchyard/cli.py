@@ -6,6 +6,7 @@ environment variables, so every worker process (``--workers N``) builds the same
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 
@@ -85,6 +86,11 @@ def run(
     server = config.server
     import uvicorn
 
+    level = (log_level or server.log_level).upper()
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    # Our own loggers print through uvicorn's handler, in its format.
+    log_config["loggers"]["switchyard"] = {"handlers": ["default"], "level": level}
+
     uvicorn.run(
         "switchyard.server.app:app_from_environment",
         factory=True,
@@ -93,7 +99,8 @@ def run(
         workers=workers or server.workers,
         loop="uvloop",
         http="httptools",
-        log_level=log_level or server.log_level,
+        log_level=level.lower(),
+        log_config=log_config,
         access_log=server.access_log,
         lifespan="on",
         timeout_graceful_shutdown=30,

@@ -1,0 +1,99 @@
+"""Provider quirks as data and hooks, checked without the network."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any
+
+import pytest
+
+from switchyard.config import ProviderConfig
+from switchyard.errors import ConfigError, UnsupportedParameterError
+from switchyard.providers import create_provider, provider_class
+from switchyard.providers.openai_compat import OpenAICompatProvider, encode_embeddings_base64
+
+
+def make(type_name: str, **kwargs: Any) -> Any:
+    return create_provider(ProviderConfig(id=type_name, type=type_name, **kwargs))
+
+
+def test_together_reads_its_bare_list_with_types_and_dimension_table() -> None:
+    provider = make("together")
+    models = provider.parse_model_list(
+        [
+            {"id": "meta/chat", "type": "chat", "context_length": 8192},
+            {"id": "togethercomputer/m2-bert-80M-32k-retrieval", "type": "embedding"},
+            {"id": "flux", "type": "image"},
+            {"id": "old/lm", "type": "language"},
+        ]
+    )
+    by_id = {m.provider_model_id: m for m in models}
+    assert set(by_id) == {"meta/chat", "togethercomputer/m2-bert-80M-32k-retrieval", "old/lm"}
+    assert by_id["meta/chat"].model_type == "llm"
+    assert by_id["meta/chat"].metadata == {"context_length": 8192}
+    bert = by_id["togethercomputer/m2-bert-80M-32k-retrieval"]
+    assert bert.model_type == "embedding"
+    assert bert.metadata == {"embedding_dimension": 768, "context_length": 32768}
+
+
+def test_openai_style_list_and_vllm_context_length() -> None:
+    models = make("vllm", base_url="http://x/v1").parse_model_list(
+        {"object": "list", "data": [{"id": "Qwen/Qwen3-0.6B", "max_model_len": 8192}]}
+    )
+    assert models[0].metadata == {"context_length": 8192}
+    assert models[0].model_type == "llm"
+
+
+@pytest.mark.parametrize(
+    ("type_name", "body", "param"),
+    [
+        ("together", {"n": 2, "stream": True}, "n"),
+        ("groq", {"n": 2}, "n"),
+        ("ollama", {"n": 4}, "n"),
+    ],
+)
+def test_n_limits(type_name: str, body: dict[str, Any], param: str) -> None:
+    with pytest.raises(UnsupportedParameterError) as info:
+        make(type_name).prepare_chat(body)
+    assert info.value.param == param and type_name in info.value.message
+
+
+def test_limits_do_not_touch_what_is_allowed() -> None:
+    body = {"n": 2, "stream": False}
+    assert make("together").prepare_chat(body) is body
+    assert make("fireworks").prepare_chat({"n": 3, "stream": True})
+
+
+def test_embedding_fields_dropped_or_refused() -> None:
+    together = make("together")
+    assert together.prepare_embeddings({"input": "x", "user": "u"}) == {"input": "x"}
+    with pytest.raises(UnsupportedParameterError, match="dimensions"):
+        together.prepare_embeddings({"input": "x", "dimensions": 8})
+    assert make("fireworks").prepare_embeddings({"input": "x", "user": "u"}) == {"input": "x"}
+    assert make("openai").prepare_embeddings({"input": "x", "user": "u"})["user"] == "u"
+
+
+def test_groq_refuses_legacy_completions() -> None:
+    with pytest.raises(UnsupportedParameterError, match="completions"):
+        make("groq").prepare_completions({"prompt": "x"})
+
+
+def test_base64_is_little_endian_float32() -> None:
+    result = {"data": [{"embedding": [1.0, -2.5]}, {"embedding": "already"}]}
+    encode_embeddings_base64(result)
+    raw = base64.b64decode(result["data"][0]["embedding"])
+    assert struct.unpack("<2f", raw) == (1.0, -2.5)
+    assert result["data"][1]["embedding"] == "already"
+
+
+def test_registry_names_and_import_paths() -> None:
+    assert provider_class("openai_compatible") is OpenAICompatProvider
+    assert (
+        provider_class("switchyard.providers.openai_compat:OpenAICompatProvider")
+        is OpenAICompatProvider
+    )
+    with pytest.raises(ConfigError, match="unknown provider type"):
+        provider_class("nonsense")
+    with pytest.raises(ConfigError, match="needs a base_url"):
+        make("openai_compatible")

@@ -1,0 +1,87 @@
+"""Request checks: known fields validated, unknown ones untouched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from switchyard.errors import InvalidRequestError
+from switchyard.server.validation import CHAT, COMPLETIONS, EMBEDDINGS, check_body, check_messages
+
+OK_MESSAGES = [
+    {"role": "system", "content": "be brief"},
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "what is this"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
+            {"type": "file", "file": {"file_id": "f1"}},
+        ],
+    },
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        ],
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": "42"},
+]
+
+
+def test_a_full_valid_chat_body_passes_with_unknown_fields() -> None:
+    body = {
+        "model": "p/m",
+        "messages": OK_MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "n": 2,
+        "temperature": 0.2,
+        "top_p": 1,
+        "max_tokens": 10,
+        "max_completion_tokens": 10,
+        "stop": ["\n"],
+        "seed": 1,
+        "logprobs": True,
+        "top_logprobs": 3,
+        "user": "u",
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        "tool_choice": {"type": "function", "function": {"name": "f"}},
+        "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {}}},
+        "guided_choice": ["a", "b"],
+        "temperature_extra": "anything",
+    }
+    check_body(body, CHAT, ("model", "messages"))
+    check_messages(body["messages"])
+
+
+def test_null_counts_as_absent() -> None:
+    check_body({"model": "m", "messages": [], "temperature": None, "n": None}, CHAT, ("model",))
+
+
+@pytest.mark.parametrize(
+    ("fields", "body", "param"),
+    [
+        (COMPLETIONS, {"model": "m", "prompt": [[1, 2], [3]], "logprobs": 5}, None),
+        (COMPLETIONS, {"model": "m", "prompt": [1, 2, 3], "echo": True, "suffix": "x"}, None),
+        (COMPLETIONS, {"model": "m", "prompt": ["a", 1]}, "prompt"),
+        (COMPLETIONS, {"model": "m", "prompt": "a", "logprobs": -1}, "logprobs"),
+        (COMPLETIONS, {"model": "m", "prompt": "a", "best_of": 0}, "best_of"),
+        (EMBEDDINGS, {"model": "m", "input": [[1, 2]], "dimensions": 3}, None),
+        (EMBEDDINGS, {"model": "m", "input": ["a", ""]}, "input"),
+        (EMBEDDINGS, {"model": "m", "input": "a", "user": 3}, "user"),
+        (CHAT, {"model": "m", "messages": [], "n": True}, "n"),
+        (CHAT, {"model": "m", "messages": [], "seed": 1.5}, "seed"),
+        (CHAT, {"model": "m", "messages": [], "metadata": {"k": 1}}, "metadata"),
+        (CHAT, {"model": "m", "messages": [], "tool_choice": "sometimes"}, "tool_choice"),
+    ],
+)
+def test_field_checks(fields: Any, body: dict[str, Any], param: str | None) -> None:
+    if param is None:
+        check_body(body, fields, ("model",))
+        return
+    with pytest.raises(InvalidRequestError) as info:
+        check_body(body, fields, ("model",))
+    assert info.value.param == param
+    assert param in info.value.message

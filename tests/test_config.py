@@ -1,0 +1,117 @@
+"""Config: YAML + env substitution, defaults from the environment, clear failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from switchyard.config import config_from_environment, default_config, load_config, substitute_env
+from switchyard.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("${env.A}", {"A": "1"}, "1"),
+        ("x-${env.A}-y", {"A": "1"}, "x-1-y"),
+        ("${env.A:=dflt}", {}, "dflt"),
+        ("${env.A:=dflt}", {"A": ""}, "dflt"),
+        ("${env.A:=dflt}", {"A": "set"}, "set"),
+        ("${env.A:+on}", {"A": "k"}, "on"),
+        ("${env.A:+on}", {}, ""),
+        ("plain", {}, "plain"),
+    ],
+)
+def test_substitution(text: str, env: dict[str, str], expected: str) -> None:
+    assert substitute_env(text, env) == expected
+
+
+def test_a_missing_required_variable_names_it() -> None:
+    with pytest.raises(ConfigError, match="NOPE is not set"):
+        substitute_env("${env.NOPE}", {}, "f.yaml: providers[0].api_key")
+
+
+def test_file_with_substitution_and_disabled_provider(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        """
+server: {port: "${env.PORT:=9000}"}
+providers:
+  - {id: "${env.GROQ_API_KEY:+groq}", type: groq, api_key: "${env.GROQ_API_KEY:=}"}
+  - {id: t, type: together, api_key: "${env.TKEY}"}
+models:
+  - {provider_id: t, provider_model_id: m/x, aliases: [short]}
+"""
+    )
+    config = load_config(path, {"TKEY": "secret"})
+    assert config.server.port == 9000
+    assert [p.id for p in config.providers] == ["t"]
+    assert config.providers[0].api_key == "secret"
+    assert config.models[0].model_id == "t/m/x"
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "words"),
+    [
+        ("server: {port: high}", "server.port"),
+        ("providers: [{id: a}]", "providers.0.type"),
+        ("bogus: 1", "bogus"),
+        ("store: {policy: sometimes}", "store.policy"),
+        ("recording: {mode: replai}", "recording.mode"),
+        ("providers: [{id: a, type: openai}, {id: a, type: openai}]", "appears twice"),
+        ("[1, 2", "invalid YAML"),
+        ("- a list", "must be a mapping"),
+    ],
+)
+def test_bad_config_names_file_and_field(tmp_path: Path, yaml_text: str, words: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert str(path) in info.value.message
+    assert words in info.value.message
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml", {})
+
+
+def test_default_enables_providers_from_the_environment() -> None:
+    env = {
+        "TOGETHER_API_KEY": "t",
+        "TOGETHER_BASE_URL": "http://127.0.0.1:1/v1",
+        "GROQ_API_KEY": "g",
+        "OLLAMA_URL": "http://127.0.0.1:11434/",
+        "VLLM_URL": "http://127.0.0.1:8000/v1",
+        "VLLM_API_TOKEN": "v",
+    }
+    providers = {p.id: p for p in default_config(env).providers}
+    assert sorted(providers) == ["groq", "ollama", "sentence-transformers", "together", "vllm"]
+    assert providers["together"].base_url == "http://127.0.0.1:1/v1"
+    assert providers["groq"].base_url is None  # the provider's own default
+    assert providers["ollama"].base_url == "http://127.0.0.1:11434/v1"
+    assert providers["vllm"].api_key == "v"
+
+
+def test_default_with_nothing_set_is_inline_embeddings_only(tmp_path: Path) -> None:
+    config = default_config({})
+    assert [p.type for p in config.providers] == ["sentence-transformers"]
+    assert config.store.url is None and config.recording.mode == "live"
+
+
+def test_switchyard_variables_override(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("providers: []")
+    env = {
+        "SWITCHYARD_CONFIG": str(path),
+        "SWITCHYARD_STORE_URL": "postgresql://postgres@127.0.0.1:5432/test",
+        "SWITCHYARD_RECORD_MODE": "replay",
+        "SWITCHYARD_CASSETTES": str(tmp_path),
+    }
+    config = config_from_environment(env)
+    assert config.store.url == env["SWITCHYARD_STORE_URL"]
+    assert config.recording.mode == "replay"
+    with pytest.raises(ConfigError, match=r"recording\.mode"):
+        config_from_environment({**env, "SWITCHYARD_RECORD_MODE": "sometimes"})
