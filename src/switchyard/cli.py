@@ -15,6 +15,7 @@ import click
 from switchyard._version import __version__
 from switchyard.config import Config, config_from_environment
 from switchyard.errors import ConfigError
+from switchyard.recording.cli import cassettes
 
 RECORD_MODES = ["live", "record", "replay", "record-if-missing"]
 
@@ -23,6 +24,9 @@ RECORD_MODES = ["live", "record", "replay", "record-if-missing"]
 @click.version_option(__version__, prog_name="switchyard")
 def main() -> None:
     """Switchyard: one OpenAI-compatible endpoint in front of many model providers."""
+
+
+main.add_command(cassettes)
 
 
 def _load(env_updates: dict[str, str]) -> Config:
@@ -103,5 +107,8 @@ def run(
         log_config=log_config,
         access_log=server.access_log,
         lifespan="on",
+        # X-Forwarded-* are trusted only behind a proxy the operator names; skipping
+        # uvicorn's middleware for it also saves work on every request.
+        proxy_headers=False,
         timeout_graceful_shutdown=30,
     )

@@ -22,6 +22,7 @@ from switchyard.providers.base import Provider
 from switchyard.registry import ModelRegistry
 from switchyard.server import chat, completions, embeddings, meta, models, openapi, stored
 from switchyard.server.errors import HANDLERS
+from switchyard.server.fastpath import FastPath, fixed_routes
 from switchyard.server.state import AppState
 from switchyard.store import open_sink
 from switchyard.transports import transport_for
@@ -33,7 +34,7 @@ def build_providers(config: Config) -> dict[str, Provider]:
     return {p.id: create_provider(p, transport_for(config, p)) for p in config.providers}
 
 
-def create_app(config: Config, providers: dict[str, Provider] | None = None) -> Starlette:
+def create_app(config: Config, providers: dict[str, Provider] | None = None) -> FastPath:
     """The app for ``config``. ``providers`` lets a test inject prebuilt ones."""
     providers = build_providers(config) if providers is None else providers
     state = AppState(config=config, providers=providers, registry=ModelRegistry(config, providers))
@@ -71,7 +72,7 @@ def create_app(config: Config, providers: dict[str, Provider] | None = None) -> 
 
     app = Starlette(routes=routes, exception_handlers=dict(HANDLERS), lifespan=lifespan)
     app.state.switchyard = state
-    return app
+    return FastPath(app, fixed_routes(routes))
 
 
 def app_from_environment() -> Any:
