@@ -97,3 +97,16 @@ def test_registry_names_and_import_paths() -> None:
         provider_class("nonsense")
     with pytest.raises(ConfigError, match="needs a base_url"):
         make("openai_compatible")
+
+
+def test_ollama_takes_images_only_as_data_urls() -> None:
+    ollama = make("ollama")
+    inline = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    remote = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    text = {"type": "text", "text": "what is this"}
+    ok = {"messages": [{"role": "user", "content": [text, inline]}]}
+    assert ollama.prepare_chat(ok) is ok
+    with pytest.raises(UnsupportedParameterError) as info:
+        ollama.prepare_chat({"messages": [{"role": "user", "content": [text, remote]}]})
+    assert info.value.param == "messages[0].content[1].image_url.url"
+    assert "data:image" in info.value.message

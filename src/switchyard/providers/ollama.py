@@ -1,7 +1,9 @@
 """Ollama through its OpenAI-compatible ``/v1`` API.
 
-It ignores ``n`` (so n > 1 is refused rather than silently answered with one choice)
-and returns floats when asked for base64 (the shared adapter encodes those).
+It ignores ``n`` (so n > 1 is refused rather than silently answered with one choice),
+returns floats when asked for base64 (the shared adapter encodes those), and reads
+images only from data URLs: a web URL is refused with a 400 that says so, rather than
+fetched by the gateway (which would let any caller make it download anything).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from switchyard.config import ProviderConfig
+from switchyard.errors import UnsupportedParameterError
+from switchyard.providers.base import JSON
 from switchyard.providers.openai_compat import OpenAICompatProvider
 
 
@@ -25,3 +29,17 @@ class OllamaProvider(OpenAICompatProvider):
         if not root:
             return None
         return ProviderConfig(id=cls.type, type=cls.type, base_url=root.rstrip("/") + "/v1")
+
+    def prepare_chat(self, body: JSON) -> JSON:
+        for i, message in enumerate(body.get("messages") or ()):
+            content = message.get("content") if isinstance(message, dict) else None
+            for j, part in enumerate(content if isinstance(content, list) else ()):
+                url = (part.get("image_url") or {}).get("url", "") if isinstance(part, dict) else ""
+                if isinstance(url, str) and url and not url.startswith("data:"):
+                    raise UnsupportedParameterError(
+                        self.id,
+                        f"messages[{i}].content[{j}].image_url.url",
+                        "image URLs other than data URLs; send the image inline as "
+                        "data:image/<type>;base64,<data>",
+                    )
+        return super().prepare_chat(body)
