@@ -41,14 +41,17 @@ class ModelEntry:
     source: str = "discovered"  # "config" | "discovered" | "prefix"
 
     def to_openai(self) -> JSON:
-        """OpenAI's model object plus the fields Llama Stack's clients read."""
+        """OpenAI's model object plus the fields Llama Stack's clients read (its list
+        reads ``custom_metadata``; its retrieve reads the top-level resource fields)."""
         model_type = self.model_type or "llm"
         return {
             "id": self.id,
             "object": "model",
             "created": self.created,
             "owned_by": self.owned_by or self.provider_id,
+            "identifier": self.id,
             "provider_id": self.provider_id,
+            "provider_resource_id": self.provider_model_id,
             "model_type": model_type,
             "metadata": self.metadata,
             "custom_metadata": {

@@ -22,7 +22,7 @@ def routes(state: AppState) -> list[Route]:
         if entry.source == "prefix":  # routable, but not a model we know of
             raise ModelNotFoundError(model_id)
         payload = entry.to_openai()
-        payload["id"] = model_id  # an alias answers under the name that was asked
+        payload["id"] = payload["identifier"] = model_id  # an alias answers under its name
         return json_response(payload)
 
     return [
