@@ -35,7 +35,8 @@ STORE_FAILED_WRITES = Counter(
 )
 STORE_DROPPED = Counter(
     "switchyard_store_dropped",
-    "Completions that could not be stored at all (queue full past its bound), also logged",
+    "Completions given up on, also logged: queue full, a row the database refuses, "
+    "or the database still down when shutdown's flush times out",
     registry=REGISTRY,
 )
 

@@ -1,11 +1,145 @@
-"""Stored chat completions: list, get, messages, update metadata, delete."""
+"""Stored chat completions: list, get, messages, update metadata, delete.
+
+The shapes are OpenAI's (``/v1/chat/completions`` with ``after``, ``limit``, ``order``,
+``model`` and ``metadata[key]=value``); each stored completion also carries
+``input_messages`` and ``metadata``. Listings default to newest first; a completion's
+messages to their order in the request, as OpenAI's do.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
+from switchyard.errors import InvalidRequestError, NotFoundError
+from switchyard.server.http import json_response, read_json
 from switchyard.server.state import AppState
+from switchyard.store import InferenceStore, ListQuery
+from switchyard.store.queries import Order
+
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 20
+METADATA_MAX_KEYS = 16
+METADATA_KEY_MAX = 64
+METADATA_VALUE_MAX = 512
+_METADATA_PARAM = re.compile(r"^metadata\[(.+)\]$")
+_BASE = "/v1/chat/completions"
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def routes(state: AppState) -> list[Route]:
-    return []
+    def store() -> InferenceStore:
+        sink = state.sink
+        if not isinstance(sink, InferenceStore):
+            raise NotFoundError(
+                "The inference store is turned off (store.enabled: false in the config)."
+            )
+        return sink
+
+    async def list_completions(request: Request) -> Response:
+        params = request.query_params
+        query = ListQuery(
+            after=params.get("after") or None,
+            limit=_limit(params),
+            order=_order(params, "desc"),
+            model=params.get("model") or None,
+            metadata=_metadata_filter(params),
+        )
+        page = await store().list_completions(query)
+        return json_response(page.to_json())
+
+    async def get_completion(request: Request) -> Response:
+        return json_response(await store().get_completion(_id(request)))
+
+    async def list_messages(request: Request) -> Response:
+        params = request.query_params
+        page = await store().list_messages(
+            _id(request), params.get("after") or None, _limit(params), _order(params, "asc")
+        )
+        return json_response(page.to_json())
+
+    async def update_completion(request: Request) -> Response:
+        body = await read_json(request, state.config.server.max_body_bytes)
+        metadata = _metadata_update(body)
+        return json_response(await store().update_metadata(_id(request), metadata))
+
+    async def delete_completion(request: Request) -> Response:
+        return json_response(await store().delete_completion(_id(request)))
+
+    one = _BASE + "/{completion_id}"
+    return [
+        Route(_BASE, list_completions, methods=["GET"]),
+        Route(one, get_completion, methods=["GET"]),
+        Route(one, update_completion, methods=["POST"]),
+        Route(one, delete_completion, methods=["DELETE"]),
+        Route(one + "/messages", list_messages, methods=["GET"]),
+    ]
+
+
+def _id(request: Request) -> str:
+    return str(request.path_params["completion_id"])
+
+
+def _limit(params: QueryParams) -> int:
+    raw = params.get("limit")
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidRequestError(
+            f"limit must be an integer between 1 and {MAX_LIMIT} (got {raw!r}).", param="limit"
+        )
+    return int(raw)
+
+
+def _order(params: QueryParams, default: Order) -> Order:
+    raw = params.get("order") or default
+    if raw == "asc":
+        return "asc"
+    if raw == "desc":
+        return "desc"
+    raise InvalidRequestError(f"order must be 'asc' or 'desc' (got {raw!r}).", param="order")
+
+
+def _metadata_filter(params: QueryParams) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, value in params.multi_items():
+        match = _METADATA_PARAM.match(name)
+        if match:
+            found[match.group(1)] = value
+    return found
+
+
+def _metadata_update(body: Any) -> dict[str, str] | None:
+    if not isinstance(body, dict) or "metadata" not in body:
+        raise InvalidRequestError(
+            'Send a JSON object {"metadata": {...}}: the metadata is the only field of a '
+            "stored completion that can be updated.",
+            param="metadata",
+        )
+    metadata = body["metadata"]
+    if metadata is None:
+        return None
+    problem = _metadata_problem(metadata)
+    if problem:
+        raise InvalidRequestError(f"metadata {problem}.", param="metadata")
+    return dict(metadata)
+
+
+def _metadata_problem(metadata: Any) -> str | None:
+    if not isinstance(metadata, dict):
+        return "must be an object of string keys and string values, or null"
+    if len(metadata) > METADATA_MAX_KEYS:
+        return f"may have at most {METADATA_MAX_KEYS} keys"
+    for key, value in metadata.items():
+        if len(key) > METADATA_KEY_MAX:
+            return f"keys must be at most {METADATA_KEY_MAX} characters ({key[:20]!r}...)"
+        if not isinstance(value, str) or len(value) > METADATA_VALUE_MAX:
+            return f"values must be strings of at most {METADATA_VALUE_MAX} characters ({key!r})"
+    return None

@@ -1,0 +1,115 @@
+"""Rebuild a whole chat completion from the chunks of a stream, for the store.
+
+Each choice (by its ``index``) collects: the role; every string field of its deltas
+concatenated (``content``, ``refusal``, and providers' extras such as
+``reasoning_content``); tool calls rebuilt by their ``index`` (id, type, function name
+and arguments joined across deltas); the legacy ``function_call``; logprobs lists
+joined; the last finish reason. Usage is the last non-null one (the final chunk with
+``stream_options.include_usage``); id, created and model come from the first chunk
+that has them. Non-string extras in deltas (Together's ``token_id``) describe one
+token, not the message, so they are not kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+JSON = dict[str, Any]
+
+_STRUCTURED = frozenset({"role", "tool_calls", "function_call"})
+
+
+class _Choice:
+    __slots__ = ("finish_reason", "function_call", "logprobs", "role", "text", "tool_calls")
+
+    def __init__(self) -> None:
+        self.role: str | None = None
+        self.text: dict[str, list[str]] = {}
+        self.tool_calls: dict[int, JSON] = {}
+        self.function_call: dict[str, str] | None = None
+        self.logprobs: dict[str, list[Any]] | None = None
+        self.finish_reason: str | None = None
+
+    def add(self, choice: JSON) -> None:
+        delta = choice.get("delta") or {}
+        if self.role is None and isinstance(delta.get("role"), str):
+            self.role = delta["role"]
+        for key, value in delta.items():
+            if isinstance(value, str) and key not in _STRUCTURED:
+                self.text.setdefault(key, []).append(value)
+        for position, call in enumerate(delta.get("tool_calls") or ()):
+            self._add_tool_call(position, call)
+        if isinstance(delta.get("function_call"), dict):
+            self._add_function_call(delta["function_call"])
+        if isinstance(choice.get("logprobs"), dict):
+            self._add_logprobs(choice["logprobs"])
+        if choice.get("finish_reason") is not None:
+            self.finish_reason = choice["finish_reason"]
+
+    def _add_tool_call(self, position: int, delta: JSON) -> None:
+        index = delta.get("index", position)
+        call = self.tool_calls.setdefault(
+            index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+        )
+        if delta.get("id"):
+            call["id"] = delta["id"]
+        if delta.get("type"):
+            call["type"] = delta["type"]
+        function = delta.get("function") or {}
+        for key in ("name", "arguments"):
+            if isinstance(function.get(key), str):
+                call["function"][key] += function[key]
+
+    def _add_function_call(self, delta: JSON) -> None:
+        if self.function_call is None:
+            self.function_call = {"name": "", "arguments": ""}
+        for key in ("name", "arguments"):
+            if isinstance(delta.get(key), str):
+                self.function_call[key] += delta[key]
+
+    def _add_logprobs(self, logprobs: JSON) -> None:
+        if self.logprobs is None:
+            self.logprobs = {}
+        for key, items in logprobs.items():
+            if isinstance(items, list):
+                self.logprobs.setdefault(key, []).extend(items)
+
+    def result(self, index: int) -> JSON:
+        text = {key: "".join(parts) for key, parts in self.text.items()}
+        message: JSON = {"role": self.role or "assistant", "content": text.pop("content", None)}
+        message.update(text)
+        if self.tool_calls:
+            message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+        if self.function_call is not None:
+            message["function_call"] = self.function_call
+        return {
+            "index": index,
+            "message": message,
+            "logprobs": self.logprobs,
+            "finish_reason": self.finish_reason,
+        }
+
+
+def assemble(chunks: list[JSON]) -> JSON:
+    """The ``chat.completion`` object equivalent to ``chunks`` (one stream, in order)."""
+    choices: dict[int, _Choice] = {}
+    top: JSON = {"usage": None, "system_fingerprint": None, "service_tier": None}
+    for chunk in chunks:
+        for position, choice in enumerate(chunk.get("choices") or ()):
+            choices.setdefault(choice.get("index", position), _Choice()).add(choice)
+        for key in top:
+            if chunk.get(key) is not None:
+                top[key] = chunk[key]
+    return {
+        "id": _first(chunks, "id"),
+        "object": "chat.completion",
+        "created": _first(chunks, "created"),
+        "model": _first(chunks, "model"),
+        "choices": [choices[i].result(i) for i in sorted(choices)],
+        **top,
+    }
+
+
+def _first(chunks: list[JSON], key: str) -> Any:
+    # Azure's first chunk (prompt filter results) has an empty model and object.
+    return next((c[key] for c in chunks if c.get(key) not in (None, "")), None)

@@ -1,0 +1,145 @@
+"""Database URLs and engines for SQLite and PostgreSQL.
+
+SQLite: WAL (readers never wait for the writer), a long ``busy_timeout``, and writes
+that start with ``BEGIN IMMEDIATE``: a write transaction takes the write lock up front,
+so two workers wait their turn instead of failing with "database is locked" when a
+read lock cannot be upgraded. Python's sqlite3 (3.11) hides BEGIN for SELECT and DDL,
+so transactions are driven from SQLAlchemy's events instead (its documented recipe).
+Reads get their own engine with plain deferred BEGIN.
+
+PostgreSQL: ``postgresql://`` URLs use psycopg 3. Connect, statement and TCP timeouts
+are short, so that a database that is down or unreachable fails a write within
+seconds (and it is retried) rather than holding the writer thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+from switchyard.config import Config
+from switchyard.errors import ConfigError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT_S = 5
+PG_STATEMENT_TIMEOUT_MS = 30_000
+PG_TCP_USER_TIMEOUT_MS = 20_000
+DEFAULT_FILE = "switchyard.db"
+
+
+def store_url(config: Config) -> URL:
+    """The SQLAlchemy URL for ``store.url``: SQLite in the data directory by default."""
+    raw = config.store.url or f"sqlite:///{config.resolved_data_dir() / DEFAULT_FILE}"
+    try:
+        url = make_url(raw)
+    except sa.exc.ArgumentError:
+        raise ConfigError(
+            f"store.url {raw!r} is not a database URL; use sqlite:///path/to/file.db "
+            "or postgresql://user@host:5432/database"
+        ) from None
+    if url.drivername in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg")
+    if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise ConfigError(
+            f"store.url uses {url.drivername!r}; the store supports sqlite:/// and "
+            "postgresql:// (psycopg 3)"
+        )
+    if url.drivername.startswith("sqlite") and not url.database:
+        raise ConfigError("store.url: SQLite needs a file path (sqlite:///path/to/file.db)")
+    return url
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@dataclass(slots=True)
+class Database:
+    """One store database: ``writes`` and ``reads`` are the same engine on PostgreSQL."""
+
+    url: URL
+    writes: sa.Engine
+    reads: sa.Engine
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.get_backend_name() == "sqlite"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return Path(self.url.database or "")
+
+    def dispose(self) -> None:
+        self.writes.dispose()
+        if self.reads is not self.writes:
+            self.reads.dispose()
+
+
+def open_database(url: URL, *, sync_commits: bool = False) -> Database:
+    """Engines for ``url`` (no connection is made yet). ``sync_commits``: on SQLite,
+    fsync every commit (``synchronous=FULL``) instead of at checkpoints."""
+    if url.get_backend_name() == "sqlite":
+        folder = Path(url.database or "").parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(
+                f"cannot create the store's folder {folder}: {err.strerror}"
+            ) from None
+        writes = _sqlite_engine(url, "BEGIN IMMEDIATE", sync_commits, pool_size=2)
+        reads = _sqlite_engine(url, "BEGIN", sync_commits, pool_size=4)
+        return Database(url, writes, reads)
+    engine = sa.create_engine(
+        url,
+        pool_size=4,
+        max_overflow=4,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+        connect_args={
+            "connect_timeout": PG_CONNECT_TIMEOUT_S,
+            "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
+            "application_name": "switchyard-store",
+            # A network that drops packets (rather than refusing) must fail a call
+            # within seconds, not after TCP's default of many minutes.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
+        },
+    )
+    return Database(url, engine, engine)
+
+
+def _sqlite_engine(url: URL, begin: str, sync_commits: bool, pool_size: int) -> sa.Engine:
+    engine = sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=2,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
+    synchronous = "FULL" if sync_commits else "NORMAL"
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        # None: the driver sends no BEGIN of its own; _begin below sends ours.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql(begin)
+
+    return engine

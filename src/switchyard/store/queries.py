@@ -1,0 +1,102 @@
+"""The store's SQL, as blocking functions: the writer and readers call them in threads.
+
+Listings are keyset-paginated on ``(created_us, seq)``: the ``after`` id is looked up
+once (unique index), then one index range scan returns ``limit + 1`` rows; the extra
+row only tells whether there is more. Inserts ignore an id already present, so a batch
+retried after a commit whose acknowledgement was lost is not written twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from switchyard.store.engine import Database
+from switchyard.store.schema import chat_completions as table
+
+Order = Literal["asc", "desc"]
+
+
+class UnknownCursorError(LookupError):
+    """The ``after`` id names no stored object."""
+
+
+@dataclass(slots=True, frozen=True)
+class ListQuery:
+    after: str | None = None
+    limit: int = 20
+    order: Order = "desc"
+    model: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def insert_rows(db: Database, rows: list[dict[str, Any]]) -> None:
+    dialect = postgresql if db.url.get_backend_name() == "postgresql" else sqlite
+    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=["id"])
+    with db.writes.begin() as connection:
+        connection.execute(statement, rows)
+
+
+def list_rows(db: Database, query: ListQuery) -> tuple[list[sa.Row[Any]], bool]:
+    """One page of rows, and whether more follow."""
+    statement = sa.select(table)
+    if query.model is not None:
+        statement = statement.where(table.c.model == query.model)
+    for key, value in query.metadata.items():
+        statement = statement.where(table.c.metadata[key].as_string() == value)
+    position = sa.tuple_(table.c.created_us, table.c.seq)
+    with db.reads.connect() as connection:
+        if query.after is not None:
+            cursor = connection.execute(
+                sa.select(table.c.created_us, table.c.seq).where(table.c.id == query.after)
+            ).one_or_none()
+            if cursor is None:
+                raise UnknownCursorError(query.after)
+            bound = sa.tuple_(*cursor)
+            statement = statement.where(
+                position > bound if query.order == "asc" else position < bound
+            )
+        columns = (table.c.created_us, table.c.seq)
+        ordering = [c.asc() if query.order == "asc" else c.desc() for c in columns]
+        rows = connection.execute(statement.order_by(*ordering).limit(query.limit + 1)).all()
+    return list(rows[: query.limit]), len(rows) > query.limit
+
+
+def get_row(db: Database, completion_id: str) -> sa.Row[Any] | None:
+    with db.reads.connect() as connection:
+        return connection.execute(sa.select(table).where(table.c.id == completion_id)).one_or_none()
+
+
+def get_input_messages(db: Database, completion_id: str) -> list[Any] | None:
+    with db.reads.connect() as connection:
+        messages = connection.execute(
+            sa.select(table.c.input_messages).where(table.c.id == completion_id)
+        ).one_or_none()
+    return None if messages is None else list(messages[0])
+
+
+def update_metadata(
+    db: Database, completion_id: str, metadata: dict[str, str] | None
+) -> sa.Row[Any] | None:
+    statement = (
+        sa.update(table)
+        .where(table.c.id == completion_id)
+        .values(metadata=metadata)
+        .returning(*table.c)
+    )
+    with db.writes.begin() as connection:
+        return connection.execute(statement).one_or_none()
+
+
+def delete_row(db: Database, completion_id: str) -> bool:
+    with db.writes.begin() as connection:
+        result = connection.execute(sa.delete(table).where(table.c.id == completion_id))
+    return result.rowcount > 0
+
+
+def count_rows(db: Database) -> int:
+    with db.reads.connect() as connection:
+        return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())

@@ -1,0 +1,185 @@
+"""The inference store as the server sees it: the completion sink, and the reads.
+
+Reads run in their own thread pool. Before each, the store waits (briefly) for the
+writes this worker has already accepted, so a client that creates a completion and
+then lists or deletes it through the same worker sees it even with async durability.
+Another worker's queue is not visible: across workers, reads are eventually consistent
+unless ``durability: sync``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from switchyard.config import StoreConfig
+from switchyard.errors import InvalidRequestError, NotFoundError, SwitchyardError
+from switchyard.server.state import StoredCall
+from switchyard.store import queries
+from switchyard.store.engine import Database
+from switchyard.store.failures import is_transient
+from switchyard.store.queries import ListQuery, Order, UnknownCursorError
+from switchyard.store.rows import completion_object, message_id, message_object
+from switchyard.store.writer import Writer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+READ_BARRIER_S = 2.0
+READ_THREADS = 4
+
+
+class StoreUnavailableError(SwitchyardError):
+    """The store's database cannot be reached right now; the client may retry."""
+
+    status = 503
+    error_type = "store_unavailable"
+
+
+@dataclass(slots=True)
+class Page:
+    data: list[dict[str, Any]]
+    has_more: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": self.data,
+            "first_id": self.data[0]["id"] if self.data else None,
+            "last_id": self.data[-1]["id"] if self.data else None,
+            "has_more": self.has_more,
+        }
+
+
+def _not_found(completion_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"No stored chat completion '{completion_id}'. GET /v1/chat/completions lists the "
+        "stored ones; a completion is stored only if the request did not set store: false "
+        "(and, with store.policy opt-in, set store: true).",
+        param="completion_id",
+    )
+
+
+class InferenceStore:
+    """Implements :class:`~switchyard.server.state.CompletionSink`, plus the reads."""
+
+    def __init__(self, db: Database, config: StoreConfig) -> None:
+        self.db = db
+        self.config = config
+        self.writer = Writer(db, config)
+        self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="switchyard-store-read")
+
+    async def open(self) -> None:
+        await self.writer.start()
+
+    # -- the sink ---------------------------------------------------------------
+
+    def should_store(self, body: dict[str, Any]) -> bool:
+        wanted = body.get("store")
+        if wanted is False:
+            return False
+        return wanted is True or self.config.policy == "all"
+
+    async def completion_finished(self, call: StoredCall) -> None:
+        if self.config.durability == "async":
+            self.writer.submit(call)
+            return
+        position: int | None = None
+        try:
+            async with asyncio.timeout(self.config.sync_timeout):
+                position = await self.writer.submit_waiting(call)
+                await self.writer.wait_settled(position)
+        except TimeoutError:
+            if position is None:
+                self.writer.note_dropped(1, "queue full")
+                return
+            log.warning(
+                "inference store: a completion is answered before its row is written "
+                "(not within store.sync_timeout=%ss; it stays queued)",
+                self.config.sync_timeout,
+            )
+
+    async def close(self) -> None:
+        await self.writer.close()
+        await asyncio.to_thread(self._reads.shutdown)
+        await asyncio.to_thread(self.db.dispose)
+
+    # -- reads --------------------------------------------------------------------
+
+    async def list_completions(self, query: ListQuery) -> Page:
+        try:
+            rows, more = await self._run(queries.list_rows, query)
+        except UnknownCursorError:
+            raise InvalidRequestError(
+                f"'after' names no stored chat completion ({query.after!r}); pass the "
+                "last_id of the previous page.",
+                param="after",
+            ) from None
+        return Page([completion_object(row) for row in rows], more)
+
+    async def get_completion(self, completion_id: str) -> dict[str, Any]:
+        row = await self._run(queries.get_row, completion_id)
+        if row is None:
+            raise _not_found(completion_id)
+        return completion_object(row)
+
+    async def list_messages(
+        self, completion_id: str, after: str | None, limit: int, order: Order
+    ) -> Page:
+        messages = await self._run(queries.get_input_messages, completion_id)
+        if messages is None:
+            raise _not_found(completion_id)
+        items = [message_object(completion_id, i, m) for i, m in enumerate(messages)]
+        if order == "desc":
+            items.reverse()
+        if after is not None:
+            ids = [item["id"] for item in items]
+            if after not in ids:
+                raise InvalidRequestError(
+                    f"'after' names no message of {completion_id} ({after!r}); message "
+                    f"ids look like {message_id(completion_id, 0)}.",
+                    param="after",
+                )
+            items = items[ids.index(after) + 1 :]
+        return Page(items[:limit], len(items) > limit)
+
+    async def update_metadata(
+        self, completion_id: str, metadata: dict[str, str] | None
+    ) -> dict[str, Any]:
+        row = await self._run(queries.update_metadata, completion_id, metadata)
+        if row is None:
+            raise _not_found(completion_id)
+        return completion_object(row)
+
+    async def delete_completion(self, completion_id: str) -> dict[str, Any]:
+        if not await self._run(queries.delete_row, completion_id):
+            raise _not_found(completion_id)
+        return {"id": completion_id, "object": "chat.completion.deleted", "deleted": True}
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        # Read this worker's own accepted writes first (bounded: a down database
+        # must not hold reads longer than it takes to say so).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(READ_BARRIER_S):
+                await self.writer.wait_settled(self.writer.accepted)
+        if not self.writer.ready:
+            raise StoreUnavailableError(
+                "The inference store's database is not reachable yet; retry shortly."
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._reads, fn, self.db, *args)
+        except sa.exc.SQLAlchemyError as err:
+            if not is_transient(err):
+                raise
+            log.warning("inference store read failed: %s", str(err).splitlines()[0])
+            raise StoreUnavailableError(
+                "The inference store's database is not reachable right now; retry shortly."
+            ) from None

@@ -1,0 +1,200 @@
+"""The stored completions API through a real server and the official openai SDK."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from tests.support.fake_openai import PROVIDER_ID, FakeOpenAI, expected_message, fake_openai
+from tests.support.server import ServerHandle, thread_server
+
+MODEL = "fake/gpt-fake"
+TOOLS: list[Any] = [
+    {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}},
+    {"type": "function", "function": {"name": "time", "parameters": {"type": "object"}}},
+]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeOpenAI]:
+    with fake_openai() as fake:
+        yield fake
+
+
+def server_config(upstream: FakeOpenAI, store: dict[str, Any]) -> dict[str, Any]:
+    return {"providers": [upstream.provider_config()], "store": store}
+
+
+@pytest.fixture(scope="module")
+def server(
+    upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerHandle]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'store.db'}"
+    with thread_server(server_config(upstream, {"url": url})) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerHandle) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0) as sdk:
+        yield sdk
+
+
+def ask(text: str) -> list[Any]:
+    return [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}]
+
+
+def test_a_completion_is_stored_under_our_own_id(client: openai.OpenAI) -> None:
+    answer = client.chat.completions.create(model=MODEL, messages=ask("hello"), metadata={"a": "1"})
+    assert answer.id != PROVIDER_ID
+    assert answer.id.startswith("chatcmpl-")
+    stored = client.chat.completions.retrieve(answer.id)
+    assert stored.id == answer.id
+    assert stored.model == MODEL
+    assert stored.choices[0].message.content == "echo: hello"
+    assert stored.metadata == {"a": "1"}
+    extra = stored.model_extra or {}
+    assert extra["input_messages"] == ask("hello")
+    assert extra["switchyard"]["provider_completion_id"] == PROVIDER_ID
+    assert extra["switchyard"]["provider_id"] == "fake"
+
+
+def test_a_stream_with_tool_calls_is_stored_assembled(client: openai.OpenAI) -> None:
+    body: dict[str, Any] = {"model": MODEL, "messages": ask("weather?"), "tools": TOOLS}
+    stream = client.chat.completions.create(
+        **body, stream=True, stream_options={"include_usage": True}
+    )
+    ids = {chunk.id for chunk in stream}
+    (completion_id,) = ids
+    stored = client.chat.completions.retrieve(completion_id).model_dump()
+    choice = stored["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["tool_calls"] == expected_message(body)["tool_calls"]
+    assert stored["usage"]["total_tokens"] == 12
+    assert stored["switchyard"]["streamed"] is True
+
+
+def test_a_stream_with_several_choices_and_logprobs(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL, messages=ask("two of them"), stream=True, n=2, logprobs=True
+    )
+    completion_id = {chunk.id for chunk in stream}.pop()
+    stored = client.chat.completions.retrieve(completion_id)
+    assert [c.message.content for c in stored.choices] == ["echo: two of them"] * 2
+    assert stored.choices[1].logprobs is not None
+    tokens = [t.token for t in stored.choices[1].logprobs.content or []]
+    assert "".join(tokens) == "echo: two of them"
+
+
+def test_listing_filters_and_pages_like_openai(client: openai.OpenAI) -> None:
+    batch = secrets.token_hex(4)
+    made = [
+        client.chat.completions.create(
+            model=MODEL, messages=ask(f"n{n}"), metadata={"batch": batch}
+        ).id
+        for n in range(12)
+    ]
+    newest_first = [c.id for c in client.chat.completions.list(metadata={"batch": batch}, limit=5)]
+    assert newest_first == made[::-1]
+    page = client.chat.completions.list(metadata={"batch": batch}, limit=5, order="asc")
+    assert [c.id for c in page.data] == made[:5]
+    assert page.has_more is True
+    assert [c.id for c in page] == made  # auto-pagination follows last_id
+    by_model = client.chat.completions.list(model=MODEL, limit=3)
+    assert all(c.model == MODEL for c in by_model.data)
+    assert not list(client.chat.completions.list(model="fake/other", limit=3))
+
+
+def test_messages_list_with_ids_and_pages(client: openai.OpenAI) -> None:
+    answer = client.chat.completions.create(model=MODEL, messages=ask("messages"))
+    first = client.chat.completions.messages.list(answer.id, limit=1)
+    assert [m.id for m in first.data] == [f"{answer.id}-0"]
+    assert [m.content for m in first] == ["be brief", "messages"]
+    newest = client.chat.completions.messages.list(answer.id, order="desc")
+    assert [m.content for m in newest.data] == ["messages", "be brief"]
+
+
+def test_metadata_update_and_delete(client: openai.OpenAI) -> None:
+    answer = client.chat.completions.create(model=MODEL, messages=ask("keep?"))
+    updated = client.chat.completions.update(answer.id, metadata={"verdict": "good"})
+    assert updated.metadata == {"verdict": "good"}
+    assert client.chat.completions.retrieve(answer.id).metadata == {"verdict": "good"}
+    deleted = client.chat.completions.delete(answer.id)
+    assert (deleted.id, deleted.deleted, deleted.object) == (
+        answer.id,
+        True,
+        "chat.completion.deleted",
+    )
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.retrieve(answer.id)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.delete(answer.id)
+
+
+def test_store_false_is_never_stored(client: openai.OpenAI) -> None:
+    answer = client.chat.completions.create(model=MODEL, messages=ask("secret"), store=False)
+    assert answer.choices[0].message.content == "echo: secret"
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.retrieve(answer.id)
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("order=sideways", "order"),
+        ("after=chatcmpl-unknown", "after"),
+    ],
+)
+def test_bad_listing_parameters_are_400s(server: ServerHandle, query: str, param: str) -> None:
+    answer = httpx.get(f"{server.base_url}/chat/completions?{query}")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == param
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_unknown_ids_and_bad_updates(server: ServerHandle) -> None:
+    missing = httpx.get(f"{server.base_url}/chat/completions/chatcmpl-unknown")
+    assert missing.status_code == 404
+    assert "chatcmpl-unknown" in missing.json()["error"]["message"]
+    assert (
+        httpx.get(f"{server.base_url}/chat/completions/chatcmpl-unknown/messages").status_code
+        == 404
+    )
+    bad = httpx.post(f"{server.base_url}/chat/completions/x", json={"metadata": {"k": 1}})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "metadata"
+
+
+def test_the_routes_are_in_the_openapi_document(server: ServerHandle) -> None:
+    paths = httpx.get(server.url + "/openapi.json").json()["paths"]
+    assert set(paths["/v1/chat/completions"]) == {"get", "post"}
+    assert set(paths["/v1/chat/completions/{completion_id}"]) == {"get", "post", "delete"}
+    assert "get" in paths["/v1/chat/completions/{completion_id}/messages"]
+
+
+def test_the_opt_in_policy(upstream: FakeOpenAI, tmp_path: Path) -> None:
+    config = server_config(upstream, {"url": f"sqlite:///{tmp_path / 's.db'}", "policy": "opt-in"})
+    with (
+        thread_server(config) as handle,
+        openai.OpenAI(base_url=handle.base_url, api_key="unused", max_retries=0) as sdk,
+    ):
+        skipped = sdk.chat.completions.create(model=MODEL, messages=ask("a"))
+        kept = sdk.chat.completions.create(model=MODEL, messages=ask("b"), store=True)
+        assert [c.id for c in sdk.chat.completions.list()] == [kept.id]
+        with pytest.raises(openai.NotFoundError):
+            sdk.chat.completions.retrieve(skipped.id)
+
+
+def test_with_the_store_off_the_routes_say_so(upstream: FakeOpenAI) -> None:
+    with thread_server(server_config(upstream, {"enabled": False})) as handle:
+        answer = httpx.get(f"{handle.base_url}/chat/completions")
+        assert answer.status_code == 404
+        assert "store.enabled" in answer.json()["error"]["message"]

@@ -1,0 +1,155 @@
+"""Streams rebuilt into whole completions: content, tool calls, choices, logprobs, usage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from tests.support import fake_openai
+from tests.support.recorded_upstream import recordings_root
+
+from switchyard.recording.llama_stack import load_exchange
+from switchyard.store.assemble import assemble
+
+
+def chunk(choices: list[dict[str, Any]], **top: Any) -> dict[str, Any]:
+    return {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 7, "model": "m"} | {
+        "choices": choices,
+        **top,
+    }
+
+
+def delta(index: int = 0, finish: str | None = None, **fields: Any) -> dict[str, Any]:
+    return {"index": index, "delta": fields, "logprobs": None, "finish_reason": finish}
+
+
+def test_content_role_finish_usage_and_identity() -> None:
+    chunks = [
+        chunk([delta(role="assistant", content="")]),
+        chunk([delta(content="Hel")]),
+        chunk([delta(content="lo")], system_fingerprint="fp_1"),
+        chunk([delta(finish="stop")]),
+        chunk([], usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}),
+    ]
+    result = assemble(chunks)
+    assert result["id"] == "chatcmpl-x"
+    assert result["object"] == "chat.completion"
+    assert (result["created"], result["model"]) == (7, "m")
+    assert result["system_fingerprint"] == "fp_1"
+    assert result["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    assert result["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Hello"},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ]
+
+
+def test_tool_calls_rebuilt_from_interleaved_deltas_by_index() -> None:
+    def call(i: int, **fields: Any) -> dict[str, Any]:
+        return {"index": i, **fields}
+
+    chunks = [
+        chunk([delta(role="assistant", content=None)]),
+        chunk([delta(tool_calls=[call(0, id="a", type="function", function={"name": "f"})])]),
+        chunk([delta(tool_calls=[call(1, id="b", type="function", function={"name": "g"})])]),
+        chunk([delta(tool_calls=[call(0, function={"arguments": '{"x":'})])]),
+        chunk([delta(tool_calls=[call(1, function={"arguments": "{}"})])]),
+        chunk([delta(tool_calls=[call(0, id=None, type=None, function={"arguments": " 1}"})])]),
+        chunk([delta(finish="tool_calls")]),
+    ]
+    message = assemble(chunks)["choices"][0]["message"]
+    assert message["content"] is None
+    assert message["tool_calls"] == [
+        {"id": "a", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}},
+        {"id": "b", "type": "function", "function": {"name": "g", "arguments": "{}"}},
+    ]
+    assert assemble(chunks)["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_several_choices_by_index_and_their_logprobs() -> None:
+    def lp(token: str) -> dict[str, Any]:
+        return {"content": [{"token": token, "logprob": -1.0, "top_logprobs": []}]}
+
+    chunks = [
+        chunk([delta(0, role="assistant", content="a"), delta(1, role="assistant", content="x")]),
+        chunk([{**delta(1, content="y"), "logprobs": lp("y")}]),
+        chunk([{**delta(0, content="b"), "logprobs": lp("b")}]),
+        chunk([delta(0, finish="stop"), delta(1, finish="length")]),
+    ]
+    choices = assemble(chunks)["choices"]
+    assert [c["message"]["content"] for c in choices] == ["ab", "xy"]
+    assert [c["finish_reason"] for c in choices] == ["stop", "length"]
+    assert choices[0]["logprobs"] == lp("b")
+    assert choices[1]["logprobs"]["content"][0]["token"] == "y"
+
+
+def test_string_extras_are_joined_and_per_token_extras_dropped() -> None:
+    chunks = [
+        chunk([delta(role="assistant", reasoning_content="thin", token_id=1)]),
+        chunk([delta(reasoning_content="king", refusal="no", token_id=2)]),
+        chunk([delta(function_call={"name": "old", "arguments": "{"})]),
+        chunk([delta(function_call={"arguments": "}"}, finish="function_call")]),
+    ]
+    message = assemble(chunks)["choices"][0]["message"]
+    assert message == {
+        "role": "assistant",
+        "content": None,
+        "reasoning_content": "thinking",
+        "refusal": "no",
+        "function_call": {"name": "old", "arguments": "{}"},
+    }
+
+
+def test_an_empty_stream_has_no_choices() -> None:
+    result = assemble([])
+    assert result["choices"] == []
+    assert result["id"] is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "m", "messages": [{"role": "user", "content": "hi there you"}]},
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 2, "logprobs": True},
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "weather?"}],
+            "tools": [
+                {"type": "function", "function": {"name": "weather"}},
+                {"type": "function", "function": {"name": "time"}},
+            ],
+            "stream_options": {"include_usage": True},
+        },
+    ],
+)
+def test_the_fake_upstreams_stream_assembles_to_its_whole_answer(body: dict[str, Any]) -> None:
+    whole = fake_openai.completion(body)
+    assembled = assemble(fake_openai.stream_chunks(body))
+    assert [c["message"] for c in assembled["choices"]] == [c["message"] for c in whole["choices"]]
+    assert [c["finish_reason"] for c in assembled["choices"]] == [
+        c["finish_reason"] for c in whole["choices"]
+    ]
+    if body.get("logprobs"):
+        tokens = [t["token"] for t in assembled["choices"][0]["logprobs"]["content"]]
+        assert "".join(tokens) == whole["choices"][0]["message"]["content"]
+
+
+RECORDED = recordings_root() / "azure" / "fb785db7fafd.json"
+
+
+@pytest.mark.skipif(not RECORDED.is_file(), reason=f"no recording at {RECORDED}")
+def test_a_recorded_azure_tool_call_stream() -> None:
+    # Azure's first chunk has no choices and an empty model; later deltas repeat nulls.
+    exchange = load_exchange(RECORDED)
+    result = assemble(list(exchange.events or []))
+    assert result["model"] == "gpt-5-mini-2025-08-07"
+    (choice,) = result["choices"]
+    assert choice["finish_reason"] == "tool_calls"
+    (tool_call,) = choice["message"]["tool_calls"]
+    assert tool_call["id"] == "call_TMbEoYn9q0ZKtoxav5LpD9Ts"
+    assert tool_call["function"]["name"] == "get_weather"
+    assert json.loads(tool_call["function"]["arguments"]) == {"city": "Tokyo"}

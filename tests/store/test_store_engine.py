@@ -1,0 +1,52 @@
+"""Choosing the backend from one setting: store.url or SWITCHYARD_STORE_URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from switchyard.config import config_from_dict
+from switchyard.errors import ConfigError
+from switchyard.store.engine import open_database, store_url
+
+
+def url_for(raw: dict[str, object], env: dict[str, str] | None = None) -> str:
+    config = config_from_dict(raw, "<test>", env or {})
+    return store_url(config).render_as_string(hide_password=False)
+
+
+def test_the_default_is_sqlite_in_the_data_directory(tmp_path: Path) -> None:
+    assert url_for({"data_dir": str(tmp_path)}) == f"sqlite:///{tmp_path}/switchyard.db"
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg"])
+def test_postgresql_urls_use_psycopg_3(scheme: str) -> None:
+    url = url_for({"store": {"url": f"{scheme}://postgres@127.0.0.1:5432/test"}})
+    assert url == "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def test_the_environment_variable_sets_the_url() -> None:
+    env = {"SWITCHYARD_STORE_URL": "postgresql://u:secret@db:5432/store"}
+    assert url_for({}, env) == "postgresql+psycopg://u:secret@db:5432/store"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("mysql://root@localhost/db", "supports sqlite:/// and postgresql://"),
+        ("not a url", "is not a database URL"),
+        ("sqlite://", "SQLite needs a file path"),
+    ],
+)
+def test_unusable_urls_fail_at_start_with_a_hint(raw: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        url_for({"store": {"url": raw}})
+
+
+def test_an_unwritable_folder_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    config = config_from_dict({"store": {"url": f"sqlite:///{blocker}/sub/s.db"}}, "<test>", {})
+    with pytest.raises(ConfigError, match="cannot create the store's folder"):
+        open_database(store_url(config))

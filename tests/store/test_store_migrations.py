@@ -1,0 +1,88 @@
+"""Migrations: they build exactly schema.py, run once, and survive workers starting together."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import make_url
+from tests.store.helpers import sqlite_url
+
+from switchyard.store.engine import open_database
+from switchyard.store.migrate import VERSION_TABLE, current_revision, head_revision, migrate
+from switchyard.store.schema import metadata
+
+
+def test_the_migrations_build_exactly_the_schema_the_code_uses(store_url: str) -> None:
+    db = open_database(make_url(store_url))
+    try:
+        migrate(db)
+        with db.writes.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+            assert compare_metadata(context, metadata) == []
+            assert current_revision(connection) == head_revision()
+    finally:
+        db.dispose()
+
+
+def test_migrating_again_changes_nothing(store_url: str) -> None:
+    db = open_database(make_url(store_url))
+    try:
+        migrate(db)
+        migrate(db)
+        with db.reads.connect() as connection:
+            versions = connection.execute(sa.text(f"SELECT * FROM {VERSION_TABLE}")).all()
+        assert [tuple(v) for v in versions] == [(head_revision(),)]
+    finally:
+        db.dispose()
+
+
+def test_workers_starting_together_migrate_once_without_errors(store_url: str) -> None:
+    # Each thread has its own engines, like a worker process: the lock must serialise them.
+    workers = 6
+    barrier = threading.Barrier(workers)
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        db = open_database(make_url(store_url))
+        try:
+            barrier.wait()
+            migrate(db)
+        except BaseException as err:  # collected and re-raised in the test thread
+            errors.append(err)
+        finally:
+            db.dispose()
+
+    threads = [threading.Thread(target=start) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    db = open_database(make_url(store_url))
+    try:
+        with db.reads.connect() as connection:
+            assert current_revision(connection) == head_revision()
+    finally:
+        db.dispose()
+
+
+def test_sqlite_runs_in_wal_with_a_busy_timeout(tmp_path: Path) -> None:
+    db = open_database(make_url(sqlite_url(tmp_path / "deep" / "store.db")))
+    try:
+        migrate(db)
+        with db.reads.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar_one()) >= 10_000
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    finally:
+        db.dispose()
+    durable = open_database(make_url(sqlite_url(tmp_path / "deep" / "store.db")), sync_commits=True)
+    try:
+        with durable.writes.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    finally:
+        durable.dispose()

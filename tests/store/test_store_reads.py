@@ -1,0 +1,232 @@
+"""Writing and reading stored completions, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import pytest
+from tests.store.helpers import call, make_store
+
+from switchyard.errors import InvalidRequestError, NotFoundError
+from switchyard.server.state import StoredCall
+from switchyard.store import InferenceStore, ListQuery
+from switchyard.store.queries import count_rows
+
+
+async def write_all(store: InferenceStore, calls: list[StoredCall]) -> None:
+    for c in calls:
+        await store.completion_finished(c)
+    await store.writer.wait_settled(store.writer.accepted)
+
+
+async def walk(store: InferenceStore, **query: Any) -> list[str]:
+    """Every id, page by page, as a client following ``last_id`` would see them."""
+    seen: list[str] = []
+    after = None
+    while True:
+        page = (await store.list_completions(ListQuery(after=after, **query))).to_json()
+        seen += [item["id"] for item in page["data"]]
+        if not page["has_more"]:
+            assert len(page["data"]) <= query.get("limit", 20)
+            return seen
+        assert page["first_id"] == page["data"][0]["id"]
+        after = page["last_id"]
+
+
+async def test_a_completion_round_trips(store: InferenceStore) -> None:
+    c = call(1, metadata={"team": "a"})
+    await write_all(store, [c])
+    got = await store.get_completion("chatcmpl-test-000001")
+    assert got["id"] == "chatcmpl-test-000001"
+    assert got["object"] == "chat.completion"
+    assert got["choices"][0]["message"]["content"] == "answer 1"
+    assert got["usage"]["total_tokens"] == 5
+    assert got["metadata"] == {"team": "a"}
+    assert got["input_messages"] == [{"role": "user", "content": "question 1"}]
+    assert got["switchyard"]["provider_id"] == "fake"
+    assert got["switchyard"]["provider_completion_id"] == "p-1"
+    assert got["switchyard"]["finished"] - got["switchyard"]["started"] == pytest.approx(0.25)
+    assert got["switchyard"]["streamed"] is False
+
+
+async def test_a_stream_is_stored_assembled(store: InferenceStore) -> None:
+    chunks = [
+        {"id": "chatcmpl-s", "created": 1, "model": "m", "choices": [
+            {"index": 0, "delta": {"role": "assistant", "content": "he"}, "finish_reason": None}]},
+        {"id": "chatcmpl-s", "created": 1, "model": "m", "choices": [
+            {"index": 0, "delta": {"content": "y"}, "finish_reason": "stop"}]},
+    ]  # fmt: skip
+    body = {"model": "m", "messages": [{"role": "user", "content": "q"}], "stream": True}
+    await write_all(store, [StoredCall(body, "fake", 1.0, 2.0, chunks=chunks)])
+    got = await store.get_completion("chatcmpl-s")
+    assert got["choices"][0]["message"] == {"role": "assistant", "content": "hey"}
+    assert got["switchyard"]["streamed"] is True
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_pagination_is_exact_when_every_row_shares_one_timestamp(
+    store: InferenceStore, order: str
+) -> None:
+    same = time.time()
+    await write_all(store, [call(n, started=same) for n in range(103)])
+    seen = await walk(store, limit=7, order=order)
+    assert len(seen) == 103
+    assert sorted(seen) == sorted(f"chatcmpl-test-{n:06d}" for n in range(103))
+    # Ties are broken by insertion order, the same way in both directions.
+    assert seen == sorted(seen, reverse=order == "desc")
+
+
+async def test_listing_orders_by_request_time_not_write_order(store: InferenceStore) -> None:
+    starts = [1000.0 + n for n in range(30)]
+    random.Random(4).shuffle(starts)
+    await write_all(store, [call(n, started=s) for n, s in enumerate(starts)])
+    page = await store.list_completions(ListQuery(limit=100))
+    times = [item["switchyard"]["started"] for item in page.data]
+    assert times == sorted(times, reverse=True)
+    first = (await store.list_completions(ListQuery(limit=1, order="asc"))).data[0]
+    assert first["switchyard"]["started"] == 1000.0
+
+
+async def test_default_page_and_limits(store: InferenceStore) -> None:
+    await write_all(store, [call(n) for n in range(25)])
+    page = (await store.list_completions(ListQuery())).to_json()
+    assert page["object"] == "list"
+    assert len(page["data"]) == 20
+    assert page["has_more"] is True
+    assert page["first_id"] == "chatcmpl-test-000024"  # newest first
+    empty = (await store.list_completions(ListQuery(model="nobody"))).to_json()
+    assert empty == {
+        "object": "list",
+        "data": [],
+        "first_id": None,
+        "last_id": None,
+        "has_more": False,
+    }
+
+
+async def test_model_and_metadata_filters_paginate_too(store: InferenceStore) -> None:
+    calls = [
+        call(n, model=f"fake/m{n % 3}", metadata={"team": f"t{n % 2}", "run": "x"})
+        for n in range(60)
+    ]
+    await write_all(store, calls)
+    by_model = await walk(store, limit=6, model="fake/m1")
+    assert by_model == [f"chatcmpl-test-{n:06d}" for n in reversed(range(60)) if n % 3 == 1]
+    by_team = await walk(store, limit=9, order="asc", metadata={"team": "t0", "run": "x"})
+    assert by_team == [f"chatcmpl-test-{n:06d}" for n in range(60) if n % 2 == 0]
+    both = await walk(store, model="fake/m0", metadata={"team": "t1"})
+    assert both == [f"chatcmpl-test-{n:06d}" for n in reversed(range(60)) if n % 6 == 3]
+    assert await walk(store, metadata={"team": "nobody"}) == []
+
+
+async def test_unknown_ids_and_cursors_are_clear_errors(store: InferenceStore) -> None:
+    with pytest.raises(NotFoundError, match="No stored chat completion 'chatcmpl-nope'"):
+        await store.get_completion("chatcmpl-nope")
+    with pytest.raises(InvalidRequestError, match="'after' names no stored") as err:
+        await store.list_completions(ListQuery(after="chatcmpl-nope"))
+    assert err.value.param == "after"
+    with pytest.raises(NotFoundError):
+        await store.list_messages("chatcmpl-nope", None, 20, "asc")
+    with pytest.raises(NotFoundError):
+        await store.update_metadata("chatcmpl-nope", {"a": "b"})
+    with pytest.raises(NotFoundError):
+        await store.delete_completion("chatcmpl-nope")
+
+
+async def test_input_messages_list_with_ids_and_pages(store: InferenceStore) -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "be brief"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "look: "}, {"type": "text", "text": "x"}],
+        },
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "more"},
+        {"role": "user", "content": "last"},
+    ]
+    await write_all(store, [call(5, messages=messages)])
+    cid = "chatcmpl-test-000005"
+    first = (await store.list_messages(cid, None, 2, "asc")).to_json()
+    assert [m["id"] for m in first["data"]] == [f"{cid}-0", f"{cid}-1"]
+    assert first["has_more"] is True
+    assert first["data"][1]["content"] == "look: x"
+    assert first["data"][1]["content_parts"] == messages[1]["content"]
+    assert first["data"][0]["content_parts"] is None
+    rest = await store.list_messages(cid, first["last_id"], 10, "asc")
+    assert [m["content"] for m in rest.data] == ["ok", "more", "last"]
+    assert rest.has_more is False
+    newest = await store.list_messages(cid, None, 2, "desc")
+    assert [m["content"] for m in newest.data] == ["last", "more"]
+    with pytest.raises(InvalidRequestError, match="names no message"):
+        await store.list_messages(cid, "chatcmpl-other-1", 2, "asc")
+
+
+async def test_metadata_update_replaces_and_is_searchable(store: InferenceStore) -> None:
+    await write_all(store, [call(1, metadata={"old": "1"}), call(2)])
+    updated = await store.update_metadata("chatcmpl-test-000002", {"label": "good"})
+    assert updated["metadata"] == {"label": "good"}
+    assert (await store.get_completion("chatcmpl-test-000002"))["metadata"] == {"label": "good"}
+    assert await walk(store, metadata={"label": "good"}) == ["chatcmpl-test-000002"]
+    cleared = await store.update_metadata("chatcmpl-test-000001", None)
+    assert cleared["metadata"] == {}
+    assert await walk(store, metadata={"old": "1"}) == []
+
+
+async def test_delete_removes_it_everywhere(store: InferenceStore) -> None:
+    await write_all(store, [call(n) for n in range(3)])
+    gone = await store.delete_completion("chatcmpl-test-000001")
+    assert gone == {
+        "id": "chatcmpl-test-000001",
+        "object": "chat.completion.deleted",
+        "deleted": True,
+    }
+    with pytest.raises(NotFoundError):
+        await store.get_completion("chatcmpl-test-000001")
+    assert await walk(store) == ["chatcmpl-test-000002", "chatcmpl-test-000000"]
+    with pytest.raises(NotFoundError):
+        await store.delete_completion("chatcmpl-test-000001")
+
+
+async def test_a_retried_batch_does_not_store_an_id_twice(store: InferenceStore) -> None:
+    await write_all(store, [call(1), call(1), call(2)])
+    assert count_rows(store.db) == 2
+
+
+async def test_policy_and_the_store_flag(store_url: str) -> None:
+    everything = await make_store(store_url)
+    opt_in = await make_store(store_url, policy="opt-in")
+    try:
+        assert everything.should_store({})
+        assert everything.should_store({"store": True})
+        assert not everything.should_store({"store": False})
+        assert not opt_in.should_store({})
+        assert opt_in.should_store({"store": True})
+        assert not opt_in.should_store({"store": False})
+    finally:
+        await everything.close()
+        await opt_in.close()
+
+
+async def test_sync_durability_has_the_row_before_it_returns(store_url: str) -> None:
+    store = await make_store(store_url, durability="sync")
+    try:
+        for n in range(5):
+            await store.completion_finished(call(n))
+            assert count_rows(store.db) == n + 1  # read directly: no read barrier here
+    finally:
+        await store.close()
+
+
+async def test_close_flushes_everything_queued(store_url: str) -> None:
+    store = await make_store(store_url, batch_size=50)
+    for n in range(400):
+        await store.completion_finished(call(n))
+    assert store.writer.settled < 400  # still queued: close must do the rest
+    await store.close()
+    reopened = await make_store(store_url)
+    try:
+        assert count_rows(reopened.db) == 400
+    finally:
+        await reopened.close()

@@ -1,0 +1,222 @@
+"""The write path under failure: retries, refused rows, a full queue, shutdown, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from tests.store.helpers import call, eventually, make_store, sqlite_url
+from tests.store.pg import admin_host_port, pg_database
+from tests.support.tcp_proxy import TcpProxy, tcp_proxy
+
+from switchyard import metrics
+from switchyard.store import StoreUnavailableError, writer
+from switchyard.store.engine import Database
+from switchyard.store.queries import count_rows, insert_rows
+
+Rows = list[dict[str, Any]]
+
+
+def counter(metric: Any) -> float:
+    return float(metric._value.get())
+
+
+class Snapshot:
+    """Counter values now, to assert on what a test added (metrics are process-wide)."""
+
+    def __init__(self) -> None:
+        self.before = {name: counter(getattr(metrics, name)) for name in self.NAMES}
+
+    NAMES = ("STORE_WRITTEN", "STORE_DROPPED", "STORE_FAILED_WRITES")
+
+    def added(self, name: str) -> float:
+        return counter(getattr(metrics, name)) - self.before[name]
+
+
+def operational_error() -> sa.exc.OperationalError:
+    return sa.exc.OperationalError("INSERT", None, Exception("database is down"))
+
+
+@pytest.fixture
+def patch_insert(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[Callable[[Database, Rows], None]], None]:
+    def install(fake: Callable[[Database, Rows], None]) -> None:
+        monkeypatch.setattr(writer, "insert_rows", fake)
+
+    return install
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer, "RETRY_FIRST_S", 0.01)
+    monkeypatch.setattr(writer, "RETRY_MAX_S", 0.05)
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return sqlite_url(tmp_path / "store.db")
+
+
+@pytest.mark.usefixtures("fast_retries")
+async def test_transient_failures_are_retried_until_written(url: str, patch_insert: Any) -> None:
+    failures = iter(range(3))
+
+    def flaky(db: Database, rows: Rows) -> None:
+        if next(failures, None) is not None:
+            raise operational_error()
+        insert_rows(db, rows)
+
+    patch_insert(flaky)
+    snap = Snapshot()
+    store = await make_store(url)
+    for n in range(10):
+        await store.completion_finished(call(n))
+    await store.close()
+    assert count_rows(store.db) == 10
+    assert snap.added("STORE_FAILED_WRITES") == 3
+    assert snap.added("STORE_WRITTEN") == 10
+    assert snap.added("STORE_DROPPED") == 0
+
+
+async def test_a_refused_row_costs_only_itself_and_is_logged(
+    url: str, patch_insert: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def picky(db: Database, rows: Rows) -> None:
+        if any(row["id"] == "chatcmpl-test-000003" for row in rows):
+            raise sa.exc.IntegrityError("INSERT", None, Exception("value too long"))
+        insert_rows(db, rows)
+
+    patch_insert(picky)
+    snap = Snapshot()
+    store = await make_store(url, batch_size=100, flush_interval=0.2)
+    for n in range(6):
+        await store.completion_finished(call(n))
+    await store.close()
+    assert count_rows(store.db) == 5
+    assert snap.added("STORE_DROPPED") == 1
+    assert "refused completion chatcmpl-test-000003" in caplog.text
+
+
+async def test_a_full_queue_drops_are_counted_and_logged(
+    url: str, patch_insert: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def stuck(db: Database, rows: Rows) -> None:
+        entered.set()
+        release.wait(10)
+        insert_rows(db, rows)
+
+    patch_insert(stuck)
+    snap = Snapshot()
+    store = await make_store(url, queue_size=5, batch_size=1, flush_interval=0)
+    await store.completion_finished(call(0))
+    assert await asyncio.to_thread(entered.wait, 5)  # the writer holds call 0 in the database
+    for n in range(1, 21):
+        await store.completion_finished(call(n))  # never blocks the caller
+    assert snap.added("STORE_DROPPED") == 15
+    assert counter(metrics.STORE_UNWRITTEN) >= 6
+    # The first drop is logged at once; the rest in summaries, at the latest on close.
+    assert "1 completions not stored (queue full); 1 since start" in caplog.text
+    release.set()
+    await store.close()
+    assert "14 completions not stored (queue full); 15 since start" in caplog.text
+    assert count_rows(store.db) == 6
+
+
+@pytest.mark.usefixtures("fast_retries")
+async def test_close_gives_up_after_its_timeout_and_says_how_many(
+    url: str, patch_insert: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def down(db: Database, rows: Rows) -> None:
+        raise operational_error()
+
+    patch_insert(down)
+    snap = Snapshot()
+    store = await make_store(url, close_timeout=0.3)
+    for n in range(7):
+        await store.completion_finished(call(n))
+    started = time.monotonic()
+    await store.close()
+    assert time.monotonic() - started < 5
+    assert snap.added("STORE_DROPPED") == 7
+    assert "7 completions not stored (database unavailable at shutdown)" in caplog.text
+
+
+async def test_sync_durability_waits_at_most_sync_timeout(
+    url: str, patch_insert: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+
+    def slow(db: Database, rows: Rows) -> None:
+        release.wait(10)
+        insert_rows(db, rows)
+
+    patch_insert(slow)
+    store = await make_store(url, durability="sync", sync_timeout=0.2)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        await store.completion_finished(call(1))
+    assert 0.15 < time.monotonic() - started < 2
+    assert "answered before its row is written" in caplog.text
+    release.set()
+    await store.close()
+    assert count_rows(store.db) == 1
+
+
+@pytest.fixture
+def pg_behind_proxy() -> Iterator[tuple[str, TcpProxy]]:
+    with tcp_proxy(*admin_host_port()) as proxy, pg_database("127.0.0.1", proxy.port) as url:
+        yield url, proxy
+
+
+@pytest.mark.usefixtures("fast_retries")
+async def test_postgres_down_at_start_then_back(pg_behind_proxy: tuple[str, TcpProxy]) -> None:
+    url, proxy = pg_behind_proxy
+    proxy.cut()
+    store = await make_store(url)  # must not fail: the server keeps serving
+    try:
+        assert not store.writer.ready
+        with pytest.raises(StoreUnavailableError):
+            await store.get_completion("chatcmpl-x")
+        for n in range(5):
+            await store.completion_finished(call(n))
+        proxy.restore()
+        async with asyncio.timeout(30):
+            await store.writer.wait_settled(5)
+        assert (await store.get_completion("chatcmpl-test-000004"))["id"] == "chatcmpl-test-000004"
+    finally:
+        await store.close()
+
+
+@pytest.mark.usefixtures("fast_retries")
+async def test_postgres_cut_mid_run_loses_nothing(pg_behind_proxy: tuple[str, TcpProxy]) -> None:
+    url, proxy = pg_behind_proxy
+    snap = Snapshot()
+    store = await make_store(url, flush_interval=0)
+    try:
+        for n in range(20):
+            await store.completion_finished(call(n))
+        await store.writer.wait_settled(store.writer.accepted)
+        proxy.cut()
+        for n in range(20, 60):
+            await store.completion_finished(call(n))
+        await eventually(lambda: snap.added("STORE_FAILED_WRITES") >= 2, "writes fail")
+        with pytest.raises(StoreUnavailableError):
+            await store.get_completion("chatcmpl-test-000001")
+        assert counter(metrics.STORE_UNWRITTEN) >= 1
+        proxy.restore()
+        async with asyncio.timeout(30):
+            await store.writer.wait_settled(store.writer.accepted)
+        assert count_rows(store.db) == 60
+        assert snap.added("STORE_DROPPED") == 0
+    finally:
+        await store.close()
