@@ -57,21 +57,39 @@ class ModelConfig(_Strict):
 
 
 class StoreConfig(_Strict):
-    url: str | None = None  # None: SQLite in the data directory
+    """The inference store. ``url``: None for SQLite in the data directory, a
+    ``sqlite:///path`` or a ``postgresql://`` URL. ``durability: sync`` makes each
+    request wait (up to ``sync_timeout`` seconds) until its row is committed.
+    ``flush_interval`` is how long the writer lingers to fill a batch (async only);
+    ``close_timeout`` bounds the flush at shutdown while the database is down."""
+
+    url: str | None = None
     enabled: bool = True
     policy: Literal["all", "opt-in"] = "all"
     durability: Literal["async", "sync"] = "async"
     queue_size: int = Field(default=10_000, gt=0)
     batch_size: int = Field(default=200, gt=0)
-    flush_interval: float = Field(default=0.05, gt=0)
+    flush_interval: float = Field(default=0.05, ge=0)
+    sync_timeout: float = Field(default=10.0, gt=0)
+    close_timeout: float = Field(default=20.0, ge=0)
 
 
 class RecordingConfig(_Strict):
+    """Record or replay provider traffic (see :mod:`switchyard.recording`).
+
+    ``cassettes`` is the directory; ``cassette`` names the file recorded into
+    (``<cassettes>/<cassette>.json``). Replay reads every cassette of the directory, or
+    only the named one with ``replay_from: cassette``. ``ignore_fields`` are dotted body
+    fields left out of matching (``user``, ``seed``, ``messages.name``); ``realtime``
+    replays streams at their recorded pace instead of at once.
+    """
+
     mode: RecordMode = "live"
     cassettes: str | None = None
-    cassette: str = "default"
+    cassette: str = Field(default="default", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-\[\]]*$")
     ignore_fields: list[str] = Field(default_factory=list)
     realtime: bool = False
+    replay_from: Literal["directory", "cassette"] = "directory"
 
 
 class ServerConfig(_Strict):

@@ -11,7 +11,8 @@ HTTP status and OpenAI error ``type``; instances carry the message, the offendin
     │   └── WrongModelTypeError         400  e.g. an embedding model used for chat
     ├── AuthenticationError             401 authentication_error
     ├── NotFoundError                   404 not_found_error
-    │   └── ModelNotFoundError          404  code=model_not_found
+    │   ├── ModelNotFoundError          404  code=model_not_found
+    │   └── ReplayMissError             404  code=replay_miss: replay mode, no recording
     ├── PayloadTooLargeError            413 invalid_request_error
     ├── RateLimitError                  429 rate_limit_error
     └── UpstreamError                   502 upstream_error   the provider answered badly
@@ -101,6 +102,31 @@ class ModelNotFoundError(NotFoundError):
             param="model",
             code="model_not_found",
         )
+
+
+class ReplayMissError(NotFoundError):
+    """Replay mode found no recorded interaction for an upstream request.
+
+    404 rather than 400: the client's request may be perfectly valid; what is missing is
+    its recording. (Neither status makes the openai SDK retry, unlike a 5xx.) The message
+    names the cassette, the closest recorded request and the fields that differ; the same
+    facts are kept as attributes for tests.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider_id: str,
+        cassette: str,
+        closest: str | None = None,
+        differences: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, code="replay_miss")
+        self.provider_id = provider_id
+        self.cassette = cassette
+        self.closest = closest
+        self.differences = differences
 
 
 class PayloadTooLargeError(SwitchyardError):

@@ -1,13 +1,32 @@
 """Which transport each provider gets: the live network stack, or (with a record
-mode) the recorder wrapped around it. The one place that decides it."""
+mode) the recorder wrapped around it. The one place that decides it.
+
+In ``replay`` the recorder wraps nothing: no live transport exists, so a replaying
+server cannot open a socket to a provider, whatever its base URL says.
+"""
 
 from __future__ import annotations
 
 from switchyard.config import Config, ProviderConfig
+from switchyard.recording.library import library_for
+from switchyard.recording.transport import RecordingTransport
 from switchyard.upstream import Transport, default_transport
 
 
 def transport_for(config: Config, provider: ProviderConfig) -> Transport:
+    recording = config.recording
+    if recording.mode == "live":
+        return _live(provider)
+    return RecordingTransport(
+        provider.id,
+        library_for(recording),
+        recording.mode,
+        None if recording.mode == "replay" else _live(provider),
+        realtime=recording.realtime,
+    )
+
+
+def _live(provider: ProviderConfig) -> Transport:
     return default_transport(
         timeout=provider.timeout,
         connect_timeout=provider.connect_timeout,

@@ -23,6 +23,7 @@ PROVIDERS: dict[str, str] = {
     "openai": "switchyard.providers.openai:OpenAIProvider",
     "fireworks": "switchyard.providers.fireworks:FireworksProvider",
     "groq": "switchyard.providers.groq:GroqProvider",
+    "gemini": "switchyard.providers.gemini:GeminiProvider",
     "ollama": "switchyard.providers.ollama:OllamaProvider",
     "vllm": "switchyard.providers.vllm:VLLMProvider",
     "openai_compatible": "switchyard.providers.openai_compat:OpenAICompatProvider",

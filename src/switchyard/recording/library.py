@@ -1,0 +1,200 @@
+"""The cassettes one server replays from and records into.
+
+A :class:`CassetteLibrary` holds the interactions of the cassette directory (the named
+cassette first, then the others by name; or only the named one), answers "which recording
+matches this request" with a cursor per request, so identical requests replay in recorded
+order (and start over when all were used), explains misses, and appends new recordings to
+the named cassette. Lookups prefer interactions of the asking provider and then accept any
+other provider's with the same body, so a directory imported with one cassette per
+provider replays under other provider ids; bodyless requests (model lists) only match the
+asking provider's, as any other provider's list would be wrong.
+
+All providers of one server share one library (:func:`library_for`), so that a directory
+of imported recordings is parsed once, not once per provider. With ``--workers N`` each
+worker process has its own library, so "in recorded order" holds per worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from switchyard.config import RecordingConfig
+from switchyard.errors import ConfigError, ReplayMissError
+from switchyard.recording.cassette import Interaction, RecordedRequest
+from switchyard.recording.files import (
+    append_interaction,
+    cassette_path,
+    list_cassettes,
+    load_cassette,
+    session_id,
+)
+from switchyard.recording.matching import IgnoreTree, ignore_tree, match_key
+from switchyard.recording.miss import miss_error
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CassetteLibrary", "Recorded", "library_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An interaction and where it lives, for matching and for messages."""
+
+    interaction: Interaction
+    cassette: Path
+    index: int
+    """Position in its cassette's ``interactions``."""
+    ignore: IgnoreTree
+    """The fields its matching ignores (global and its cassette's)."""
+    order: int
+    """Load order: the named cassette first, then the others by name."""
+
+
+class CassetteLibrary:
+    """Interactions by match key, cursors for ordered replay, and the recorder's target.
+
+    ``load`` is ``"directory"`` (every cassette of the directory), ``"cassette"`` (only
+    the named one) or ``"none"`` (record mode, which never replays). ``session`` is the
+    record session that overwrites the named cassette; ``None`` appends to it.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        name: str = "default",
+        *,
+        ignore_fields: list[str] | tuple[str, ...] = (),
+        load: str = "directory",
+        session: str | None = None,
+    ) -> None:
+        self.directory = directory
+        self.primary = cassette_path(directory, name)
+        self._global_ignore = list(ignore_fields)
+        self._primary_ignore = ignore_tree(self._global_ignore)
+        self._session = session
+        self.entries: list[Recorded] = []
+        # Interactions grouped by the fields they ignore, then by match key: a request's
+        # key is computed once per group (there are as many groups as distinct settings).
+        self._groups: dict[str, tuple[IgnoreTree, dict[bytes, list[Recorded]]]] = {}
+        self._cursors: dict[tuple[bytes, str, bool], int] = defaultdict(int)
+        self._write_lock = asyncio.Lock()
+        if load != "none":
+            self._load(whole_directory=load == "directory")
+
+    def _load(self, *, whole_directory: bool) -> None:
+        paths = [self.primary] if self.primary.exists() else []
+        if whole_directory and self.directory.is_dir():
+            paths += [p for p in list_cassettes(self.directory) if p != self.primary]
+        for path in paths:
+            try:
+                cassette = load_cassette(path)
+            except ValueError as err:
+                raise ConfigError(f"cannot replay: {err}") from None
+            ignore = ignore_tree([*self._global_ignore, *cassette.ignore_fields])
+            if path == self.primary:
+                self._primary_ignore = ignore
+            for index, interaction in enumerate(cassette.interactions):
+                self._add(interaction, path, index, ignore)
+
+    def _add(self, interaction: Interaction, path: Path, index: int, ignore: IgnoreTree) -> None:
+        entry = Recorded(interaction, path, index, ignore, len(self.entries))
+        self.entries.append(entry)
+        request = interaction.request
+        key = match_key(request.method, request.path, request.body, ignore)
+        _, by_key = self._groups.setdefault(repr(ignore), (ignore, {}))
+        by_key.setdefault(key, []).append(entry)
+
+    def find(self, provider_id: str, request: RecordedRequest) -> Interaction | None:
+        """The next recording for ``request`` (the asking provider's first), or ``None``."""
+        matches: list[Recorded] = []
+        for ignore, by_key in self._groups.values():
+            matches += by_key.get(match_key(request.method, request.path, request.body, ignore), ())
+        if not matches:
+            return None
+        own = [m for m in matches if m.interaction.provider == provider_id]
+        if not own and request.body is None:
+            # A bodyless request (a model list) says nothing that ties it to a provider:
+            # another provider's answer would only be wrong.
+            return None
+        candidates = sorted(own or matches, key=lambda m: m.order)
+        # Each provider replays its own recordings in order, whoever else asks the same.
+        cursor = (match_key(request.method, request.path, request.body), provider_id, bool(own))
+        position = self._cursors[cursor] % len(candidates)
+        self._cursors[cursor] = position + 1
+        return candidates[position].interaction
+
+    def miss(self, provider_id: str, request: RecordedRequest) -> ReplayMissError:
+        """The error for a request nothing matches, naming the closest recording."""
+        return miss_error(self, provider_id, request)
+
+    async def record(self, interaction: Interaction, *, replayable: bool) -> None:
+        """Append to the named cassette (in a thread: file locks and fsync block).
+
+        ``replayable`` (record-if-missing) also makes it answer later identical requests.
+        """
+        async with self._write_lock:  # keeps this process's interactions in order
+            await asyncio.to_thread(append_interaction, self.primary, interaction, self._session)
+            if replayable:
+                self._add(interaction, self.primary, -1, self._primary_ignore)
+        log.info(
+            "recorded %s %s (provider %s) into %s",
+            interaction.request.method,
+            interaction.request.path,
+            interaction.provider,
+            self.primary,
+        )
+
+
+# One library per configuration and directory state, shared while a server holds it.
+_LIBRARIES: weakref.WeakValueDictionary[tuple[object, ...], CassetteLibrary] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def library_for(config: RecordingConfig) -> CassetteLibrary:
+    """The library of a server's recording config (mode other than ``live``).
+
+    A :class:`ConfigError` (at start) when the directory is not set, or is missing in
+    replay mode.
+    """
+    if not config.cassettes:
+        raise ConfigError(
+            f"recording.mode is '{config.mode}' but no cassette directory is set; "
+            "give recording.cassettes in the config, --cassettes or SWITCHYARD_CASSETTES"
+        )
+    directory = Path(config.cassettes).expanduser().resolve()
+    if config.mode == "replay" and not directory.is_dir():
+        raise ConfigError(f"replay mode: the cassette directory {directory} does not exist")
+    key = (
+        directory,
+        config.cassette,
+        config.mode,
+        tuple(config.ignore_fields),
+        config.replay_from,
+        _signature(directory),
+    )
+    library = _LIBRARIES.get(key)
+    if library is None:
+        library = CassetteLibrary(
+            directory,
+            config.cassette,
+            ignore_fields=config.ignore_fields,
+            # record mode never replays, so it reads nothing.
+            load="none" if config.mode == "record" else config.replay_from,
+            session=session_id() if config.mode == "record" else None,
+        )
+        _LIBRARIES[key] = library
+    return library
+
+
+def _signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and times of the cassettes: a changed directory means a new library."""
+    if not directory.is_dir():
+        return ()
+    stats = ((p.name, p.stat()) for p in list_cassettes(directory))
+    return tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats)

@@ -1,0 +1,165 @@
+"""A pytest plugin: run your own tests against a Switchyard that replays recorded traffic.
+
+Installed with switchyard (entry point ``switchyard`` in ``pytest11``). A test takes the
+``switchyard`` fixture and points its OpenAI client at ``switchyard.base_url``::
+
+    def test_capital(switchyard):
+        client = openai.OpenAI(base_url=switchyard.base_url, api_key="unused")
+        answer = client.chat.completions.create(model="together/...", messages=[...])
+
+Record once with real keys (``pytest --record-mode record``), commit the cassettes, and
+the suite replays them from then on, in CI too, without keys or network. Each test gets a
+server of its own, recording into and replaying from
+``<cassettes>/<test module>/<test name>.json`` (the ``switchyard_cassette("name")`` marker
+picks another name, e.g. to share one between tests).
+
+Settings:
+
+``--record-mode MODE`` (or ``--switchyard-record-mode``; ini ``switchyard_record_mode``)
+    ``replay`` (the default), ``record``, ``record-if-missing`` or ``live``.
+``--switchyard-cassettes DIR`` (ini ``switchyard_cassettes``)
+    where cassettes live; by default a ``cassettes`` folder beside each test module.
+ini ``switchyard_server``
+    ``thread`` (the default: in the test process) or ``process`` (``switchyard run``).
+fixture ``switchyard_config``
+    override it (in ``conftest.py``) to return your config as a dict: providers, models.
+    By default it reads the YAML file named by ``SWITCHYARD_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+__all__ = ["RunningSwitchyard"]
+
+MODES = ("replay", "record", "record-if-missing", "live")
+
+
+@dataclass(frozen=True, slots=True)
+class RunningSwitchyard:
+    """The server of one test."""
+
+    url: str
+    mode: str
+    cassette: Path
+
+    @property
+    def base_url(self) -> str:
+        """What an OpenAI client takes as ``base_url``."""
+        return self.url + "/v1"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("switchyard", "Switchyard record/replay")
+    names = ["--record-mode", "--switchyard-record-mode"]
+    kwargs: dict[str, Any] = {
+        "dest": "switchyard_record_mode",
+        "choices": MODES,
+        "default": None,
+        "help": "Switchyard cassettes: replay (default), record, record-if-missing or live.",
+    }
+    try:
+        group.addoption(*names, **kwargs)
+    except ValueError:
+        # Another plugin (pytest-recording) owns --record-mode: keep ours prefixed.
+        group.addoption(names[1], **kwargs)
+    group.addoption(
+        "--switchyard-cassettes",
+        dest="switchyard_cassettes",
+        default=None,
+        help="Directory of Switchyard cassettes (default: 'cassettes' beside each module).",
+    )
+    parser.addini("switchyard_record_mode", "Default record mode.", default="replay")
+    parser.addini("switchyard_cassettes", "Directory of cassettes, relative to the rootdir.")
+    parser.addini("switchyard_server", "'thread' (default) or 'process'.", default="thread")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "switchyard_cassette(name): the cassette this test records and replays"
+    )
+    mode = _record_mode(config)
+    if mode not in MODES:
+        raise pytest.UsageError(f"switchyard_record_mode = {mode!r}; use one of {MODES}")
+
+
+def _record_mode(config: pytest.Config) -> str:
+    return str(
+        config.getoption("switchyard_record_mode") or config.getini("switchyard_record_mode")
+    )
+
+
+@pytest.fixture(scope="session")
+def switchyard_record_mode(pytestconfig: pytest.Config) -> str:
+    """The record mode of this run."""
+    return _record_mode(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def switchyard_config() -> dict[str, Any]:
+    """The Switchyard config as a dict; override it to name your providers."""
+    import yaml
+
+    path = os.environ.get("SWITCHYARD_CONFIG")
+    if not path:
+        raise pytest.UsageError(
+            "the switchyard fixture needs providers: override the switchyard_config fixture "
+            "in conftest.py, or set SWITCHYARD_CONFIG to a config file"
+        )
+    loaded = yaml.safe_load(Path(path).read_text())
+    return loaded if isinstance(loaded, dict) else {}
+
+
+@pytest.fixture
+def switchyard_cassette(request: pytest.FixtureRequest) -> Path:
+    """The cassette file of this test."""
+    config = request.config
+    chosen = config.getoption("switchyard_cassettes") or config.getini("switchyard_cassettes")
+    base = Path(config.rootpath, chosen) if chosen else request.path.parent / "cassettes"
+    marker = request.node.get_closest_marker("switchyard_cassette")
+    name = str(marker.args[0]) if marker else request.node.name
+    return base / request.path.stem / f"{_safe(name)}.json"
+
+
+def _safe(name: str) -> str:
+    """A test name as a file name: parameters kept readable, nothing that makes a path."""
+    return re.sub(r"[^A-Za-z0-9_.\-\[\]]+", "-", name).lstrip(".-") or "cassette"
+
+
+@pytest.fixture
+def switchyard(
+    request: pytest.FixtureRequest,
+    switchyard_config: dict[str, Any],
+    switchyard_record_mode: str,
+    switchyard_cassette: Path,
+    tmp_path: Path,
+) -> Iterator[RunningSwitchyard]:
+    """A Switchyard serving this test, recording or replaying its cassette."""
+    from switchyard.recording.harness import serve
+
+    if switchyard_record_mode == "replay" and not switchyard_cassette.exists():
+        pytest.fail(
+            f"no cassette {switchyard_cassette} to replay; record it once with "
+            "`pytest --record-mode record` (or record-if-missing)",
+            pytrace=False,
+        )
+    config = dict(switchyard_config)
+    config.setdefault("data_dir", str(tmp_path / "switchyard-data"))
+    config["recording"] = {
+        **(config.get("recording") or {}),
+        "mode": switchyard_record_mode,
+        "cassettes": str(switchyard_cassette.parent),
+        "cassette": switchyard_cassette.stem,
+        # A test replays its own cassette, not its neighbours'.
+        "replay_from": "cassette",
+    }
+    how = str(request.config.getini("switchyard_server") or "thread")
+    with serve(config, how, tmp_path / "switchyard") as url:
+        yield RunningSwitchyard(url=url, mode=switchyard_record_mode, cassette=switchyard_cassette)

@@ -1,0 +1,202 @@
+"""The recorder: a wrapper transport around the live one, as httpx wraps transports.
+
+:class:`RecordingTransport` sits on the upstream seam of one provider. Per mode:
+
+``record``
+    send through the live transport and write every interaction (the first write of a
+    server run starts the cassette afresh);
+``replay``
+    answer from the cassettes; there is no live transport at all, so no socket is ever
+    opened, and a request without a recording raises :class:`ReplayMissError`;
+``record-if-missing``
+    replay what is recorded, send and record the rest.
+
+Recording never holds a stream back: chunks go to the provider as they arrive, while a
+parser beside them collects the events and their timing; the interaction is written when
+the stream ends (an interrupted stream is not written: it would replay truncated). Error
+answers are recorded like any other and replay as errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from switchyard.errors import ConfigError
+from switchyard.recording import scrub
+from switchyard.recording.cassette import (
+    Interaction,
+    RecordedRequest,
+    RecordedResponse,
+    StreamEvent,
+    now_iso,
+)
+from switchyard.recording.library import CassetteLibrary
+from switchyard.recording.llama_stack import normalise_path
+from switchyard.recording.matching import sorted_json
+from switchyard.recording.sse import DONE, SSEParser, encode_event
+from switchyard.upstream import Transport, UpstreamRequest, UpstreamResponse
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RecordingTransport", "ReplayedResponse", "recorded_request"]
+
+MODES = ("record", "replay", "record-if-missing")
+_CONTENT_TYPES = {"events": "text/event-stream", "body": "application/json", "text": "text/plain"}
+
+
+def recorded_request(request: UpstreamRequest) -> RecordedRequest:
+    """The request as a cassette keeps it: path without host or base-URL prefix, query
+    and headers without secrets, body as sorted JSON."""
+    parts = urlsplit(request.url)
+    body = request.json
+    if body is None and request.content:
+        try:
+            body = orjson.loads(request.content)
+        except orjson.JSONDecodeError:
+            body = request.content.decode("utf-8", "replace")
+    return RecordedRequest(
+        method=request.method.upper(),
+        path=normalise_path(parts.path),
+        body=sorted_json(body),
+        query=scrub.request_query(parts.query),
+        headers=scrub.request_headers(request.headers),
+    )
+
+
+class RecordingTransport:
+    """Record, replay, or both, around ``inner`` (``None`` in replay: no network)."""
+
+    def __init__(
+        self,
+        provider_id: str,
+        library: CassetteLibrary,
+        mode: str,
+        inner: Transport | None = None,
+        *,
+        realtime: bool = False,
+    ) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"unknown record mode '{mode}'; use one of {', '.join(MODES)}")
+        if inner is None and mode != "replay":
+            raise ConfigError(f"record mode '{mode}' needs the live transport to wrap")
+        self.provider_id = provider_id
+        self.library = library
+        self.mode = mode
+        self._inner = inner
+        self._realtime = realtime
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        recorded = recorded_request(request)
+        inner = self._inner
+        if self.mode != "record":
+            found = self.library.find(self.provider_id, recorded)
+            if found is not None:
+                return ReplayedResponse(found.response, realtime=self._realtime)
+        if inner is None:
+            raise self.library.miss(self.provider_id, recorded)
+        started = time.monotonic()
+        response = await inner.send(request)
+
+        async def finish(answer: RecordedResponse) -> None:
+            interaction = Interaction(self.provider_id, recorded, answer, recorded_at=now_iso())
+            await self.library.record(interaction, replayable=self.mode == "record-if-missing")
+
+        return _RecordingResponse(response, started, finish)
+
+    async def aclose(self) -> None:
+        if self._inner is not None:
+            await self._inner.aclose()
+
+
+class _RecordingResponse:
+    """Passes the live answer through unchanged and hands a copy to ``finish``."""
+
+    def __init__(
+        self,
+        inner: UpstreamResponse,
+        started: float,
+        finish: Callable[[RecordedResponse], Awaitable[None]],
+    ) -> None:
+        self._inner = inner
+        self._started = started
+        self._finish = finish
+        self.status = inner.status
+        self.headers: Mapping[str, str] = inner.headers
+
+    def _answer(self, **content: Any) -> RecordedResponse:
+        return RecordedResponse(self.status, scrub.response_headers(self.headers), **content)
+
+    async def read(self) -> bytes:
+        raw = await self._inner.read()
+        try:
+            content: dict[str, Any] = {"body": orjson.loads(raw)}
+        except orjson.JSONDecodeError:
+            content = {"text": raw.decode("utf-8", "replace")}
+        await self._finish(self._answer(**content))
+        return raw
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        parser, events = SSEParser(), list[StreamEvent]()
+        last, written = self._started, False
+        chunks = self._inner.aiter_bytes()
+        try:
+            async for chunk in chunks:
+                now = time.monotonic()
+                for data in parser.feed(chunk):
+                    events.append(StreamEvent.from_raw(data, (now - last) * 1000))
+                    last = now
+                # The consumer stops reading at [DONE], so write before passing it on.
+                if not written and events and events[-1].raw() == DONE:
+                    await self._finish(self._answer(events=events))
+                    written = True
+                yield chunk
+        finally:
+            closer = getattr(chunks, "aclose", None)
+            if closer is not None:
+                await closer()
+        if not written:
+            events += [StreamEvent.from_raw(data) for data in parser.flush()]
+            await self._finish(self._answer(events=events))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class ReplayedResponse:
+    """A recorded answer served again: streams event by event, at once or at the
+    recorded pace; ``content-type`` always set."""
+
+    def __init__(self, recorded: RecordedResponse, *, realtime: bool = False) -> None:
+        self._recorded = recorded
+        self._realtime = realtime
+        self.status = recorded.status
+        kind = "events" if recorded.is_stream else "text" if recorded.text is not None else "body"
+        self.headers: Mapping[str, str] = {"content-type": _CONTENT_TYPES[kind], **recorded.headers}
+
+    async def read(self) -> bytes:
+        recorded = self._recorded
+        if recorded.events is not None:
+            return b"".join(encode_event(event.raw()) for event in recorded.events)
+        if recorded.text is not None:
+            return recorded.text.encode()
+        return orjson.dumps(recorded.body)
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        if self._recorded.events is None:
+            yield await self.read()
+            return
+        for event in self._recorded.events:
+            # Yield to the loop between events even when not pacing, so the server writes
+            # each one as it comes instead of one burst.
+            await asyncio.sleep(event.delay_ms / 1000 if self._realtime else 0)
+            yield encode_event(event.raw())
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,199 @@
+"""Matching requests to recordings, ordered replay, and what a miss says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from switchyard.errors import ReplayMissError
+from switchyard.recording.cassette import Cassette, Interaction, RecordedRequest, RecordedResponse
+from switchyard.recording.files import save_cassette
+from switchyard.recording.library import CassetteLibrary
+from switchyard.recording.matching import (
+    canonical,
+    canonical_body,
+    differences,
+    ignore_tree,
+    match_key,
+)
+
+CHAT = "/v1/chat/completions"
+
+
+def _chat(content: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "m", "messages": [{"role": "user", "content": content}], **extra}
+
+
+def _interaction(body: Any, answer: Any, provider: str = "p", path: str = CHAT) -> Interaction:
+    method = "GET" if body is None else "POST"
+    response = RecordedResponse(200, body=answer)
+    return Interaction(provider, RecordedRequest(method, path, body), response)
+
+
+def _library(tmp_path: Path, *cassettes: Cassette, **kwargs: Any) -> CassetteLibrary:
+    for cassette in cassettes:
+        save_cassette(cassette, tmp_path / f"{cassette.name}.json")
+    return CassetteLibrary(tmp_path, "default", **kwargs)
+
+
+def _ask(library: CassetteLibrary, body: Any, provider: str = "p", path: str = CHAT) -> Any:
+    found = library.find(provider, RecordedRequest("POST" if body else "GET", path, body))
+    return None if found is None else found.response.body
+
+
+# -- canonical form ------------------------------------------------------------------------
+
+
+def test_canonical_sorts_rounds_and_drops_nulls() -> None:
+    body = {"b": 1.0, "a": [{"y": None, "x": 0.1234567891}], "c": None}
+    assert canonical(body) == {"a": [{"x": 0.123457}], "b": 1}
+    assert list(canonical(body)) == ["a", "b"]
+    assert canonical_body({"stream": False, "n": 1}) == {"n": 1}
+    assert canonical_body({"stream": True}) == {"stream": True}
+
+
+def test_floats_match_after_rounding_and_whole_floats_as_ints() -> None:
+    recorded = match_key("POST", CHAT, _chat("x", temperature=0.7, top_p=1))
+    assert match_key("post", CHAT, _chat("x", temperature=0.70000001, top_p=1.0)) == recorded
+    assert match_key("POST", CHAT, _chat("x", temperature=0.71, top_p=1)) != recorded
+
+
+def test_ignored_fields_are_dotted_paths_through_lists() -> None:
+    tree = ignore_tree(["user", "seed", "messages.name", "metadata.trace.id"])
+    body = _chat("x", user="u1", seed=4, metadata={"trace": {"id": 1, "keep": 2}})
+    body["messages"][0]["name"] = "alice"
+    assert canonical(body, tree) == {
+        "messages": [{"content": "x", "role": "user"}],
+        "metadata": {"trace": {"keep": 2}},
+        "model": "m",
+    }
+    # A field ignored whole wins over a path below it, in either order.
+    assert ignore_tree(["a", "a.b"]) == {"a": None}
+    assert ignore_tree(["a.b", "a"]) == {"a": None}
+
+
+def test_differences_are_dotted_paths() -> None:
+    recorded = canonical(_chat("Hello", temperature=0.5, tools=[{"a": 1}]))
+    got = canonical(_chat("Hi", tools=[{"a": 1}, {"b": 2}]))
+    found = {d.path: d for d in differences(recorded, got)}
+    assert list(found) == ["messages[0].content", "temperature", "tools[1]"]
+    assert found["temperature"].describe() == "temperature (recorded 0.5, got absent)"
+    assert found["tools[1]"].describe() == 'tools[1] (recorded absent, got {"b":2})'
+    assert differences(1, True) == differences(1, True) != []  # bool is not 1
+
+
+# -- the library ---------------------------------------------------------------------------
+
+
+def test_identical_requests_replay_in_recorded_order(tmp_path: Path) -> None:
+    cassette = Cassette(
+        "default",
+        [
+            _interaction(_chat("x"), "first"),
+            _interaction(_chat("y"), "other"),
+            _interaction(_chat("x"), "second"),
+        ],
+    )
+    library = _library(tmp_path, cassette)
+    assert [_ask(library, _chat("x")) for _ in range(3)] == ["first", "second", "first"]
+    assert _ask(library, _chat("y")) == "other"
+
+
+def test_the_asking_provider_is_preferred_then_any(tmp_path: Path) -> None:
+    library = _library(
+        tmp_path,
+        Cassette("a", [_interaction(_chat("x"), "from a", "a")]),
+        Cassette("b", [_interaction(_chat("x"), "from b", "b")]),
+    )
+    assert _ask(library, _chat("x"), "b") == "from b"
+    assert _ask(library, _chat("x"), "a") == "from a"
+    assert _ask(library, _chat("x"), "c") == "from a"  # named cassettes in order
+
+
+def test_model_lists_only_replay_to_their_own_provider(tmp_path: Path) -> None:
+    library = _library(
+        tmp_path, Cassette("a", [_interaction(None, {"data": []}, "a", "/v1/models")])
+    )
+    assert _ask(library, None, "a", "/v1/models") == {"data": []}
+    assert _ask(library, None, "b", "/v1/models") is None
+    miss = library.miss("b", RecordedRequest("GET", "/v1/models"))
+    assert 'provider (recorded "a", got "b")' in miss.message
+
+
+def test_ignore_fields_globally_and_per_cassette(tmp_path: Path) -> None:
+    own = Cassette("default", [_interaction(_chat("x", seed=1), "seeded")], ignore_fields=["seed"])
+    other = Cassette("other", [_interaction(_chat("y", user="u"), "user")])
+    library = _library(tmp_path, own, other, ignore_fields=["user"])
+    assert _ask(library, _chat("x", seed=99)) == "seeded"
+    assert _ask(library, _chat("y", user="someone else")) == "user"
+    assert _ask(library, _chat("y", user="u", seed=5)) is None  # seed is ignored in one only
+
+
+def test_replay_from_the_named_cassette_only(tmp_path: Path) -> None:
+    library = _library(
+        tmp_path,
+        Cassette("default", [_interaction(_chat("x"), "mine")]),
+        Cassette("neighbour", [_interaction(_chat("y"), "theirs")]),
+        load="cassette",
+    )
+    assert _ask(library, _chat("x")) == "mine"
+    assert _ask(library, _chat("y")) is None
+
+
+# -- misses --------------------------------------------------------------------------------
+
+
+def test_a_miss_names_the_cassette_the_closest_request_and_the_differences(
+    tmp_path: Path,
+) -> None:
+    cassette = Cassette(
+        "default",
+        [
+            _interaction(_chat("Tell me a joke"), "joke"),
+            _interaction(_chat("What is the capital of France?", temperature=0.2), "Paris"),
+            _interaction(
+                {"model": "m", "input": "What is the capital of Spain?"}, [], "p", "/v1/e"
+            ),
+        ],
+    )
+    library = _library(tmp_path, cassette)
+    request = RecordedRequest("POST", CHAT, _chat("What is the capital of Spain?"))
+    error = library.miss("p", request)
+    assert isinstance(error, ReplayMissError)
+    assert error.status == 404
+    assert error.code == "replay_miss"
+    assert error.cassette == str(tmp_path / "default.json")
+    assert error.closest == f"{tmp_path / 'default.json'} interactions[1]"
+    assert error.differences == ("messages[0].content", "temperature")
+    message = error.message
+    assert "No recording for POST /v1/chat/completions (provider 'p')" in message
+    assert str(tmp_path / "default.json") in message
+    assert (
+        'messages[0].content (recorded "What is the capital of France?", '
+        'got "What is the capital of Spain?")' in message
+    )
+    assert "temperature (recorded 0.2, got absent)" in message
+    assert error.to_dict()["error"]["type"] == "not_found_error"
+
+
+def test_a_miss_in_an_empty_directory_says_so(tmp_path: Path) -> None:
+    library = CassetteLibrary(tmp_path, "default")
+    error = library.miss("p", RecordedRequest("POST", CHAT, _chat("x")))
+    assert "Nothing is recorded there" in error.message
+    assert error.closest is None
+
+
+def test_a_miss_lists_at_most_a_few_differences(tmp_path: Path) -> None:
+    recorded = {f"field{i}": i for i in range(10)}
+    library = _library(tmp_path, Cassette("default", [_interaction(recorded, "x")]))
+    error = library.miss("p", RecordedRequest("POST", CHAT, {}))
+    assert "differs in 10 fields" in error.message
+    assert "and 4 more" in error.message
+
+
+def test_a_broken_cassette_stops_the_start(tmp_path: Path) -> None:
+    (tmp_path / "default.json").write_text("{}")
+    with pytest.raises(Exception, match=r"cannot replay: .*default\.json"):
+        CassetteLibrary(tmp_path, "default")

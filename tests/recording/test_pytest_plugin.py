@@ -1,0 +1,107 @@
+"""The pytest plugin, as a user's own suite sees it: record once, then replay offline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from tests.support.recorded_upstream import RecordedUpstream, exchanges_for, recordings_root
+
+pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.skipif(not recordings_root().is_dir(), reason="no shared recordings")
+
+SECRET = "sk-pytest-SECRET"
+
+CONFTEST = f"""
+import os
+import pytest
+
+@pytest.fixture(scope="session")
+def switchyard_config():
+    return {{
+        "providers": [{{
+            "id": "together",
+            "type": "together",
+            "api_key": "{SECRET}",
+            "base_url": os.environ.get("UPSTREAM_URL", "https://api.together.xyz") + "/v1",
+        }}],
+        "store": {{"enabled": False}},
+    }}
+"""
+
+USER_TEST = """
+import openai
+
+MODEL = "together/meta-llama/Llama-3.3-70B-Instruct-Turbo-Free"
+
+def test_sun(switchyard):
+    with openai.OpenAI(base_url=switchyard.base_url, api_key="unused", max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "What's the name of the %s in latin?"}],
+            stream=True,
+        )
+        chunks = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+    assert len(chunks) > 2
+    assert "Sol" in "".join(chunks)
+"""
+
+
+def _user_suite(pytester: pytest.Pytester, body: str) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_user=USER_TEST % body)
+    pytester.makeini(INI)
+
+
+INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+
+
+@pytest.fixture
+def upstream() -> Iterator[RecordedUpstream]:
+    server = RecordedUpstream(exchanges_for("together"))
+    server.start_in_thread()
+    try:
+        yield server
+    finally:
+        server.stop_thread()
+
+
+def test_record_then_replay_without_the_provider(
+    pytester: pytest.Pytester, upstream: RecordedUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _user_suite(pytester, "Sun")
+    cassette = pytester.path / "cassettes" / "test_user" / "test_sun.json"
+
+    monkeypatch.setenv("UPSTREAM_URL", upstream.url)
+    recorded = pytester.runpytest("--record-mode", "record")
+    recorded.assert_outcomes(passed=1)
+    assert len(upstream.requests) == 2  # the model list, then the chat
+    text = cassette.read_text()
+    assert "What's the name of the Sun in latin?" in text
+    assert SECRET not in text
+
+    # The provider is gone; replay (the default) still passes.
+    monkeypatch.delenv("UPSTREAM_URL")
+    upstream.stop_thread()
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_replay_misses_and_missing_cassettes_are_explained(pytester: pytest.Pytester) -> None:
+    _user_suite(pytester, "Moon")
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*no cassette*test_sun.json to replay*--record-mode record*"])
+
+    cassette = pytester.path / "cassettes" / "test_user" / "test_sun.json"
+    cassette.parent.mkdir(parents=True)
+    cassette.write_text('{"version": 1, "name": "test_sun", "interactions": []}')
+    result = pytester.runpytest("--switchyard-record-mode", "replay")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*No recording for POST /v1/chat/completions*test_sun.json*"])
+
+
+def test_a_wrong_mode_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI + "switchyard_record_mode = recrod\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*switchyard_record_mode = 'recrod'*"])

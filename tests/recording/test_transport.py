@@ -1,0 +1,309 @@
+"""The recorder on the upstream seam: record, replay, record-if-missing; transport_for."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from tests.support.recorded_upstream import RecordedUpstream, exchanges_for, recordings_root
+
+from switchyard.config import config_from_dict
+from switchyard.errors import ConfigError, ReplayMissError
+from switchyard.recording import scrub
+from switchyard.recording.cassette import (
+    Cassette,
+    Interaction,
+    RecordedRequest,
+    RecordedResponse,
+    StreamEvent,
+)
+from switchyard.recording.files import load_cassette, save_cassette
+from switchyard.recording.library import CassetteLibrary
+from switchyard.recording.sse import SSEParser
+from switchyard.recording.transport import RecordingTransport, recorded_request
+from switchyard.transports import transport_for
+from switchyard.upstream import AiohttpTransport, RetryTransport, UpstreamRequest
+
+SECRETS = ("sk-live-SECRET", "azure-SECRET", "anthropic-SECRET", "gemini-SECRET")
+CHAT_BODY = {
+    "model": "meta-llama/Llama-3.3-70B-Instruct-Turbo-Free",
+    "messages": [{"role": "user", "content": "What's the name of the Sun in latin?"}],
+    "stream": True,
+}
+
+
+def _request(base: str, body: Any, *, path: str = "/v1/chat/completions") -> UpstreamRequest:
+    return UpstreamRequest(
+        provider_id="together",
+        method="POST" if body is not None else "GET",
+        url=f"{base}{path}?key={SECRETS[3]}&api-version=2024-10-21",
+        headers={
+            "Authorization": f"Bearer {SECRETS[0]}",
+            "api-key": SECRETS[1],
+            "x-api-key": SECRETS[2],
+            "User-Agent": "switchyard/test",
+            "Content-Type": "application/json",
+        },
+        json=body,
+        content=None if body is None else orjson.dumps(body),
+        stream=bool(body and body.get("stream")),
+    )
+
+
+async def _drain(response: Any) -> list[bytes]:
+    return [chunk async for chunk in response.aiter_bytes()]
+
+
+def _events(chunks: list[bytes]) -> list[bytes]:
+    parser = SSEParser()
+    found = [data for chunk in chunks for data in parser.feed(chunk)]
+    return found + parser.flush()
+
+
+# -- scrubbing -----------------------------------------------------------------------------
+
+
+def test_secrets_are_dropped_from_headers_and_query() -> None:
+    headers = {
+        "Authorization": "Bearer x",
+        "API-Key": "x",
+        "x-api-key": "x",
+        "X-Goog-Api-Key": "x",
+        "Cookie": "x",
+        "X-Custom-Token": "x",
+        "Content-Type": "application/json",
+        "User-Agent": "noise",
+        "OpenAI-Organization": "org-1",
+    }
+    assert scrub.request_headers(headers) == {
+        "content-type": "application/json",
+        "openai-organization": "org-1",
+    }
+    query = "key=x&api_key=x&access_token=x&sig=x&api-version=2024&alt=sse"
+    assert scrub.request_query(query) == {"api-version": "2024", "alt": "sse"}
+    kept = scrub.response_headers({"Content-Type": "a", "Retry-After": "2", "Set-Cookie": "x"})
+    assert kept == {"content-type": "a", "retry-after": "2"}
+
+
+def test_a_request_is_kept_without_host_prefix_or_secrets() -> None:
+    request = _request("https://api.fireworks.ai/inference/v1/v1", CHAT_BODY)
+    recorded = recorded_request(request)
+    assert recorded.path == "/v1/chat/completions"
+    assert recorded.query == {"api-version": "2024-10-21"}
+    assert recorded.headers == {"content-type": "application/json"}
+    assert list(recorded.body) == sorted(CHAT_BODY)
+
+
+# -- against a real local upstream ----------------------------------------------------------
+
+needs_recordings = pytest.mark.skipif(not recordings_root().is_dir(), reason="no shared recordings")
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[RecordedUpstream]:
+    server = RecordedUpstream(exchanges_for("together"))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def _recorder(tmp_path: Path, mode: str, inner: Any = None, **kwargs: Any) -> RecordingTransport:
+    load = "none" if mode == "record" else "directory"
+    session = "test-session" if mode == "record" else None
+    library = CassetteLibrary(tmp_path, "rec", load=load, session=session)
+    return RecordingTransport("together", library, mode, inner, **kwargs)
+
+
+@needs_recordings
+async def test_record_then_replay_gives_the_same_bytes(
+    tmp_path: Path, upstream: RecordedUpstream
+) -> None:
+    live = _recorder(tmp_path, "record", AiohttpTransport(timeout=10, connect_timeout=5))
+    try:
+        response = await live.send(_request(upstream.url + "/v1", CHAT_BODY))
+        recorded_chunks = await _drain(response)
+    finally:
+        await live.aclose()
+    assert upstream.auth_headers == [f"Bearer {SECRETS[0]}"]  # the key did go upstream
+
+    text = (tmp_path / "rec.json").read_text()
+    for secret in SECRETS:
+        assert secret not in text
+    (interaction,) = load_cassette(tmp_path / "rec.json").interactions
+    assert interaction.provider == "together"
+    assert interaction.recorded_at is not None
+    assert interaction.request.headers == {"content-type": "application/json"}
+    assert interaction.response.headers["content-type"].startswith("text/event-stream")
+    assert interaction.response.events is not None
+    assert interaction.response.events[-1].data == "[DONE]"
+
+    replay = _recorder(tmp_path, "replay")
+    replayed = await replay.send(_request("http://elsewhere:1/v1", CHAT_BODY))
+    assert replayed.headers["content-type"] == "text/event-stream"
+    replayed_chunks = await _drain(replayed)
+    assert b"".join(replayed_chunks) == b"".join(recorded_chunks)
+    assert _events(replayed_chunks) == _events(recorded_chunks)
+    # Event by event, not in one piece.
+    assert len(replayed_chunks) == len(interaction.response.events) > 2
+
+
+@needs_recordings
+async def test_upstream_errors_are_recorded_and_replayed_as_errors(
+    tmp_path: Path, upstream: RecordedUpstream
+) -> None:
+    unknown = {**CHAT_BODY, "stream": False, "messages": [{"role": "user", "content": "?"}]}
+    live = _recorder(tmp_path, "record", AiohttpTransport(timeout=10, connect_timeout=5))
+    try:
+        response = await live.send(_request(upstream.url + "/v1", unknown))
+        recorded = await response.read()
+    finally:
+        await live.aclose()
+    assert response.status == 400
+    replayed = await _recorder(tmp_path, "replay").send(_request("http://x/v1", unknown))
+    assert replayed.status == 400
+    assert await replayed.read() == recorded
+    assert replayed.headers["content-type"] == "application/json"
+
+
+# -- with a scripted inner transport --------------------------------------------------------
+
+
+class _Answer:
+    def __init__(self, chunks: list[bytes], status: int = 200, pause: float = 0.0) -> None:
+        self.status = status
+        self.headers: Mapping[str, str] = {"Content-Type": "text/event-stream"}
+        self._chunks = chunks
+        self._pause = pause
+        self.closed = False
+
+    async def read(self) -> bytes:
+        return b"".join(self._chunks)
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            await asyncio.sleep(self._pause)  # a slow provider
+            yield chunk
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class _Scripted:
+    def __init__(self, *answers: _Answer) -> None:
+        self.answers = list(answers)
+        self.sent: list[UpstreamRequest] = []
+
+    async def send(self, request: UpstreamRequest) -> _Answer:
+        self.sent.append(request)
+        return self.answers.pop(0)
+
+    async def aclose(self) -> None:
+        pass
+
+
+STREAM = [b'data: {"n":1}\n\n', b'data: {"n":2}\n\n', b"data: [DONE]\n\n"]
+
+
+async def test_record_if_missing_replays_what_it_has_and_records_the_rest(tmp_path: Path) -> None:
+    inner = _Scripted(_Answer(STREAM), _Answer([b'{"other":true}']))
+    transport = _recorder(tmp_path, "record-if-missing", inner)
+    first = await _drain(await transport.send(_request("http://up/v1", CHAT_BODY)))
+    again = await _drain(await transport.send(_request("http://up/v1", CHAT_BODY)))
+    assert b"".join(first) == b"".join(again) == b"".join(STREAM)
+    assert len(inner.sent) == 1
+    other = {**CHAT_BODY, "stream": False}
+    assert await (await transport.send(_request("http://up/v1", other))).read() == b'{"other":true}'
+    assert len(inner.sent) == 2
+    assert len(load_cassette(tmp_path / "rec.json").interactions) == 2
+
+
+async def test_an_interrupted_stream_is_not_written(tmp_path: Path) -> None:
+    transport = _recorder(tmp_path, "record", _Scripted(_Answer([*STREAM[:2], b"data: {"])))
+    response = await transport.send(_request("http://up/v1", CHAT_BODY))
+    chunks = response.aiter_bytes()
+    await anext(chunks)
+    await chunks.aclose()  # type: ignore[attr-defined]
+    assert not (tmp_path / "rec.json").exists()
+
+
+async def test_streams_record_their_timing_and_replay_it_on_request(tmp_path: Path) -> None:
+    record = _recorder(tmp_path, "record", _Scripted(_Answer(STREAM, pause=0.05)))
+    await _drain(await record.send(_request("http://up/v1", CHAT_BODY)))
+    (interaction,) = load_cassette(tmp_path / "rec.json").interactions
+    delays = [event.delay_ms for event in interaction.response.events or []]
+    assert len(delays) == 3 and all(delay >= 40 for delay in delays)
+
+    started = time.monotonic()
+    await _drain(await _recorder(tmp_path, "replay").send(_request("http://x/v1", CHAT_BODY)))
+    assert time.monotonic() - started < 0.1
+    started = time.monotonic()
+    paced = _recorder(tmp_path, "replay", realtime=True)
+    await _drain(await paced.send(_request("http://x/v1", CHAT_BODY)))
+    assert time.monotonic() - started >= 0.12
+
+
+async def test_replay_has_no_network_and_misses_loudly(tmp_path: Path) -> None:
+    answer = RecordedResponse(200, body={"data": []})
+    request = RecordedRequest("GET", "/v1/models")
+    save_cassette(
+        Cassette("rec", [Interaction("together", request, answer)]), tmp_path / "rec.json"
+    )
+    transport = _recorder(tmp_path, "replay")
+    listed = await transport.send(_request("http://nowhere.invalid/v1", None, path="/models"))
+    assert orjson.loads(await listed.read()) == {"data": []}
+    with pytest.raises(ReplayMissError) as caught:
+        await transport.send(_request("http://nowhere.invalid/v1", CHAT_BODY))
+    assert str(tmp_path / "rec.json") in caught.value.message
+
+
+def test_stream_events_replay_with_exact_bytes_even_when_not_json() -> None:
+    raw = [b'{"a": 1}', b"[DONE]"]
+    events = [StreamEvent.from_raw(r) for r in raw]
+    assert [e.raw() for e in events] == raw
+    assert events[0].data == '{"a": 1}'
+
+
+# -- choosing the transport -----------------------------------------------------------------
+
+
+def _config(tmp_path: Path, **recording: Any) -> Any:
+    providers = [{"id": "a", "type": "openai_compatible", "base_url": "http://a/v1"}]
+    return config_from_dict({"providers": providers, "recording": recording}, "<test>")
+
+
+def test_transport_for_picks_by_mode(tmp_path: Path) -> None:
+    live = transport_for(_config(tmp_path), _config(tmp_path).providers[0])
+    assert isinstance(live, RetryTransport)
+    config = _config(tmp_path, mode="replay", cassettes=str(tmp_path))
+    replay = transport_for(config, config.providers[0])
+    assert isinstance(replay, RecordingTransport)
+    assert replay._inner is None  # no live transport exists in replay
+    again = transport_for(config, config.providers[0])
+    assert isinstance(again, RecordingTransport)
+    assert again.library is replay.library  # providers of one server share it
+    config = _config(tmp_path, mode="record", cassettes=str(tmp_path / "new"))
+    record = transport_for(config, config.providers[0])
+    assert isinstance(record, RecordingTransport)
+    assert isinstance(record._inner, RetryTransport)
+
+
+def test_bad_recording_settings_fail_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"recording\.mode"):
+        _config(tmp_path, mode="recrod")
+    with pytest.raises(ConfigError, match=r"recording\.mode"):
+        config_from_dict({}, "<test>", env={"SWITCHYARD_RECORD_MODE": "replya"})
+    config = _config(tmp_path, mode="replay")
+    with pytest.raises(ConfigError, match="no cassette directory"):
+        transport_for(config, config.providers[0])
+    config = _config(tmp_path, mode="replay", cassettes=str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        transport_for(config, config.providers[0])
+    with pytest.raises(ConfigError, match=r"recording\.cassette"):
+        _config(tmp_path, cassette="../escape")
