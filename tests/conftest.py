@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # The inline embedding model must never reach for a hub, in tests least of all.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# The store is on by default and keeps its SQLite file in the user's data folder: keep
+# every test's data in a throwaway folder, never in the developer's home.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="switchyard-tests-")

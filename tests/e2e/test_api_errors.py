@@ -175,15 +175,15 @@ def test_malformed_embeddings_are_400(
 
 
 def test_unknown_model_is_404_with_a_way_forward(server: ServerHandle) -> None:
-    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
-    with pytest.raises(openai.NotFoundError) as info:
-        client.chat.completions.create(model="nowhere/gpt-9", messages=MESSAGES)  # type: ignore[arg-type]
-    assert info.value.code == "model_not_found"
-    assert "GET /v1/models" in info.value.message
-    assert (
-        _error(httpx.get(server.base_url + "/models/nowhere/gpt-9"), 404)["code"]
-        == "model_not_found"
-    )
+    with openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
+        with pytest.raises(openai.NotFoundError) as info:
+            client.chat.completions.create(model="nowhere/gpt-9", messages=MESSAGES)  # type: ignore[arg-type]
+        assert info.value.code == "model_not_found"
+        assert "GET /v1/models" in info.value.message
+        assert (
+            _error(httpx.get(server.base_url + "/models/nowhere/gpt-9"), 404)["code"]
+            == "model_not_found"
+        )
 
 
 def test_model_of_the_wrong_type_is_400(server: ServerHandle) -> None:
@@ -266,13 +266,15 @@ def test_retries_honour_retry_after(server: ServerHandle, upstream: FaultyUpstre
 def test_errors_after_the_first_byte_end_the_stream_with_an_error_event(
     server: ServerHandle, model: str
 ) -> None:
-    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
-    received = []
-    with pytest.raises(openai.APIError) as info:
-        for chunk in client.chat.completions.create(model=model, messages=MESSAGES, stream=True):  # type: ignore[arg-type]
-            received.append(chunk.choices[0].delta.content)
-    assert received == ["first"]
-    assert "provider 'up'" in info.value.message
+    with openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
+        received = []
+        with pytest.raises(openai.APIError) as info:
+            for chunk in client.chat.completions.create(
+                model=model, messages=MESSAGES, stream=True
+            ):  # type: ignore[arg-type]
+                received.append(chunk.choices[0].delta.content)
+        assert received == ["first"]
+        assert "provider 'up'" in info.value.message
 
 
 def test_too_large_is_413(server: ServerHandle) -> None:

@@ -99,8 +99,10 @@ def gateway(request: pytest.FixtureRequest) -> Iterator[tuple[str, ServerHandle,
         upstream.stop_thread()
 
 
-def _client(server: ServerHandle) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+@pytest.fixture
+def client(gateway: Any) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway[1].base_url, api_key="unused", max_retries=0) as sdk:
+        yield sdk
 
 
 def _recorded(provider: str, endpoint: str) -> list[RecordedExchange]:
@@ -136,9 +138,8 @@ def _stream_text(chunks: list[Any], chat: bool) -> str:
     return "".join(parts)
 
 
-def test_chat_completions_return_recorded_content(gateway: Any) -> None:
-    provider, server, _ = gateway
-    client = _client(server)
+def test_chat_completions_return_recorded_content(gateway: Any, client: openai.OpenAI) -> None:
+    provider = gateway[0]
     done = 0
     for exchange in _recorded(provider, "/v1/chat/completions"):
         body = exchange.body or {}
@@ -170,9 +171,8 @@ def test_chat_completions_return_recorded_content(gateway: Any) -> None:
     assert done > 0 or provider == "openai"
 
 
-def test_completions_return_recorded_content(gateway: Any) -> None:
-    provider, server, _ = gateway
-    client = _client(server)
+def test_completions_return_recorded_content(gateway: Any, client: openai.OpenAI) -> None:
+    provider = gateway[0]
     recorded = [e for e in _recorded(provider, "/v1/completions") if "prompt" in (e.body or {})]
     for exchange in recorded:
         body = exchange.body or {}
@@ -197,9 +197,8 @@ def _vector(value: Any) -> list[float]:
     return list(value)
 
 
-def test_embeddings_return_recorded_vectors(gateway: Any) -> None:
-    provider, server, _ = gateway
-    client = _client(server)
+def test_embeddings_return_recorded_vectors(gateway: Any, client: openai.OpenAI) -> None:
+    provider = gateway[0]
     for exchange in _recorded(provider, "/v1/embeddings"):
         body = {**(exchange.body or {}), "model": f"{provider}/{exchange.body['model']}"}
         if body.get("input") == []:
@@ -220,9 +219,8 @@ def test_embeddings_return_recorded_vectors(gateway: Any) -> None:
             assert all(isinstance(d.embedding, str) for d in answer.data)
 
 
-def test_models_are_discovered_with_types(gateway: Any) -> None:
-    provider, server, upstream = gateway
-    client = _client(server)
+def test_models_are_discovered_with_types(gateway: Any, client: openai.OpenAI) -> None:
+    provider, _, upstream = gateway
     listed = {m.id: m for m in client.models.list()}
     served = upstream._models  # what the fake upstream answers at /models
     entries = served if isinstance(served, list) else served["data"]

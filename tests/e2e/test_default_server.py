@@ -31,22 +31,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
 
 
 def test_it_embeds_offline_with_the_bundled_model(server: ServerHandle) -> None:
-    client = openai.OpenAI(base_url=server.base_url, api_key="none")
-    answer = client.embeddings.create(model=MODEL, input=["the cat sat", "quarterly revenue grew"])
-    first, second = (d.embedding for d in answer.data)
-    assert len(first) == len(second) == 384
-    assert first != second
-    assert math.isclose(math.fsum(x * x for x in first), 1.0, rel_tol=1e-3)  # normalised
-    assert answer.model == MODEL
-    assert answer.usage.prompt_tokens > 0
+    with openai.OpenAI(base_url=server.base_url, api_key="none") as client:
+        answer = client.embeddings.create(
+            model=MODEL, input=["the cat sat", "quarterly revenue grew"]
+        )
+        first, second = (d.embedding for d in answer.data)
+        assert len(first) == len(second) == 384
+        assert first != second
+        assert math.isclose(math.fsum(x * x for x in first), 1.0, rel_tol=1e-3)  # normalised
+        assert answer.model == MODEL
+        assert answer.usage.prompt_tokens > 0
 
 
 def test_similar_texts_are_closer_than_unrelated_ones(server: ServerHandle) -> None:
-    client = openai.OpenAI(base_url=server.base_url, api_key="none")
-    texts = ["a dog runs in the park", "a puppy plays outside", "the bond market fell"]
-    a, b, c = (d.embedding for d in client.embeddings.create(model=MODEL, input=texts).data)
-    dot = lambda x, y: sum(p * q for p, q in zip(x, y, strict=True))  # noqa: E731
-    assert dot(a, b) > dot(a, c) + 0.2
+    with openai.OpenAI(base_url=server.base_url, api_key="none") as client:
+        texts = ["a dog runs in the park", "a puppy plays outside", "the bond market fell"]
+        a, b, c = (d.embedding for d in client.embeddings.create(model=MODEL, input=texts).data)
+        dot = lambda x, y: sum(p * q for p, q in zip(x, y, strict=True))  # noqa: E731
+        assert dot(a, b) > dot(a, c) + 0.2
 
 
 def test_async_client_base64_and_dimensions(server: ServerHandle) -> None:
