@@ -33,11 +33,21 @@ class ListQuery:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+_INSERTS = {
+    "postgresql": postgresql.insert(table).on_conflict_do_nothing(index_elements=["id"]),
+    "sqlite": sqlite.insert(table).on_conflict_do_nothing(index_elements=["id"]),
+}
+
+
 def insert_rows(db: Database, rows: list[dict[str, Any]]) -> None:
-    dialect = postgresql if db.url.get_backend_name() == "postgresql" else sqlite
-    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=["id"])
-    with db.writes.begin() as connection:
-        connection.execute(statement, rows)
+    """One transaction on the writer's connection; on failure that connection is dropped."""
+    connection = db.writer_connection()
+    try:
+        with connection.begin():
+            connection.execute(_INSERTS[db.url.get_backend_name()], rows)
+    except sa.exc.SQLAlchemyError:
+        db.drop_writer_connection()
+        raise
 
 
 def list_rows(db: Database, query: ListQuery) -> tuple[list[sa.Row[Any]], bool]:
