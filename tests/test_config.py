@@ -38,17 +38,21 @@ def test_file_with_substitution_and_disabled_provider(tmp_path: Path) -> None:
         """
 server: {port: "${env.PORT:=9000}"}
 providers:
-  - {id: "${env.GROQ_API_KEY:+groq}", type: groq, api_key: "${env.GROQ_API_KEY:=}"}
+  - {id: "${env.GROQ_API_KEY:+groq}", type: groq, api_key: "${env.GROQ_API_KEY}"}
   - {id: t, type: together, api_key: "${env.TKEY}"}
 models:
   - {provider_id: t, provider_model_id: m/x, aliases: [short]}
+  - {provider_id: "${env.GROQ_API_KEY:+groq}", provider_model_id: llama}
 """
     )
     config = load_config(path, {"TKEY": "secret"})
     assert config.server.port == 9000
     assert [p.id for p in config.providers] == ["t"]
     assert config.providers[0].api_key == "secret"
-    assert config.models[0].model_id == "t/m/x"
+    assert [m.model_id for m in config.models] == ["t/m/x"]
+    with_groq = load_config(path, {"TKEY": "secret", "GROQ_API_KEY": "g"})
+    assert [p.id for p in with_groq.providers] == ["groq", "t"]
+    assert [m.model_id for m in with_groq.models] == ["t/m/x", "groq/llama"]
 
 
 @pytest.mark.parametrize(
@@ -62,6 +66,10 @@ models:
         ("providers: [{id: a, type: openai}, {id: a, type: openai}]", "appears twice"),
         ("[1, 2", "invalid YAML"),
         ("- a list", "must be a mapping"),
+        (
+            "models: [{provider_id: nope, provider_model_id: m}]",
+            "provider 'nope', which is not configured",
+        ),
     ],
 )
 def test_bad_config_names_file_and_field(tmp_path: Path, yaml_text: str, words: str) -> None:

@@ -9,15 +9,16 @@ from __future__ import annotations
 import copy
 import os
 import sys
+from typing import get_args
 
 import click
 
 from switchyard._version import __version__
-from switchyard.config import Config, config_from_environment
+from switchyard.config import Config, RecordMode, config_from_environment
 from switchyard.errors import ConfigError
 from switchyard.recording.cli import cassettes
 
-RECORD_MODES = ["live", "record", "replay", "record-if-missing"]
+RECORD_MODES = list(get_args(RecordMode))
 
 
 @click.group()

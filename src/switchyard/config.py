@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from switchyard.errors import ConfigError
 
@@ -121,14 +121,22 @@ class Config(_Strict):
             seen.add(provider.id)
         return providers
 
+    @model_validator(mode="after")
+    def _models_name_providers(self) -> Config:
+        known = {p.id for p in self.providers}
+        for i, model in enumerate(self.models):
+            if model.provider_id not in known:
+                raise ValueError(
+                    f"models[{i}] ({model.model_id}) names provider '{model.provider_id}', "
+                    f"which is not configured (providers: {', '.join(sorted(known)) or 'none'})"
+                )
+        return self
+
     def resolved_data_dir(self) -> Path:
         if self.data_dir:
             return Path(self.data_dir).expanduser()
         base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
         return Path(base) / "switchyard"
-
-    def provider(self, provider_id: str) -> ProviderConfig | None:
-        return next((p for p in self.providers if p.id == provider_id), None)
 
 
 _ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?:(:=|:\+)([^}]*))?\}")
@@ -161,10 +169,35 @@ def _substitute_tree(node: Any, env: Mapping[str, str], where: str) -> Any:
     return node
 
 
-def _drop_disabled_providers(raw: dict[str, Any]) -> None:
+def _drop_disabled(raw: dict[str, Any], env: Mapping[str, str], source: str) -> None:
+    """Drop providers whose ``id`` resolves empty, and the models that name them.
+
+    Runs before the rest is substituted, so a disabled provider's other fields may name
+    variables that are not set (``api_key: ${env.GROQ_API_KEY}`` beside
+    ``id: ${env.GROQ_API_KEY:+groq}``)."""
     providers = raw.get("providers")
-    if isinstance(providers, list):
-        raw["providers"] = [p for p in providers if not (isinstance(p, dict) and p.get("id") == "")]
+    if not isinstance(providers, list):
+        return
+    kept, dropped = [], set()
+    for i, provider in enumerate(providers):
+        raw_id = provider.get("id") if isinstance(provider, dict) else None
+        if isinstance(raw_id, str):
+            resolved = substitute_env(raw_id, env, f"{source}: providers[{i}].id")
+            if not resolved:
+                dropped.add(raw_id)
+                continue
+        kept.append(provider)
+    raw["providers"] = kept
+    models = raw.get("models")
+    if isinstance(models, list):
+        raw["models"] = [m for m in models if not _names_dropped(m, dropped, env)]
+
+
+def _names_dropped(model: Any, dropped: set[str], env: Mapping[str, str]) -> bool:
+    provider_id = model.get("provider_id") if isinstance(model, dict) else None
+    if not isinstance(provider_id, str):
+        return False
+    return provider_id in dropped or not substitute_env(provider_id, env)
 
 
 def _format_validation(err: ValidationError, source: str) -> str:
@@ -181,8 +214,9 @@ def config_from_dict(raw: Any, source: str, env: Mapping[str, str] | None = None
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"invalid configuration in {source}: the top level must be a mapping")
+    raw = dict(raw)
+    _drop_disabled(raw, env, source)
     raw = _substitute_tree(raw, env, source)
-    _drop_disabled_providers(raw)
     try:
         config = Config.model_validate(raw)
     except ValidationError as err:

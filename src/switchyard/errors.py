@@ -20,7 +20,7 @@ HTTP status and OpenAI error ``type``; instances carry the message, the offendin
         ├── UpstreamUnavailableError    503  connection refused / reset
         └── UpstreamTimeoutError        504  no answer in time
 
-The server maps these once (``to_response_body``); nothing else builds error JSON.
+The server maps these once (``to_json``, in server/errors.py); nothing else builds error JSON.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class SwitchyardError(Exception):
         self.message = message
         self.param = param
         self.code = code
+        self.headers: dict[str, str] = {}  # sent with the error, e.g. Retry-After
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -199,10 +200,3 @@ def _client_status(upstream_status: int) -> int:
     if upstream_status in _PASSED_THROUGH:
         return 400 if upstream_status == 422 else upstream_status
     return 502
-
-
-def error_body(
-    message: str, error_type: str, *, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    """An OpenAI-shaped error body for errors raised outside the tree (e.g. routing)."""
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}

@@ -33,6 +33,11 @@ STORE_FAILED_WRITES = Counter(
     "Attempts to write a batch that failed (the batch is kept and retried)",
     registry=REGISTRY,
 )
+STREAMS_NOT_STORED = Counter(
+    "switchyard_store_unfinished_streams",
+    "Streamed completions not stored because they ended early (an error, or the client left)",
+    registry=REGISTRY,
+)
 STORE_DROPPED = Counter(
     "switchyard_store_dropped",
     "Completions given up on, also logged: queue full, a row the database refuses, "

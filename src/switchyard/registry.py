@@ -61,7 +61,7 @@ class ModelRegistry:
         if entry is not None:
             return entry
         provider_id, sep, rest = model_id.partition("/")
-        if sep and rest and provider_id in self._providers:
+        if sep and rest and self._routable(provider_id, rest):
             # Not listed (yet), but the prefix names a provider: let it decide.
             return ModelEntry(
                 id=model_id,
@@ -71,6 +71,13 @@ class ModelRegistry:
                 source="prefix",
             )
         raise ModelNotFoundError(model_id)
+
+    def _routable(self, provider_id: str, model: str) -> bool:
+        provider = self._providers.get(provider_id)
+        if provider is None:
+            return False
+        allowed = provider.config.allowed_models
+        return allowed is None or model in allowed  # the filter routes, not only lists
 
     def models(self) -> list[ModelEntry]:
         seen: dict[str, ModelEntry] = {}
@@ -104,6 +111,10 @@ class ModelRegistry:
             )
             log.warning("provider %s: cannot list models: %s", provider_id, message)
             status.healthy, status.message = False, message
+            return
+        except Exception as err:  # a plugin's bug must not stop start-up or the refresh loop
+            log.exception("provider %s: listing models failed", provider_id)
+            status.healthy, status.message = False, f"listing models failed: {err!r}"
             return
         allowed = provider.config.allowed_models
         if allowed is not None:

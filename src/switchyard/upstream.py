@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -42,7 +42,7 @@ class UpstreamResponse(Protocol):
 
     async def read(self) -> bytes: ...
 
-    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+    def aiter_bytes(self) -> AsyncGenerator[bytes, None]: ...
 
     async def aclose(self) -> None: ...
 
@@ -70,7 +70,7 @@ class _AiohttpResponse:
         finally:
             self._response.release()
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
@@ -86,7 +86,11 @@ class _AiohttpResponse:
 def _network_error(
     request: UpstreamRequest, err: BaseException
 ) -> UpstreamTimeoutError | UpstreamUnavailableError:
-    where = f"provider '{request.provider_id}' at {request.url}"
+    # The URL goes to the log, not to the client: it may name internal hosts.
+    log.warning(
+        "%s %s (provider %s) failed: %r", request.method, request.url, request.provider_id, err
+    )
+    where = f"provider '{request.provider_id}'"
     if isinstance(err, (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return UpstreamTimeoutError(
             f"{where} did not answer in time; try again or raise the provider's timeout",
@@ -112,9 +116,12 @@ def _broken(request: UpstreamRequest, err: BaseException) -> UpstreamError:
 class AiohttpTransport:
     """The real transport: one aiohttp session (one connection pool) per provider."""
 
-    def __init__(self, *, timeout: float, connect_timeout: float, limit: int = 256) -> None:
+    def __init__(self, *, timeout: float, connect_timeout: float, limit: int = 0) -> None:
+        # sock_connect, not connect: aiohttp's ``connect`` also counts the wait for a
+        # pooled connection, which would turn a busy pool into false 504s. The pool is
+        # unbounded (limit=0) by default: it is the provider's to say how much it takes.
         self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout, sock_read=timeout
+            total=None, sock_connect=connect_timeout, sock_read=timeout
         )
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -255,11 +256,22 @@ def test_upstream_failures_map_to_gateway_statuses(
 
 
 def test_retries_honour_retry_after(server: ServerHandle, upstream: FaultyUpstream) -> None:
+    started = time.monotonic()
     response = _post(
         server, "/chat/completions", json={"model": "retrying/flaky", "messages": MESSAGES}
     )
     assert response.status_code == 200
     assert upstream.calls["flaky"] == 2
+    # retry-after-ms: 1200 was asked for; the default first backoff would be 0.5 s.
+    assert time.monotonic() - started >= 1.2
+
+
+def test_rate_limits_pass_the_providers_retry_after(server: ServerHandle) -> None:
+    response = _post(
+        server, "/chat/completions", json={"model": "up/status-429", "messages": MESSAGES}
+    )
+    assert _error(response, 429)["type"] == "test_error"
+    assert response.headers["retry-after"] == "7"
 
 
 @pytest.mark.parametrize("model", ["up/break-stream", "up/cut-stream"])
@@ -298,3 +310,19 @@ def test_a_thousand_malformed_requests_leave_it_healthy(server: ServerHandle) ->
         assert client.get("/health").json() == {"status": "OK"}
         ok = client.post("/chat/completions", json={"model": "up/ok", "messages": MESSAGES})
         assert ok.json()["choices"][0]["message"]["content"] == "fine"
+
+
+def test_a_client_leaving_mid_stream_closes_the_providers_stream(
+    server: ServerHandle, upstream: FaultyUpstream
+) -> None:
+    body = {"model": "up/endless", "messages": MESSAGES, "stream": True}
+    url = server.base_url + "/chat/completions"
+    with httpx.Client(timeout=10) as client, client.stream("POST", url, json=body) as response:
+        lines = response.iter_lines()
+        assert next(line for line in lines if line.startswith("data: "))
+    # leaving the block closed the connection after one event
+    deadline = time.monotonic() + 5
+    while upstream.aborted == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream.aborted == 1  # not after 10 s of generating for nobody
+    assert httpx.get(server.base_url + "/health").status_code == 200

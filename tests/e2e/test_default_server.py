@@ -17,6 +17,7 @@ PROVIDER_VARS = (
     "FIREWORKS_API_KEY",
     "GROQ_API_KEY",
     "OLLAMA_URL",
+    "GEMINI_API_KEY",
     "VLLM_URL",
 )
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"

@@ -62,7 +62,8 @@ def test_n_limits(type_name: str, body: dict[str, Any], param: str) -> None:
 def test_limits_do_not_touch_what_is_allowed() -> None:
     body = {"n": 2, "stream": False}
     assert make("together").prepare_chat(body) is body
-    assert make("fireworks").prepare_chat({"n": 3, "stream": True})
+    streaming = {"n": 3, "stream": True}
+    assert make("fireworks").prepare_chat(streaming) is streaming
 
 
 def test_embedding_fields_dropped_or_refused() -> None:

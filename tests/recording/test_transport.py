@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +186,7 @@ class _Answer:
     async def read(self) -> bytes:
         return b"".join(self._chunks)
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
         for chunk in self._chunks:
             await asyncio.sleep(self._pause)  # a slow provider
             yield chunk

@@ -74,6 +74,12 @@ def test_null_counts_as_absent() -> None:
         (CHAT, {"model": "m", "messages": [], "n": True}, "n"),
         (CHAT, {"model": "m", "messages": [], "seed": 1.5}, "seed"),
         (CHAT, {"model": "m", "messages": [], "metadata": {"k": 1}}, "metadata"),
+        (
+            CHAT,
+            {"model": "m", "messages": [], "metadata": {f"k{i}": "v" for i in range(17)}},
+            "metadata",
+        ),
+        (CHAT, {"model": "m", "messages": [], "metadata": {"k": "v" * 513}}, "metadata"),
         (CHAT, {"model": "m", "messages": [], "tool_choice": "sometimes"}, "tool_choice"),
     ],
 )

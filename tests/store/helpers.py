@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from switchyard.config import config_from_dict
-from switchyard.server.state import StoredCall
+from switchyard.sink import StoredCall
 from switchyard.store import InferenceStore, open_store
 
 

@@ -10,7 +10,7 @@ import pytest
 from tests.store.helpers import call, make_store
 
 from switchyard.errors import InvalidRequestError, NotFoundError
-from switchyard.server.state import StoredCall
+from switchyard.sink import StoredCall
 from switchyard.store import InferenceStore, ListQuery
 from switchyard.store.queries import count_rows
 

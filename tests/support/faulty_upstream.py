@@ -5,7 +5,8 @@ status-NNN    answers HTTP NNN with an OpenAI-shaped error body
 slow          answers after ``slow_seconds`` (for timeouts)
 break-stream  streams one chunk, then an error event
 cut-stream    streams one chunk, then drops the connection
-flaky         fails with 503 (Retry-After: 0) on the first try, then answers
+flaky         fails with 503 (retry-after-ms: 1200) on the first try, then answers
+    (status-429 also says Retry-After: 7)
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class FaultyUpstream:
         self.slow_seconds = slow_seconds
         self.calls: dict[str, int] = {}
         self.bodies: list[dict[str, Any]] = []
+        self.aborted = 0  # endless streams whose reader went away
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -86,8 +88,17 @@ class FaultyUpstream:
         self.port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
 
+    async def _endless(self, response: web.StreamResponse, model: str) -> web.StreamResponse:
+        try:
+            for _ in range(500):
+                await asyncio.sleep(0.02)
+                await response.write(_chunk(model, "more"))
+        except (ConnectionResetError, ConnectionError):
+            self.aborted += 1
+        return response
+
     async def _models(self, request: web.Request) -> web.Response:
-        names = ["ok", "slow", "break-stream", "cut-stream", "flaky", "text-embed"]
+        names = ["ok", "slow", "break-stream", "cut-stream", "endless", "flaky", "text-embed"]
         data = [{"id": n, "object": "model", "created": 1, "owned_by": "test"} for n in names]
         return web.json_response({"object": "list", "data": data})
 
@@ -111,10 +122,11 @@ class FaultyUpstream:
                 "param": "temperature",
                 "code": None,
             }
-            return web.json_response({"error": error}, status=status)
+            headers = {"Retry-After": "7"} if status == 429 else None
+            return web.json_response({"error": error}, status=status, headers=headers)
         if model == "flaky" and self.calls[model] == 1:
             return web.json_response(
-                {"error": {"message": "busy"}}, status=503, headers={"Retry-After": "0"}
+                {"error": {"message": "busy"}}, status=503, headers={"retry-after-ms": "1200"}
             )
         if model == "slow":
             await asyncio.sleep(self.slow_seconds)
@@ -129,6 +141,8 @@ class FaultyUpstream:
         if model == "break-stream":
             await response.write(b'data: {"error": {"message": "model crashed"}}\n\n')
             return response
+        if model == "endless":
+            return await self._endless(response, model)
         if model == "cut-stream":
             assert request.transport is not None
             request.transport.close()

@@ -29,9 +29,6 @@ PROVIDERS: dict[str, str] = {
     "openai_compatible": "switchyard.providers.openai_compat:OpenAICompatProvider",
 }
 
-# Providers the default config turns on when the environment has their key or URL.
-ENV_ENABLED = ("sentence-transformers", "together", "openai", "fireworks", "groq", "ollama", "vllm")
-
 
 def provider_class(type_name: str) -> Any:
     """The class for a provider type: a registered name or ``module:Class``."""
@@ -52,7 +49,8 @@ def create_provider(config: ProviderConfig, transport: Transport | None = None) 
 
 
 def providers_from_env(env: Mapping[str, str]) -> list[ProviderConfig]:
-    found = (provider_class(name).from_env(env) for name in ENV_ENABLED)
+    # Each type says whether the environment turns it on (its key or URL is set).
+    found = (provider_class(name).from_env(env) for name in PROVIDERS)
     return [config for config in found if config is not None]
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from switchyard.config import ModelType, ProviderConfig
-from switchyard.upstream import Transport
 
 JSON = dict[str, Any]
 
@@ -69,6 +68,7 @@ class Provider(Protocol):
 
     id: str
     type: str
+    inline: bool  # runs in the server process (no upstream); shown as inline:: in /providers
     config: ProviderConfig
 
     async def start(self) -> None: ...
@@ -91,9 +91,3 @@ class Provider(Protocol):
     async def embeddings(self, body: JSON) -> JSON: ...
 
     def describe(self) -> JSON: ...
-
-
-class ProviderFactory(Protocol):
-    """A provider class: built from its config and the transport to reach it."""
-
-    def __call__(self, config: ProviderConfig, transport: Transport | None) -> Provider: ...

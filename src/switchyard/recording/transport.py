@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -142,7 +142,7 @@ class _RecordingResponse:
         await self._finish(self._answer(**content))
         return raw
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
         parser, events = SSEParser(), list[StreamEvent]()
         last, written = self._started, False
         chunks = self._inner.aiter_bytes()
@@ -188,7 +188,7 @@ class ReplayedResponse:
             return recorded.text.encode()
         return orjson.dumps(recorded.body)
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
         if self._recorded.events is None:
             yield await self.read()
             return

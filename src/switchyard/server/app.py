@@ -65,10 +65,14 @@ def create_app(config: Config, providers: dict[str, Provider] | None = None) -> 
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
-            for provider in providers.values():
-                await provider.close()
+            # The store first: its queue must be flushed whatever a provider does.
             if state.sink is not None:
                 await state.sink.close()
+            for provider in providers.values():
+                try:
+                    await provider.close()
+                except Exception:
+                    log.exception("provider %s did not close cleanly", provider.id)
 
     app = Starlette(routes=routes, exception_handlers=dict(HANDLERS), lifespan=lifespan)
     app.state.switchyard = state

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from switchyard.errors import InvalidRequestError, PayloadTooLargeError
@@ -21,11 +22,15 @@ async def read_json(request: Request, limit: int) -> Any:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody is left to answer; an ordinary error keeps it out of the error log.
+        raise InvalidRequestError("The client disconnected while sending the body.") from None
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if not raw:
         raise InvalidRequestError("The request body is empty; send a JSON object.")
@@ -49,5 +54,12 @@ def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
 
 
-def sse_response(events: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+def sse_response(events: AsyncGenerator[bytes, None]) -> StreamingResponse:
+    # If the client leaves, Starlette stops iterating but leaves the generator open;
+    # closing it then runs its cleanup, which closes the provider's stream too.
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+        background=BackgroundTask(events.aclose),
+    )

@@ -13,13 +13,11 @@ from switchyard.errors import NotFoundError
 from switchyard.server.http import json_response
 from switchyard.server.state import AppState
 
-_INLINE = frozenset({"sentence-transformers"})
-
 
 def routes(state: AppState) -> list[Route]:
     def provider_info(provider_id: str) -> dict[str, Any]:
         provider = state.providers[provider_id]
-        kind = "inline" if provider.config.type in _INLINE else "remote"
+        kind = "inline" if provider.inline else "remote"
         return {
             "api": "inference",
             "provider_id": provider_id,

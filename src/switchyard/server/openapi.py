@@ -25,7 +25,7 @@ _SAMPLING = {
     "n": {**_INT, "minimum": 1, "maximum": 128},
     "temperature": {**_NUM, "minimum": 0, "maximum": 2},
     "top_p": {**_NUM, "minimum": 0, "maximum": 1},
-    "max_tokens": {**_INT, "minimum": 1},
+    "max_tokens": {**_INT, "minimum": 0},
     "stop": _STOP,
     "seed": _INT,
     "presence_penalty": {**_NUM, "minimum": -2, "maximum": 2},
@@ -57,7 +57,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             **_SAMPLING,
             "messages": {"type": "array", "minItems": 1, "items": _OBJ},
-            "max_completion_tokens": {**_INT, "minimum": 1},
+            "max_completion_tokens": {**_INT, "minimum": 0},
             "logprobs": _BOOL,
             "top_logprobs": {**_INT, "minimum": 0, "maximum": 20},
             "tools": {"type": "array", "items": _OBJ},
@@ -77,8 +77,8 @@ SCHEMAS: dict[str, Any] = {
             "prompt": {"oneOf": [_STR, {"type": "array"}]},
             "suffix": _STR,
             "echo": _BOOL,
-            "best_of": _INT,
-            "logprobs": {**_INT, "minimum": 0, "maximum": 5},
+            "best_of": {**_INT, "minimum": 1, "maximum": 20},
+            "logprobs": {"oneOf": [{**_INT, "minimum": 0, "maximum": 5}, _BOOL]},
         },
     },
     "EmbeddingRequest": {

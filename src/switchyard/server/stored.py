@@ -20,14 +20,12 @@ from starlette.routing import Route
 from switchyard.errors import InvalidRequestError, NotFoundError
 from switchyard.server.http import json_response, read_json
 from switchyard.server.state import AppState
+from switchyard.server.validation import metadata_problem
 from switchyard.store import InferenceStore, ListQuery
 from switchyard.store.queries import Order
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
-METADATA_MAX_KEYS = 16
-METADATA_KEY_MAX = 64
-METADATA_VALUE_MAX = 512
 _METADATA_PARAM = re.compile(r"^metadata\[(.+)\]$")
 _BASE = "/v1/chat/completions"
 
@@ -91,7 +89,7 @@ def _limit(params: QueryParams) -> int:
     raw = params.get("limit")
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidRequestError(
             f"limit must be an integer between 1 and {MAX_LIMIT} (got {raw!r}).", param="limit"
         )
@@ -126,20 +124,7 @@ def _metadata_update(body: Any) -> dict[str, str] | None:
     metadata = body["metadata"]
     if metadata is None:
         return None
-    problem = _metadata_problem(metadata)
+    problem = metadata_problem(metadata)
     if problem:
         raise InvalidRequestError(f"metadata {problem}.", param="metadata")
     return dict(metadata)
-
-
-def _metadata_problem(metadata: Any) -> str | None:
-    if not isinstance(metadata, dict):
-        return "must be an object of string keys and string values, or null"
-    if len(metadata) > METADATA_MAX_KEYS:
-        return f"may have at most {METADATA_MAX_KEYS} keys"
-    for key, value in metadata.items():
-        if len(key) > METADATA_KEY_MAX:
-            return f"keys must be at most {METADATA_KEY_MAX} characters ({key[:20]!r}...)"
-        if not isinstance(value, str) or len(value) > METADATA_VALUE_MAX:
-            return f"values must be strings of at most {METADATA_VALUE_MAX} characters ({key!r})"
-    return None

@@ -9,12 +9,13 @@ after the first byte cannot change the status any more, so it becomes one final
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
 
 from switchyard.errors import SwitchyardError
+from switchyard.metrics import STREAMS_NOT_STORED
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,12 @@ async def relay(
     overrides: dict[str, Any],
     on_chunk: ChunkHook | None = None,
     on_complete: CompleteHook | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """SSE bytes for ``chunks``. ``on_complete`` runs after the last chunk and before
     ``[DONE]``, so a store that writes synchronously has the row before the client
     hears the stream is over."""
     dumps = orjson.dumps
+    completed = False
     try:
         async for chunk in chunks:
             if on_chunk is not None:
@@ -41,6 +43,7 @@ async def relay(
             yield b"data: " + dumps(chunk) + b"\n\n"
         if on_complete is not None:
             await on_complete()
+        completed = True
         yield DONE_EVENT
     except SwitchyardError as err:
         log.warning("stream ended by an error: %s", err.message)
@@ -50,6 +53,8 @@ async def relay(
         failure = SwitchyardError("The stream failed inside Switchyard; see its log.")
         yield b"data: " + failure.to_json() + b"\n\n"
     finally:
+        if on_complete is not None and not completed:
+            STREAMS_NOT_STORED.inc()  # counted, so that nothing goes unrecorded silently
         closer = getattr(chunks, "aclose", None)
         if closer is not None:
             await closer()

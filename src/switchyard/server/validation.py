@@ -85,10 +85,23 @@ def _stop(v: Any) -> str | None:
     return "must be a string or a list of at most 4 strings"
 
 
-def _string_map(v: Any) -> str | None:
-    if isinstance(v, dict) and all(isinstance(x, str) for x in v.values()):
-        return None
-    return "must be an object whose values are strings"
+METADATA_MAX_KEYS = 16
+METADATA_KEY_MAX = 64
+METADATA_VALUE_MAX = 512
+
+
+def metadata_problem(metadata: Any) -> str | None:
+    """OpenAI's limits on metadata, the same on create and on update."""
+    if not isinstance(metadata, dict):
+        return "must be an object of string keys and string values, or null"
+    if len(metadata) > METADATA_MAX_KEYS:
+        return f"may have at most {METADATA_MAX_KEYS} keys"
+    for key, value in metadata.items():
+        if len(key) > METADATA_KEY_MAX:
+            return f"keys must be at most {METADATA_KEY_MAX} characters ({key[:20]!r}...)"
+        if not isinstance(value, str) or len(value) > METADATA_VALUE_MAX:
+            return f"values must be strings of at most {METADATA_VALUE_MAX} characters ({key!r})"
+    return None
 
 
 def _response_format(v: Any) -> str | None:
@@ -242,7 +255,7 @@ CHAT: Mapping[str, Check] = {
     "parallel_tool_calls": _bool,
     "response_format": _response_format,
     "store": _bool,
-    "metadata": _string_map,
+    "metadata": metadata_problem,
 }
 
 COMPLETIONS: Mapping[str, Check] = {

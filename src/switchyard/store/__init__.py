@@ -10,7 +10,7 @@ and ``store`` (the sink and the reads the routes use).
 from __future__ import annotations
 
 from switchyard.config import Config
-from switchyard.server.state import CompletionSink
+from switchyard.sink import CompletionSink
 from switchyard.store.engine import open_database, store_url
 from switchyard.store.queries import ListQuery
 from switchyard.store.store import InferenceStore, Page, StoreUnavailableError

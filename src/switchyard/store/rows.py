@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Row
 
 from switchyard.ids import new_completion_id
-from switchyard.server.state import StoredCall
+from switchyard.sink import StoredCall
 from switchyard.store.assemble import assemble
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from switchyard.config import StoreConfig
 from switchyard.errors import InvalidRequestError, NotFoundError, SwitchyardError
-from switchyard.server.state import StoredCall
+from switchyard.sink import StoredCall
 from switchyard.store import queries
 from switchyard.store.engine import Database
 from switchyard.store.failures import is_transient

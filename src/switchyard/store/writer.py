@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from switchyard.config import StoreConfig
 from switchyard.metrics import STORE_FAILED_WRITES, STORE_UNWRITTEN, STORE_WRITTEN
-from switchyard.server.state import StoredCall
+from switchyard.sink import StoredCall
 from switchyard.store.engine import Database
 from switchyard.store.failures import DropLog, is_transient, short_error
 from switchyard.store.migrate import migrate

@@ -1,0 +1,38 @@
+"""What a finished chat completion looks like to whoever keeps it (the inference store).
+
+Its own module so that the store depends on neither the server nor the providers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class StoredCall:
+    """A finished chat completion as the handler hands it to the store: either the
+    whole ``completion`` or, for a stream, its ``chunks`` (already carrying our id)."""
+
+    request: dict[str, Any]
+    provider_id: str
+    started: float
+    finished: float
+    completion: dict[str, Any] | None = None
+    chunks: list[dict[str, Any]] | None = None
+    provider_completion_id: str | None = None
+    caller: str | None = None
+
+
+class CompletionSink(Protocol):
+    """Receives every finished chat completion (the inference store implements it)."""
+
+    def should_store(self, body: dict[str, Any]) -> bool: ...
+
+    async def completion_finished(self, call: StoredCall) -> None:
+        """Queue (or, with sync durability, write) the call; must not raise."""
+        ...
+
+    async def close(self) -> None:
+        """Flush what is queued, then release the database."""
+        ...
