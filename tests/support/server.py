@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 import yaml
 
 from switchyard.config import Config, config_from_dict
+from switchyard.recording.harness import serve_app_in_thread
 from switchyard.server.app import create_app
 
 
@@ -75,26 +74,8 @@ def thread_server(config: Config | dict[str, Any]) -> Iterator[ServerHandle]:
     """create_app(config) under uvicorn in a background thread with its own loop."""
     if isinstance(config, dict):
         config = config_from_dict(config, "<test>")
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(config),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="on",
-            loop="asyncio",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url)
+    with serve_app_in_thread(create_app(config)) as url:
         yield ServerHandle(url=url)
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 @contextlib.contextmanager

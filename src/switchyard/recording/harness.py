@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["serve", "serve_in_process", "serve_in_thread"]
+__all__ = ["serve", "serve_app_in_thread", "serve_in_process", "serve_in_thread"]
 
 STARTUP_TIMEOUT = 60.0
 
@@ -49,14 +49,20 @@ def _listening_socket() -> socket.socket:
 @contextlib.contextmanager
 def serve_in_thread(config: dict[str, Any]) -> Iterator[str]:
     """The app for ``config`` under uvicorn, on its own event loop in a daemon thread."""
-    import uvicorn
-
     from switchyard.config import config_from_dict
     from switchyard.server.app import create_app
 
     # The test's settings win over SWITCHYARD_* variables of the shell that runs pytest.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHYARD_")}
-    app = create_app(config_from_dict(config, "<pytest>", env))
+    with serve_app_in_thread(create_app(config_from_dict(config, "<pytest>", env))) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_app_in_thread(app: Any) -> Iterator[str]:
+    """Any ASGI ``app`` under uvicorn in a daemon thread; yields its URL once it serves."""
+    import uvicorn
+
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", loop="asyncio"))
     sock = _listening_socket()  # bound before the thread starts: no free-port race
     port = sock.getsockname()[1]
