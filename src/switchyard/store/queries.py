@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from switchyard.store.engine import Database
 from switchyard.store.schema import chat_completions as table
@@ -33,18 +33,51 @@ class ListQuery:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+# Inserts go to the driver as plain SQL and tuples, JSON already serialised: the
+# writer shares the GIL with the event loop, and SQLAlchemy's per-row bind processing
+# was most of its Python time (bench/NOTES.md, section 4).
+_COLUMNS = (
+    "id",
+    "created_us",
+    "finished_us",
+    "model",
+    "provider_id",
+    "provider_completion_id",
+    "caller",
+    "streamed",
+    "completion",
+    "input_messages",
+    "request",
+    "metadata",
+)
+_JSON_COLUMNS = frozenset({"completion", "input_messages", "request", "metadata"})
+
+
+def _insert_sql(placeholder: str, json_placeholder: str) -> str:
+    values = ", ".join(json_placeholder if c in _JSON_COLUMNS else placeholder for c in _COLUMNS)
+    return (
+        f"INSERT INTO {table.name} ({', '.join(_COLUMNS)}) VALUES ({values}) "
+        "ON CONFLICT (id) DO NOTHING"
+    )
+
+
 _INSERTS = {
-    "postgresql": postgresql.insert(table).on_conflict_do_nothing(index_elements=["id"]),
-    "sqlite": sqlite.insert(table).on_conflict_do_nothing(index_elements=["id"]),
+    "sqlite": _insert_sql("?", "?"),
+    "postgresql": _insert_sql("%s", "CAST(%s AS JSON)"),
 }
+
+
+def _params(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(orjson.dumps(row[c]).decode() if c in _JSON_COLUMNS else row[c] for c in _COLUMNS)
 
 
 def insert_rows(db: Database, rows: list[dict[str, Any]]) -> None:
     """One transaction on the writer's connection; on failure that connection is dropped."""
     connection = db.writer_connection()
+    params = [_params(row) for row in rows]
     try:
         with connection.begin():
-            connection.execute(_INSERTS[db.url.get_backend_name()], rows)
+            connection.exec_driver_sql(_INSERTS[db.url.get_backend_name()], params)
     except sa.exc.SQLAlchemyError:
         db.drop_writer_connection()
         raise
