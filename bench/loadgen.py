@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import payloads
+from fake_upstream import install_uvloop
 from http1 import build_requests
 from loadstats import summarize
 from loops import Client, ClosedLoop, OpenLoop
@@ -45,13 +46,6 @@ LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 # ---------------------------------------------------------------- entry point
-def install_uvloop() -> str:
-    try:
-        import uvloop
-    except ImportError:
-        return "asyncio"
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return "uvloop"
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

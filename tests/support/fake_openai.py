@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 from aiohttp import web
+from tests.support.threaded_app import ThreadedApp
 
 PROVIDER_ID = "chatcmpl-fake"
 MODEL = "gpt-fake"
@@ -153,21 +152,12 @@ def stream_chunks(body: JSON) -> list[JSON]:
     return chunks
 
 
-class FakeOpenAI:
+class FakeOpenAI(ThreadedApp):
     """The fake upstream on 127.0.0.1, on its own loop in a daemon thread."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="fake-openai", daemon=True
-        )
-        self._runner: web.AppRunner | None = None
-        self._port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
 
     def provider_config(self, provider_id: str = "fake") -> JSON:
         return {
@@ -178,26 +168,13 @@ class FakeOpenAI:
         }
 
     def start(self) -> None:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        self.start_thread()
 
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _start(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock, backlog=1024).start()
+        return app
 
     async def _models(self, request: web.Request) -> web.Response:
         entry = {"id": MODEL, "object": "model", "created": CREATED, "owned_by": "fake"}

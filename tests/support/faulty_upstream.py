@@ -12,12 +12,11 @@ flaky         fails with 503 (retry-after-ms: 1200) on the first try, then answe
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 from typing import Any
 
 import orjson
 from aiohttp import web
+from tests.support.threaded_app import ThreadedApp
 
 
 def _chunk(model: str, content: str, finish: str | None = None) -> bytes:
@@ -48,45 +47,24 @@ def _completion(model: str) -> dict[str, Any]:
     }
 
 
-class FaultyUpstream:
+class FaultyUpstream(ThreadedApp):
     def __init__(self, slow_seconds: float = 3.0, port: int = 0) -> None:
+        super().__init__(port, shutdown_timeout=0.5)
         self.slow_seconds = slow_seconds
         self.calls: dict[str, int] = {}
         self.bodies: list[dict[str, Any]] = []
         self.aborted = 0  # endless streams whose reader went away
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self.port = port
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> FaultyUpstream:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        self.start_thread()
         return self
 
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _start(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        return app
 
     async def _endless(self, response: web.StreamResponse, model: str) -> web.StreamResponse:
         try:

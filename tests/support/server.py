@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import httpx
 import yaml
 
 from switchyard.config import Config, config_from_dict
-from switchyard.recording.harness import serve_app_in_thread
+from switchyard.recording.harness import serve_app_in_thread, stop_process
 from switchyard.server.app import create_app
 
 
@@ -109,10 +108,4 @@ def process_server(
             raise RuntimeError(f"{err}\n--- server log ---\n{handle.log()}") from None
         yield handle
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_process(proc)

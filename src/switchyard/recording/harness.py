@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["serve", "serve_app_in_thread", "serve_in_process", "serve_in_thread"]
+__all__ = ["serve", "serve_app_in_thread", "serve_in_process", "serve_in_thread", "stop_process"]
 
 STARTUP_TIMEOUT = 60.0
 
@@ -101,13 +101,18 @@ def serve_in_process(config: dict[str, Any], workdir: Path) -> Iterator[str]:
         _wait_healthy(url, proc, log_path)
         yield url
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (so the server flushes its store), then SIGKILL if it does not exit."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
