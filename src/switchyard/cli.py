@@ -91,6 +91,8 @@ def run(
     server = config.server
     import uvicorn
 
+    from switchyard.server.protocol import HTTP_PROTOCOL
+
     level = (log_level or server.log_level).upper()
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     # Our own loggers print through uvicorn's handler, in its format.
@@ -103,7 +105,7 @@ def run(
         port=server.port if port is None else port,
         workers=workers or server.workers,
         loop="uvloop",
-        http="httptools",
+        http=HTTP_PROTOCOL,
         log_level=level.lower(),
         log_config=log_config,
         access_log=server.access_log,

@@ -30,6 +30,8 @@ import openai
 import yaml
 from tests.support.server import free_port
 
+from switchyard.server.protocol import HTTP_PROTOCOL
+
 NO_NETWORK = Path(__file__).resolve().parent / "no_network"
 BLOCKED_MARK = "switchyard-test: network blocked"
 
@@ -114,7 +116,7 @@ def offline_server(
     )
     full_env.update(env or {})
     factory = ["-m", "uvicorn", "switchyard.server.app:app_from_environment", "--factory"]
-    common = ["--lifespan", "on", "--log-level", "info", "--http", "httptools"]
+    common = ["--lifespan", "on", "--log-level", "info", "--http", HTTP_PROTOCOL]
     prefix = unshare_prefix()
     if prefix is not None:
         uds = str(workdir / "switchyard.sock")

@@ -63,7 +63,12 @@ def serve_app_in_thread(app: Any) -> Iterator[str]:
     """Any ASGI ``app`` under uvicorn in a daemon thread; yields its URL once it serves."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", loop="asyncio"))
+    from switchyard.server.protocol import HTTP_PROTOCOL
+
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", loop="asyncio", http=HTTP_PROTOCOL
+    )
+    server = uvicorn.Server(config)
     sock = _listening_socket()  # bound before the thread starts: no free-port race
     port = sock.getsockname()[1]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

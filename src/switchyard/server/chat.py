@@ -13,7 +13,7 @@ from starlette.routing import Route
 from switchyard.ids import new_completion_id
 from switchyard.providers.base import ModelEntry
 from switchyard.router import route
-from switchyard.server.http import json_response, read_json, sse_response
+from switchyard.server.http import EventStream, json_response, read_json
 from switchyard.server.state import AppState
 from switchyard.server.stream import relay
 from switchyard.server.validation import CHAT, check_body, check_messages
@@ -59,7 +59,7 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
         if body.get("stream"):
             chunks = await provider.chat_stream(upstream)
             if sink is None:
-                return sse_response(relay(chunks, overrides))
+                return EventStream(relay(chunks, overrides))
             collect = _Collector()
 
             async def store_stream() -> None:
@@ -69,7 +69,7 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
                 call.provider_completion_id = collect.provider_completion_id
                 await sink.completion_finished(call)
 
-            return sse_response(relay(chunks, overrides, collect, store_stream))
+            return EventStream(relay(chunks, overrides, collect, store_stream))
         result = await provider.chat(upstream)
         if sink is not None:
             await _store(sink, body, entry, started, result, overrides)

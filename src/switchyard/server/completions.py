@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from switchyard.router import route
-from switchyard.server.http import json_response, read_json, sse_response
+from switchyard.server.http import EventStream, json_response, read_json
 from switchyard.server.state import AppState
 from switchyard.server.stream import relay
 from switchyard.server.validation import COMPLETIONS, check_body
@@ -30,7 +30,7 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
         overrides = {"model": body["model"]}
         if body.get("stream"):
             chunks = await provider.completions_stream(upstream)
-            return sse_response(relay(chunks, overrides))
+            return EventStream(relay(chunks, overrides))
         result = await provider.completions(upstream)
         result.update(overrides)
         return json_response(result)

@@ -1,0 +1,138 @@
+"""The gathering transport: fewer writes, same bytes, same order, nothing left waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any, cast
+
+import httpx
+import pytest
+from tests.support.server import ServerHandle, thread_server
+
+from switchyard.server.protocol import GatheringTransport
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+
+
+class RecordingTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "written after close"
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5)}.get(name, default)
+
+
+async def _next_iteration() -> None:
+    # call_soon callbacks scheduled now run before this sleep(0) resumes us... twice,
+    # since the flush itself is one iteration away.
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+def _gathering() -> tuple[GatheringTransport, RecordingTransport]:
+    inner = RecordingTransport()
+    wrapper = GatheringTransport(cast(asyncio.Transport, inner), asyncio.get_running_loop())
+    return wrapper, inner
+
+
+async def test_a_head_goes_out_with_its_body_in_one_write() -> None:
+    wrapper, inner = _gathering()
+    wrapper.write(HEAD)
+    assert inner.writes == []  # held for the body
+    wrapper.write(b"ok")
+    assert inner.writes == [HEAD + b"ok"]  # at once, not at the end of the iteration
+
+
+async def test_a_head_alone_is_written_at_the_end_of_the_iteration() -> None:
+    wrapper, inner = _gathering()
+    wrapper.write(HEAD)
+    await _next_iteration()
+    assert inner.writes == [HEAD]
+    wrapper.write(b"ok")  # the body arriving later goes out by itself, at once
+    assert inner.writes == [HEAD, b"ok"]
+
+
+async def test_a_burst_after_the_first_event_is_one_write_in_order() -> None:
+    wrapper, inner = _gathering()
+    wrapper.write(HEAD)
+    wrapper.write(b"event 1 ")
+    for n in range(2, 6):
+        wrapper.write(f"event {n} ".encode())
+    assert inner.writes == [HEAD + b"event 1 "]  # the first event is not delayed
+    await _next_iteration()
+    assert inner.writes == [HEAD + b"event 1 ", b"event 2 event 3 event 4 event 5 "]
+
+
+async def test_events_in_separate_iterations_are_forwarded_at_once() -> None:
+    wrapper, inner = _gathering()
+    for n in range(3):
+        wrapper.write(f"event {n}".encode())
+        assert inner.writes[-1] == f"event {n}".encode()
+        await _next_iteration()
+    assert len(inner.writes) == 3
+
+
+async def test_close_sends_what_is_held_first_and_abort_drops_it() -> None:
+    wrapper, inner = _gathering()
+    wrapper.write(HEAD)
+    wrapper.close()
+    assert inner.writes == [HEAD] and inner.closed
+
+    wrapper, inner = _gathering()
+    wrapper.write(b"one")
+    wrapper.write(b"two")  # held for the end of the iteration
+    wrapper.abort()
+    await _next_iteration()
+    assert inner.writes == [b"one"] and inner.aborted
+
+
+async def test_nothing_is_written_once_the_transport_is_closing() -> None:
+    wrapper, inner = _gathering()
+    wrapper.write(b"one")
+    wrapper.write(b"two")
+    inner.closed = True  # the client left before the end of the iteration
+    await _next_iteration()
+    assert inner.writes == [b"one"]
+
+
+async def test_other_attributes_pass_through() -> None:
+    wrapper, _ = _gathering()
+    assert wrapper.get_extra_info("peername") == ("127.0.0.1", 5)
+    assert wrapper.is_closing() is False
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerHandle]:
+    with thread_server({"providers": []}) as handle:  # served through HttpProtocol
+        yield handle
+
+
+@pytest.mark.parametrize("size", [0, 5, 300_000])
+def test_responses_of_any_size_arrive_whole_over_real_http(server: ServerHandle, size: int) -> None:
+    # Many requests on one keep-alive connection, each complete and in order.
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(20):
+            response = client.get("/v1/health")
+            assert response.json() == {"status": "OK"}
+        big = client.post("/v1/chat/completions", content=b"x" * size)
+        assert big.status_code in (400, 413)
+        assert "error" in big.json()
+        document = client.get("/openapi.json")  # a larger answer, also whole
+        assert document.json()["openapi"].startswith("3.")
