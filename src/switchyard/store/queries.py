@@ -8,6 +8,8 @@ retried after a commit whose acknowledgement was lost is not written twice.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,7 +37,10 @@ class ListQuery:
 
 # Inserts go to the driver as plain SQL and tuples, JSON already serialised: the
 # writer shares the GIL with the event loop, and SQLAlchemy's per-row bind processing
-# was most of its Python time (bench/NOTES.md, section 4).
+# was most of its Python time (bench/NOTES.md, section 4). And one multi-row INSERT
+# per batch rather than executemany: the driver releases and retakes the GIL around
+# every statement it steps, and under load each retake waited behind the event loop,
+# so executemany wrote ~2,200 rows/s against ~3,500 requests/s (section 6).
 _COLUMNS = (
     "id",
     "created_us",
@@ -51,33 +56,45 @@ _COLUMNS = (
     "metadata",
 )
 _JSON_COLUMNS = frozenset({"completion", "input_messages", "request", "metadata"})
+_PLACEHOLDERS = {"sqlite": ("?", "?"), "postgresql": ("%s", "CAST(%s AS JSON)")}
+# Rows per statement: powers of two, so that a batch of any size takes a few
+# statements of at most nine shapes (each kept prepared by the driver). 256 rows of 12
+# parameters stay under SQLite's limit of 32,766 bound parameters (PostgreSQL: 65,535).
+STATEMENT_SIZES = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 
 
-def _insert_sql(placeholder: str, json_placeholder: str) -> str:
-    values = ", ".join(json_placeholder if c in _JSON_COLUMNS else placeholder for c in _COLUMNS)
+@functools.cache
+def _insert_sql(backend: str, rows: int) -> str:
+    placeholder, json_placeholder = _PLACEHOLDERS[backend]
+    one = ", ".join(json_placeholder if c in _JSON_COLUMNS else placeholder for c in _COLUMNS)
+    values = ", ".join([f"({one})"] * rows)
     return (
-        f"INSERT INTO {table.name} ({', '.join(_COLUMNS)}) VALUES ({values}) "
+        f"INSERT INTO {table.name} ({', '.join(_COLUMNS)}) VALUES {values} "
         "ON CONFLICT (id) DO NOTHING"
     )
-
-
-_INSERTS = {
-    "sqlite": _insert_sql("?", "?"),
-    "postgresql": _insert_sql("%s", "CAST(%s AS JSON)"),
-}
 
 
 def _params(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(orjson.dumps(row[c]).decode() if c in _JSON_COLUMNS else row[c] for c in _COLUMNS)
 
 
+def _parts(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    start = 0
+    for size in STATEMENT_SIZES:
+        while len(rows) - start >= size:
+            yield rows[start : start + size]
+            start += size
+
+
 def insert_rows(db: Database, rows: list[dict[str, Any]]) -> None:
     """One transaction on the writer's connection; on failure that connection is dropped."""
+    backend = db.url.get_backend_name()
     connection = db.writer_connection()
-    params = [_params(row) for row in rows]
     try:
         with connection.begin():
-            connection.exec_driver_sql(_INSERTS[db.url.get_backend_name()], params)
+            for part in _parts(rows):
+                params = tuple(value for row in part for value in _params(row))
+                connection.exec_driver_sql(_insert_sql(backend, len(part)), params)
     except sa.exc.SQLAlchemyError:
         db.drop_writer_connection()
         raise
