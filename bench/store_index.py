@@ -74,9 +74,9 @@ def make_rows(count: int) -> Iterator[dict[str, Any]]:
 def fill(db: Database, count: int) -> float:
     """Insert ``count`` rows in batches; rows per second."""
     started = time.perf_counter()
-    batch: list[dict[str, Any]] = []
+    batch: list[queries.Values] = []
     for row in make_rows(count):
-        batch.append(row)
+        batch.append(queries.row_values(row))
         if len(batch) == BATCH:
             queries.insert_rows(db, batch)
             batch = []

@@ -90,7 +90,7 @@ async def test_a_refused_row_costs_only_itself_and_is_logged(
     url: str, patch_insert: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     def picky(db: Database, rows: Rows) -> None:
-        if any(row["id"] == "chatcmpl-test-000003" for row in rows):
+        if any(row[0] == "chatcmpl-test-000003" for row in rows):
             raise sa.exc.IntegrityError("INSERT", None, Exception("value too long"))
         insert_rows(db, rows)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -56,6 +57,7 @@ def create_app(config: Config, providers: dict[str, Provider] | None = None) -> 
         state.sink = await open_sink(config)
         await state.registry.refresh(config.server.discovery_timeout)
         refresher = asyncio.create_task(state.registry.refresh_forever())
+        _freeze_startup_objects()
         log.info(
             "serving %d models from %d providers", len(state.registry.models()), len(providers)
         )
@@ -77,6 +79,15 @@ def create_app(config: Config, providers: dict[str, Provider] | None = None) -> 
     app = Starlette(routes=routes, exception_handlers=dict(HANDLERS), lifespan=lifespan)
     app.state.switchyard = state
     return FastPath(app, fixed_routes(routes))
+
+
+def _freeze_startup_objects() -> None:
+    """Keep what startup built (modules, config, providers: most of the heap) out of
+    every later garbage collection. Stored completions wait in the store's queue long
+    enough to survive into the oldest generation, which makes full collections frequent;
+    each one traversed all of startup's objects again (bench/NOTES.md, section 7)."""
+    gc.collect()
+    gc.freeze()
 
 
 def app_from_environment() -> Any:

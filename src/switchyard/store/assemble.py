@@ -31,20 +31,38 @@ class _Choice:
         self.finish_reason: str | None = None
 
     def add(self, choice: JSON) -> None:
-        delta = choice.get("delta") or {}
-        if self.role is None and isinstance(delta.get("role"), str):
-            self.role = delta["role"]
+        delta = choice.get("delta")
+        if delta:
+            self._add_delta(delta)
+        logprobs = choice.get("logprobs")
+        if logprobs and isinstance(logprobs, dict):
+            self._add_logprobs(logprobs)
+        finish_reason = choice.get("finish_reason")
+        if finish_reason is not None:
+            self.finish_reason = finish_reason
+
+    def _add_delta(self, delta: JSON) -> None:
+        # One pass over the items: this runs for every chunk of every stored stream,
+        # so the usual delta ({"content": "..."}) costs a couple of dict operations.
         for key, value in delta.items():
-            if isinstance(value, str) and key not in _STRUCTURED:
-                self.text.setdefault(key, []).append(value)
-        for position, call in enumerate(delta.get("tool_calls") or ()):
-            self._add_tool_call(position, call)
-        if isinstance(delta.get("function_call"), dict):
-            self._add_function_call(delta["function_call"])
-        if isinstance(choice.get("logprobs"), dict):
-            self._add_logprobs(choice["logprobs"])
-        if choice.get("finish_reason") is not None:
-            self.finish_reason = choice["finish_reason"]
+            if type(value) is str:
+                self._add_text(key, value)
+            elif key == "tool_calls" and isinstance(value, list):
+                for position, call in enumerate(value):
+                    self._add_tool_call(position, call)
+            elif key == "function_call" and isinstance(value, dict):
+                self._add_function_call(value)
+
+    def _add_text(self, key: str, value: str) -> None:
+        if key == "role":
+            if self.role is None:
+                self.role = value
+        elif key not in _STRUCTURED:
+            parts = self.text.get(key)
+            if parts is None:
+                self.text[key] = [value]
+            else:
+                parts.append(value)
 
     def _add_tool_call(self, position: int, delta: JSON) -> None:
         index = delta.get("index", position)
@@ -96,10 +114,15 @@ def assemble(chunks: list[JSON]) -> JSON:
     top: JSON = {"usage": None, "system_fingerprint": None, "service_tier": None}
     for chunk in chunks:
         for position, choice in enumerate(chunk.get("choices") or ()):
-            choices.setdefault(choice.get("index", position), _Choice()).add(choice)
+            index = choice.get("index", position)
+            assembled = choices.get(index)
+            if assembled is None:
+                assembled = choices[index] = _Choice()
+            assembled.add(choice)
         for key in top:
-            if chunk.get(key) is not None:
-                top[key] = chunk[key]
+            value = chunk.get(key)
+            if value is not None:
+                top[key] = value
     return {
         "id": _first(chunks, "id"),
         "object": "chat.completion",

@@ -74,11 +74,16 @@ def _insert_sql(backend: str, rows: int) -> str:
     )
 
 
-def _params(row: dict[str, Any]) -> tuple[Any, ...]:
+Values = tuple[Any, ...]
+
+
+def row_values(row: dict[str, Any]) -> Values:
+    """A row as the INSERT's parameters, JSON serialised: only strings and numbers, so
+    that a queued row is nothing the garbage collector has to look at."""
     return tuple(orjson.dumps(row[c]).decode() if c in _JSON_COLUMNS else row[c] for c in _COLUMNS)
 
 
-def _parts(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+def _parts(rows: list[Values]) -> Iterator[list[Values]]:
     start = 0
     for size in STATEMENT_SIZES:
         while len(rows) - start >= size:
@@ -86,14 +91,14 @@ def _parts(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
             start += size
 
 
-def insert_rows(db: Database, rows: list[dict[str, Any]]) -> None:
+def insert_rows(db: Database, rows: list[Values]) -> None:
     """One transaction on the writer's connection; on failure that connection is dropped."""
     backend = db.url.get_backend_name()
     connection = db.writer_connection()
     try:
         with connection.begin():
             for part in _parts(rows):
-                params = tuple(value for row in part for value in _params(row))
+                params = tuple(value for row in part for value in row)
                 connection.exec_driver_sql(_insert_sql(backend, len(part)), params)
     except sa.exc.SQLAlchemyError:
         db.drop_writer_connection()

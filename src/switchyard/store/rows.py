@@ -9,7 +9,6 @@ timings, and whether it was streamed. The caller's identity is stored, not shown
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Row
@@ -47,20 +46,6 @@ def row_for(call: StoredCall) -> JSON:
         "request": {k: v for k, v in request.items() if k not in _REQUEST_OWN_COLUMNS},
         "metadata": metadata if isinstance(metadata, dict) else None,
     }
-
-
-def rows_for(calls: Iterable[StoredCall]) -> tuple[list[JSON], int]:
-    """Rows for ``calls``, and how many could not be converted (each is logged)."""
-    rows: list[JSON] = []
-    failed = 0
-    for call in calls:
-        try:
-            rows.append(row_for(call))
-        except (TypeError, ValueError, AttributeError, KeyError):
-            # Malformed provider output must cost one row, not the batch or the writer.
-            log.exception("inference store: cannot convert a completion of %s", call.provider_id)
-            failed += 1
-    return rows, failed
 
 
 def completion_object(row: Row[Any]) -> JSON:

@@ -95,7 +95,8 @@ class InferenceStore:
         try:
             async with asyncio.timeout(self.config.sync_timeout):
                 position = await self.writer.submit_waiting(call)
-                await self.writer.wait_settled(position)
+                if position is not None:
+                    await self.writer.wait_settled(position)
         except TimeoutError:
             if position is None:
                 self.writer.note_dropped(1, "queue full")

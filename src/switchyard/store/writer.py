@@ -30,15 +30,15 @@ from switchyard.sink import StoredCall
 from switchyard.store.engine import Database
 from switchyard.store.failures import DropLog, is_transient, short_error
 from switchyard.store.migrate import migrate
-from switchyard.store.queries import insert_rows
-from switchyard.store.rows import rows_for
+from switchyard.store.queries import Values, insert_rows, row_values
+from switchyard.store.rows import row_for
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
-Rows = list[dict[str, Any]]
+Rows = list[Values]
 
 
 class Writer:
@@ -47,7 +47,7 @@ class Writer:
     def __init__(self, db: Database, config: StoreConfig) -> None:
         self._db = db
         self._config = config
-        self._queue: asyncio.Queue[StoredCall | None] = asyncio.Queue(config.queue_size)
+        self._queue: asyncio.Queue[Values | None] = asyncio.Queue(config.queue_size)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="switchyard-store-writer")
         self._progress = asyncio.Condition()
         self._drops = DropLog()
@@ -68,17 +68,36 @@ class Writer:
 
     def submit(self, call: StoredCall) -> int | None:
         """Queue ``call``: its position for :meth:`wait_settled`, None if dropped."""
+        values = self._values(call)
+        if values is None:
+            return None
         try:
-            self._queue.put_nowait(call)
+            self._queue.put_nowait(values)
         except asyncio.QueueFull:
             self._drops.note(1, "queue full")
             return None
         return self._accepted_one()
 
-    async def submit_waiting(self, call: StoredCall) -> int:
+    async def submit_waiting(self, call: StoredCall) -> int | None:
         """Like :meth:`submit`, but wait for room in the queue (bound it with a timeout)."""
-        await self._queue.put(call)
+        values = self._values(call)
+        if values is None:
+            return None
+        await self._queue.put(values)
         return self._accepted_one()
+
+    def _values(self, call: StoredCall) -> Values | None:
+        # Here, on the event loop, rather than in the writer thread: a queued call full
+        # of dicts and lists survives into the collector's oldest generation and is
+        # traversed again at every collection; its serialised row is not (and the
+        # thread would take the GIL for the same work anyway; bench/NOTES.md, section 7).
+        try:
+            return row_values(row_for(call))
+        except (TypeError, ValueError, AttributeError, KeyError):
+            # Malformed provider output must cost one row, not the batch or the writer.
+            log.exception("inference store: cannot convert a completion of %s", call.provider_id)
+            self._drops.note(1, "malformed completion")
+            return None
 
     def note_dropped(self, count: int, reason: str) -> None:
         self._drops.note(count, reason)
@@ -144,7 +163,7 @@ class Writer:
                 self.ready = True
                 log.info("inference store reachable again; schema ready")
 
-    async def _next_batch(self) -> tuple[list[StoredCall], bool]:
+    async def _next_batch(self) -> tuple[Rows, bool]:
         first = await self._queue.get()
         if first is None:
             return [], True
@@ -167,12 +186,7 @@ class Writer:
         cfg = self._config
         return cfg.durability == "async" and cfg.flush_interval > 0 and self._deadline is None
 
-    async def _write(self, batch: list[StoredCall]) -> None:
-        if not batch:
-            return
-        rows, failed = await self._in_thread(rows_for, batch)
-        if failed:
-            self._drops.note(failed, "malformed completion")
+    async def _write(self, rows: Rows) -> None:
         delay = RETRY_FIRST_S
         while rows:
             if self._past_deadline():
@@ -206,7 +220,7 @@ class Writer:
             except sa.exc.SQLAlchemyError as err:
                 if is_transient(err):
                     return rows[position:]
-                log.error("inference store refused completion %s: %s", row["id"], short_error(err))
+                log.error("inference store refused completion %s: %s", row[0], short_error(err))
                 self._drops.note(1, "refused by the database")
                 continue
             STORE_WRITTEN.inc()
