@@ -197,6 +197,7 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
         "rate": args.rate,
         "stream_rate": args.stream_rate,
         "conns": args.conns,
+        "saturate_with": args.saturate_with,
         "pace_ms": args.pace_ms,
         "warmup_s": args.warmup,
         "pause_s": args.pause,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import proctree
+import wrk
 from common import BENCH_DIR, MB, BenchError, Target, Variant, log
 from measure import counters, phase_numbers, rss_windows
 from services import kill_group, smoke_test
@@ -127,7 +128,9 @@ class PhaseRunner:
     def measure(self, name: str, target: Target) -> dict[str, Any]:
         phase = PHASES[name]
         before = self.counters(target)
-        if phase.closed:
+        if phase.closed and self.a.saturate_with == "wrk":
+            load = wrk.saturate(target, phase.kind, self.a.sat, self.a.conns)
+        elif phase.closed:
             load = self.loadgens.run(target, [phase.kind], duration=self.a.sat, conns=self.a.conns)
         else:
             rate = self.a.stream_rate if phase.stream_rate else self.a.rate

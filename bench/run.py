@@ -33,6 +33,7 @@ from types import FrameType
 from typing import Any
 
 import tables
+import wrk
 from common import BENCH_DIR, BenchError, log
 from harness import Harness
 from phases import PHASES
@@ -65,6 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--rate", type=float, default=20.0, help="fixed rate for chat and embeddings (20/s)")
     add("--stream-rate", type=float, default=10.0, help="fixed rate for streams (10/s)")
     add("--conns", type=int, default=32, help="connections at saturation (32)")
+    add(
+        "--saturate-with",
+        choices=("auto", "wrk", "loadgen"),
+        default="auto",
+        help="saturation load: wrk if installed (auto), or loadgen.py",
+    )
     add("--pace-ms", type=float, default=5.0, help="gap between paced stream events (5)")
     add("--workers-list", default="1,2", help="Switchyard variants by --workers (1,2)")
     add("--store-off-too", action="store_true", help="add a 1-worker variant, store off")
@@ -83,6 +90,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, full, short in (("sat", 8.0, 1.5), ("fixed", 15.0, 2.5), ("warmup", 1.0, 0.3)):
         if getattr(args, name) is None:
             setattr(args, name, short if quick else full)
+    if args.saturate_with == "auto":
+        args.saturate_with = "wrk" if wrk.available() else "loadgen"
+    elif args.saturate_with == "wrk" and not wrk.available():
+        ap.error("--saturate-with wrk: wrk is not installed (apt install wrk)")
     if args.pause is None:
         args.pause = 0.3 if quick else 1.0
     try:

@@ -116,8 +116,9 @@ def sat_table(results: Result) -> list[str]:
                     str(r.get("errors", "-")),
                 ]
             )
-    conns = results["settings"]["conns"]
-    title = f"### Saturation (closed loop, {conns} connections)"
+    settings = results["settings"]
+    tool = settings.get("saturate_with", "loadgen")
+    title = f"### Saturation (closed loop, {settings['conns']} connections, {tool})"
     return _table(title, header, rows)
 
 

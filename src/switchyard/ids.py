@@ -7,12 +7,17 @@ by creation time, which keeps the store's index appends cheap.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
+# Our own generator, not os.urandom: an id must be unique, not unguessable, and this
+# skips a getrandom syscall per request. Seeded from the OS, reseeded in every forked
+# child so that workers never share a sequence, and private so that code seeding the
+# global ``random`` (a plugin, a test) cannot make ids repeat.
+_RANDOM = random.Random()
+os.register_at_fork(after_in_child=_RANDOM.seed)
+
 
 def new_completion_id() -> str:
-    # random's generator, not os.urandom: an id must be unique, not unguessable, and
-    # this skips a getrandom syscall per request. It is seeded from the OS at start and
-    # reseeded in every forked child, so workers never share a sequence.
-    return f"chatcmpl-{time.time_ns() // 1_000_000:012x}{random.getrandbits(64):016x}"
+    return f"chatcmpl-{time.time_ns() // 1_000_000:012x}{_RANDOM.getrandbits(64):016x}"

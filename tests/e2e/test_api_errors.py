@@ -300,6 +300,23 @@ def test_unknown_routes_and_methods(server: ServerHandle) -> None:
     _error(httpx.delete(server.base_url + "/models"), 405)
 
 
+def test_a_stream_answers_at_once_and_a_client_leaving_before_any_event_frees_the_provider(
+    server: ServerHandle, upstream: FaultyUpstream
+) -> None:
+    # The provider sends headers and then nothing but SSE comments (a model thinking).
+    body = {"model": "up/silent-stream", "messages": MESSAGES, "stream": True}
+    url = server.base_url + "/chat/completions"
+    before = upstream.aborted
+    with httpx.Client(timeout=5) as client, client.stream("POST", url, json=body) as response:
+        assert response.status_code == 200  # the head came before any event
+        assert response.headers["content-type"].startswith("text/event-stream")
+    deadline = time.monotonic() + 5
+    while upstream.aborted == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream.aborted == before + 1
+    assert httpx.get(server.base_url + "/health").status_code == 200
+
+
 def test_a_thousand_malformed_requests_leave_it_healthy(server: ServerHandle) -> None:
     bad = [b"{", b"null", b'{"model": 1}', b'{"model": "x", "messages": "no"}', b"\xff\xfe"]
     with httpx.Client(base_url=server.base_url, timeout=10) as client:
@@ -317,12 +334,13 @@ def test_a_client_leaving_mid_stream_closes_the_providers_stream(
 ) -> None:
     body = {"model": "up/endless", "messages": MESSAGES, "stream": True}
     url = server.base_url + "/chat/completions"
+    before = upstream.aborted
     with httpx.Client(timeout=10) as client, client.stream("POST", url, json=body) as response:
         lines = response.iter_lines()
         assert next(line for line in lines if line.startswith("data: "))
     # leaving the block closed the connection after one event
     deadline = time.monotonic() + 5
-    while upstream.aborted == 0 and time.monotonic() < deadline:
+    while upstream.aborted == before and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert upstream.aborted == 1  # not after 10 s of generating for nobody
+    assert upstream.aborted == before + 1  # not after 10 s of generating for nobody
     assert httpx.get(server.base_url + "/health").status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -136,3 +137,41 @@ def test_responses_of_any_size_arrive_whole_over_real_http(server: ServerHandle,
         assert "error" in big.json()
         document = client.get("/openapi.json")  # a larger answer, also whole
         assert document.json()["openapi"].startswith("3.")
+
+
+def _read_responses(sock: socket.socket, count: int, head_only: bool = False) -> list[bytes]:
+    """``count`` whole responses (Content-Length bodies) read off ``sock``."""
+    data, responses = b"", []
+    sock.settimeout(5)
+    while len(responses) < count:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = data[:head_end].decode("latin-1").lower()
+            length = 0 if head_only else int(head.split("content-length: ")[1].split("\r\n")[0])
+            end = head_end + 4 + length
+            if len(data) >= end:
+                responses.append(data[:end])
+                data = data[end:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection early"
+        data += chunk
+    assert data == b"", "bytes beyond the expected responses"
+    return responses
+
+
+def test_pipelined_head_and_closing_requests_get_whole_answers(server: ServerHandle) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    get = b"GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(get + get + get)  # pipelined: three answers, in order, whole
+        for answer in _read_responses(sock, 3):
+            assert answer.startswith(b"HTTP/1.1 200 ")
+            assert answer.endswith(b'{"status":"OK"}')
+        sock.sendall(b"HEAD /v1/health HTTP/1.1\r\nHost: t\r\n\r\n")
+        (head,) = _read_responses(sock, 1, head_only=True)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        sock.sendall(get.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        (last,) = _read_responses(sock, 1)
+        assert last.endswith(b'{"status":"OK"}')
+        assert sock.recv(1) == b""  # and then the server closed the connection

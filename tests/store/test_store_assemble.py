@@ -153,3 +153,9 @@ def test_a_recorded_azure_tool_call_stream() -> None:
     assert tool_call["id"] == "call_TMbEoYn9q0ZKtoxav5LpD9Ts"
     assert tool_call["function"]["name"] == "get_weather"
     assert json.loads(tool_call["function"]["arguments"]) == {"city": "Tokyo"}
+
+
+def test_empty_logprobs_are_kept_empty_not_dropped() -> None:
+    first = {"index": 0, "delta": {"role": "assistant", "content": "hi"}, "logprobs": {}}
+    result = assemble([chunk([first]), chunk([delta(finish="stop")])])
+    assert result["choices"][0]["logprobs"] == {}

@@ -20,7 +20,7 @@ from switchyard.store.rows import row_for
 async def write_all(store: InferenceStore, calls: list[StoredCall]) -> None:
     for c in calls:
         await store.completion_finished(c)
-    await store.writer.wait_settled(store.writer.accepted)
+    await store.writer.wait_all_settled()
 
 
 async def walk(store: InferenceStore, **query: Any) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,8 @@ from tests.support.tcp_proxy import TcpProxy, tcp_proxy
 from switchyard import metrics
 from switchyard.store import StoreUnavailableError, writer
 from switchyard.store.engine import Database
-from switchyard.store.queries import count_rows, insert_rows
+from switchyard.store.queries import count_rows, insert_rows, row_values
+from switchyard.store.rows import row_for
 
 Rows = list[dict[str, Any]]
 
@@ -122,6 +124,7 @@ async def test_a_full_queue_drops_are_counted_and_logged(
     assert await asyncio.to_thread(entered.wait, 5)  # the writer holds call 0 in the database
     for n in range(1, 21):
         await store.completion_finished(call(n))  # never blocks the caller
+    await asyncio.sleep(0)  # handed over calls join the queue once this iteration ends
     assert snap.added("STORE_DROPPED") == 15
     assert counter(metrics.STORE_UNWRITTEN) >= 6
     # The first drop is logged at once; the rest in summaries, at the latest on close.
@@ -205,7 +208,7 @@ async def test_postgres_cut_mid_run_loses_nothing(pg_behind_proxy: tuple[str, Tc
     try:
         for n in range(20):
             await store.completion_finished(call(n))
-        await store.writer.wait_settled(store.writer.accepted)
+        await store.writer.wait_all_settled()
         proxy.cut()
         for n in range(20, 60):
             await store.completion_finished(call(n))
@@ -215,8 +218,39 @@ async def test_postgres_cut_mid_run_loses_nothing(pg_behind_proxy: tuple[str, Tc
         assert counter(metrics.STORE_UNWRITTEN) >= 1
         proxy.restore()
         async with asyncio.timeout(30):
-            await store.writer.wait_settled(store.writer.accepted)
+            await store.writer.wait_all_settled()
         assert count_rows(store.db) == 60
         assert snap.added("STORE_DROPPED") == 0
     finally:
         await store.close()
+
+
+async def test_a_completion_that_cannot_be_stored_costs_only_itself(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The conversion runs on the request's own path now: it must neither raise nor
+    # hold up the rows around it.
+    snap = Snapshot()
+    store = await make_store(url)
+    await store.completion_finished(call(1))
+    broken = call(2)
+    broken.completion = ["not", "a", "completion"]  # type: ignore[assignment]
+    await store.completion_finished(broken)
+    await store.completion_finished(call(3))
+    await store.close()
+    assert count_rows(store.db) == 2
+    assert snap.added("STORE_DROPPED") == 1
+    assert "cannot convert a completion of" in caplog.text
+
+
+async def test_batches_fit_an_old_sqlite_bound_parameter_limit(url: str) -> None:
+    # SQLite before 3.32 allows 999 bound parameters per statement: a 300-row batch
+    # must still go in whole, not be retried forever.
+    store = await make_store(url)
+    dbapi = store.db.writer_connection().connection.dbapi_connection
+    assert dbapi is not None
+    dbapi.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    rows = [row_values(row_for(call(n))) for n in range(300)]
+    await asyncio.to_thread(insert_rows, store.db, rows)
+    await store.close()
+    assert count_rows(store.db) == 300

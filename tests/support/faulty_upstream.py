@@ -5,6 +5,8 @@ status-NNN    answers HTTP NNN with an OpenAI-shaped error body
 slow          answers after ``slow_seconds`` (for timeouts)
 break-stream  streams one chunk, then an error event
 cut-stream    streams one chunk, then drops the connection
+endless       streams a chunk every 20 ms for 10 s
+silent-stream sends the headers, then only SSE comments (no event) for 10 s
 flaky         fails with 503 (retry-after-ms: 1200) on the first try, then answers
     (status-429 also says Retry-After: 7)
 """
@@ -66,17 +68,18 @@ class FaultyUpstream(ThreadedApp):
         app.router.add_post("/v1/embeddings", self._embeddings)
         return app
 
-    async def _endless(self, response: web.StreamResponse, model: str) -> web.StreamResponse:
+    async def _endless(self, response: web.StreamResponse, chunk: bytes) -> web.StreamResponse:
         try:
             for _ in range(500):
                 await asyncio.sleep(0.02)
-                await response.write(_chunk(model, "more"))
+                await response.write(chunk)
         except (ConnectionResetError, ConnectionError):
             self.aborted += 1
         return response
 
     async def _models(self, request: web.Request) -> web.Response:
-        names = ["ok", "slow", "break-stream", "cut-stream", "endless", "flaky", "text-embed"]
+        names = ["ok", "slow", "break-stream", "cut-stream", "endless", "silent-stream", "flaky"]
+        names.append("text-embed")
         data = [{"id": n, "object": "model", "created": 1, "owned_by": "test"} for n in names]
         return web.json_response({"object": "list", "data": data})
 
@@ -115,12 +118,14 @@ class FaultyUpstream(ThreadedApp):
     async def _stream(self, request: web.Request, model: str) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        if model == "silent-stream":
+            return await self._endless(response, b": still thinking\n\n")
         await response.write(_chunk(model, "first"))
         if model == "break-stream":
             await response.write(b'data: {"error": {"message": "model crashed"}}\n\n')
             return response
         if model == "endless":
-            return await self._endless(response, model)
+            return await self._endless(response, _chunk(model, "more"))
         if model == "cut-stream":
             assert request.transport is not None
             request.transport.close()

@@ -66,8 +66,7 @@ class EventStream(Response):
 
     Cheaper than Starlette's StreamingResponse, which starts an anyio task group per
     stream and hands a bound ``aclose`` to a BackgroundTask that runs it in a thread:
-    here one plain task watches for the client leaving, and the head goes out with the
-    first event (the transport then sends both in one segment). If the client leaves,
+    here one plain task watches for the client leaving. If the client leaves,
     the stream is cancelled where it waits, and closing ``events`` closes the
     provider's stream too.
     """
@@ -95,12 +94,12 @@ class EventStream(Response):
             await self.events.aclose()
 
     async def _send_events(self, send: Send) -> None:
-        events = self.events
-        first = await anext(events, b"")
+        # The head goes out now, not with the first event: a model that thinks for
+        # minutes must not leave a proxy waiting for headers. When the first event is
+        # already in (the usual case), it is relayed in this same loop iteration and
+        # the transport sends both together.
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        if first:
-            await send({"type": "http.response.body", "body": first, "more_body": True})
-        async for event in events:
+        async for event in self.events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -11,13 +11,15 @@ and, with TCP_NODELAY, a segment that can wake the client. py-spy put those writ
 - gathers the writes that follow within the same event-loop iteration (a burst of
   stream events parsed from one read) and sends them as one at the end of it.
 
-Nothing ever waits for more data: whatever is held is written before the event loop
-next polls for I/O, so an event that arrives alone is forwarded at once.
+Nothing ever waits for more data: whatever is held is written by a callback at the
+start of the event loop's next iteration, so an event that arrives alone is forwarded
+at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -27,7 +29,7 @@ _HEAD = b"HTTP/"  # how every response head uvicorn writes begins
 
 
 class GatheringTransport:
-    """Wraps a transport; everything but ``write``, ``close`` and ``abort`` passes through."""
+    """Wraps a transport; what does not write or close passes straight through."""
 
     __slots__ = ("_busy", "_head", "_held", "_loop", "_ticking", "_transport")
 
@@ -53,6 +55,20 @@ class GatheringTransport:
             self._transport.write(data)
             self._busy = True
         self._tick_soon()
+
+    def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.write(b"".join(chunks))
+
+    def write_eof(self) -> None:
+        self._send_held()
+        self._transport.write_eof()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._held))
+
+    def flush(self) -> None:
+        """Write what is held now (a response is complete: nothing more will join it)."""
+        self._send_held()
 
     def close(self) -> None:
         self._send_held()
@@ -92,4 +108,12 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         loop = asyncio.get_running_loop()
-        super().connection_made(cast(asyncio.Transport, GatheringTransport(transport, loop)))
+        self._gathering = GatheringTransport(transport, loop)
+        super().connection_made(cast(asyncio.Transport, self._gathering))
+
+    def on_response_complete(self) -> None:
+        # The end of a stream (its last event, the chunked terminator) goes out now:
+        # the handler's cleanup after it (closing the provider's response) must not
+        # delay the client's last byte (bench/NOTES.md, section 8).
+        self._gathering.flush()
+        super().on_response_complete()

@@ -35,7 +35,7 @@ class _Choice:
         if delta:
             self._add_delta(delta)
         logprobs = choice.get("logprobs")
-        if logprobs and isinstance(logprobs, dict):
+        if isinstance(logprobs, dict):
             self._add_logprobs(logprobs)
         finish_reason = choice.get("finish_reason")
         if finish_reason is not None:

@@ -58,9 +58,10 @@ _COLUMNS = (
 _JSON_COLUMNS = frozenset({"completion", "input_messages", "request", "metadata"})
 _PLACEHOLDERS = {"sqlite": ("?", "?"), "postgresql": ("%s", "CAST(%s AS JSON)")}
 # Rows per statement: powers of two, so that a batch of any size takes a few
-# statements of at most nine shapes (each kept prepared by the driver). 256 rows of 12
-# parameters stay under SQLite's limit of 32,766 bound parameters (PostgreSQL: 65,535).
-STATEMENT_SIZES = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+# statements of at most seven shapes (each kept prepared by the driver). 64 rows of 12
+# parameters stay under 999, the bound-parameter limit of SQLite before 3.32 (still
+# the build on some long-term distributions); PostgreSQL allows 65,535.
+STATEMENT_SIZES = (64, 32, 16, 8, 4, 2, 1)
 
 
 @functools.cache

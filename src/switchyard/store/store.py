@@ -89,7 +89,7 @@ class InferenceStore:
 
     async def completion_finished(self, call: StoredCall) -> None:
         if self.config.durability == "async":
-            self.writer.submit(call)
+            self.writer.submit_soon(call)
             return
         position: int | None = None
         try:
@@ -169,7 +169,7 @@ class InferenceStore:
         # must not hold reads longer than it takes to say so).
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(READ_BARRIER_S):
-                await self.writer.wait_settled(self.writer.accepted)
+                await self.writer.wait_all_settled()
         if not self.writer.ready:
             raise StoreUnavailableError(
                 "The inference store's database is not reachable yet; retry shortly."

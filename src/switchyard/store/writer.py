@@ -78,6 +78,12 @@ class Writer:
             return None
         return self._accepted_one()
 
+    def submit_soon(self, call: StoredCall) -> None:
+        """:meth:`submit` once this event-loop iteration is done, so that the response
+        that carries ``call`` is written first and the client does not wait for the
+        conversion. Still before any new request is read: reads see the row."""
+        asyncio.get_running_loop().call_soon(self.submit, call)
+
     async def submit_waiting(self, call: StoredCall) -> int | None:
         """Like :meth:`submit`, but wait for room in the queue (bound it with a timeout)."""
         values = self._values(call)
@@ -93,8 +99,7 @@ class Writer:
         # thread would take the GIL for the same work anyway; bench/NOTES.md, section 7).
         try:
             return row_values(row_for(call))
-        except (TypeError, ValueError, AttributeError, KeyError):
-            # Malformed provider output must cost one row, not the batch or the writer.
+        except Exception:  # malformed provider output must cost one row, not the request
             log.exception("inference store: cannot convert a completion of %s", call.provider_id)
             self._drops.note(1, "malformed completion")
             return None
@@ -114,7 +119,13 @@ class Writer:
         async with self._progress:
             await self._progress.wait_for(lambda: self.settled >= position)
 
+    async def wait_all_settled(self) -> None:
+        """Wait until every call handed over so far, by any ``submit``, is settled."""
+        await asyncio.sleep(0)  # let calls handed over with submit_soon be counted
+        await self.wait_settled(self.accepted)
+
     async def close(self) -> None:
+        await asyncio.sleep(0)  # calls handed over with submit_soon join the queue first
         if self._task is None:
             return
         self._deadline = time.monotonic() + self._config.close_timeout
