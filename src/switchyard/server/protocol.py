@@ -44,7 +44,7 @@ class GatheringTransport:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._head:  # the head and its first body piece go out together, now
             self._held.append(bytes(data))
-            self._send_held()
+            self.flush()
             self._busy = True
         elif self._held:
             self._held.append(bytes(data))
@@ -60,18 +60,14 @@ class GatheringTransport:
         self.write(b"".join(chunks))
 
     def write_eof(self) -> None:
-        self._send_held()
+        self.flush()
         self._transport.write_eof()
 
     def get_write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size() + sum(map(len, self._held))
 
-    def flush(self) -> None:
-        """Write what is held now (a response is complete: nothing more will join it)."""
-        self._send_held()
-
     def close(self) -> None:
-        self._send_held()
+        self.flush()
         self._transport.close()
 
     def abort(self) -> None:
@@ -90,9 +86,11 @@ class GatheringTransport:
     def _end_of_iteration(self) -> None:
         self._ticking = False
         self._busy = False
-        self._send_held()
+        self.flush()
 
-    def _send_held(self) -> None:
+    def flush(self) -> None:
+        """Write what is held now (at the end of an iteration, when a response is
+        complete, or before the transport is closed)."""
         held = self._held
         if not held:
             return
