@@ -27,7 +27,7 @@ from switchyard.recording.library import CassetteLibrary
 from switchyard.recording.sse import SSEParser
 from switchyard.recording.transport import RecordingTransport, recorded_request
 from switchyard.transports import transport_for
-from switchyard.upstream import AiohttpTransport, RetryTransport, UpstreamRequest
+from switchyard.upstream import HttpTransport, RetryTransport, UpstreamRequest
 
 SECRETS = ("sk-live-SECRET", "azure-SECRET", "anthropic-SECRET", "gemini-SECRET")
 CHAT_BODY = {
@@ -125,7 +125,7 @@ def _recorder(tmp_path: Path, mode: str, inner: Any = None, **kwargs: Any) -> Re
 async def test_record_then_replay_gives_the_same_bytes(
     tmp_path: Path, upstream: RecordedUpstream
 ) -> None:
-    live = _recorder(tmp_path, "record", AiohttpTransport(timeout=10, connect_timeout=5))
+    live = _recorder(tmp_path, "record", HttpTransport(timeout=10, connect_timeout=5))
     try:
         response = await live.send(_request(upstream.url + "/v1", CHAT_BODY))
         recorded_chunks = await _drain(response)
@@ -159,7 +159,7 @@ async def test_upstream_errors_are_recorded_and_replayed_as_errors(
     tmp_path: Path, upstream: RecordedUpstream
 ) -> None:
     unknown = {**CHAT_BODY, "stream": False, "messages": [{"role": "user", "content": "?"}]}
-    live = _recorder(tmp_path, "record", AiohttpTransport(timeout=10, connect_timeout=5))
+    live = _recorder(tmp_path, "record", HttpTransport(timeout=10, connect_timeout=5))
     try:
         response = await live.send(_request(upstream.url + "/v1", unknown))
         recorded = await response.read()

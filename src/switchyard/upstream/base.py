@@ -1,0 +1,84 @@
+"""What every transport speaks: the request, the response, and the failures.
+
+Shaped like httpx's transports: a :class:`Transport` has one method, ``send``, and a
+wrapper transport (recording, fault injection, retries) adds behaviour around another
+instead of patching anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from switchyard.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
+
+log = logging.getLogger("switchyard.upstream")
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """One call to a provider. ``json`` is the body as an object (for matching and
+    recording); ``content`` the exact bytes sent."""
+
+    provider_id: str
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+    content: bytes | None = None
+    stream: bool = False
+
+
+class UpstreamResponse(Protocol):
+    """A provider's answer. ``headers`` has lower-case names."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    async def read(self) -> bytes: ...
+
+    def aiter_bytes(self) -> AsyncGenerator[bytes, None]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Transport(Protocol):
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+def network_error(
+    request: UpstreamRequest, err: BaseException
+) -> UpstreamTimeoutError | UpstreamUnavailableError:
+    """No answer at all: a timeout (504) or an unreachable provider (502)."""
+    # The URL goes to the log, not to the client: it may name internal hosts.
+    log.warning(
+        "%s %s (provider %s) failed: %r", request.method, request.url, request.provider_id, err
+    )
+    where = f"provider '{request.provider_id}'"
+    if isinstance(err, TimeoutError):
+        return UpstreamTimeoutError(
+            f"{where} did not answer in time; try again or raise the provider's timeout",
+            provider_id=request.provider_id,
+        )
+    return UpstreamUnavailableError(
+        f"{where} cannot be reached ({type(err).__name__}: {err}); "
+        "check that it is running and that its base_url is right",
+        provider_id=request.provider_id,
+    )
+
+
+def broken_answer(request: UpstreamRequest, err: BaseException) -> UpstreamError:
+    """The answer had started: a timeout is still a timeout, anything else a broken reply."""
+    if isinstance(err, TimeoutError):
+        return network_error(request, err)
+    log.warning(
+        "%s %s (provider %s) broke off: %r", request.method, request.url, request.provider_id, err
+    )
+    return UpstreamError(
+        f"provider '{request.provider_id}' broke off its answer ({type(err).__name__}: {err})",
+        provider_id=request.provider_id,
+    )

@@ -1,0 +1,213 @@
+"""One keep-alive HTTP/1.1 connection to a provider, as an asyncio protocol.
+
+httptools (llhttp, the parser Node.js and uvicorn use) does the parsing; this module
+only frames a request, collects the answer and hands the body on as it arrives. It
+exists because a proxied request is mostly client work: aiohttp spent ~250 us of CPU
+per call here against ~30 us for this (`bench/NOTES.md`, section 9), and at a low
+request rate that difference is most of the latency a gateway adds.
+
+A connection serves one request at a time. The read timeout is an inactivity timeout,
+armed only while somebody waits for bytes: a slow consumer never times out a
+provider, and a provider silent for longer than the timeout always does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import cast
+
+import httptools
+
+# Flow control for streamed bodies: stop reading from the provider while this much is
+# buffered and not yet taken, start again once it is drained below the low mark.
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+
+
+class ConnectionLostError(ConnectionError):
+    """The provider closed the connection. ``before_answer``: no byte of an answer had
+    come, so a request on a reused connection can be sent again on a new one."""
+
+    def __init__(self, message: str, *, before_answer: bool) -> None:
+        super().__init__(message)
+        self.before_answer = before_answer
+
+
+class Http1Connection(asyncio.Protocol):
+    """The socket side. :meth:`request` sends, then :meth:`read_all` or :meth:`next_chunk`
+    take the body; :attr:`reusable` says whether it can serve another request."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float) -> None:
+        self._loop = loop
+        self._read_timeout = read_timeout
+        self._parser = httptools.HttpResponseParser(self)
+        self._transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reusable = False
+        self.idle_since = 0.0
+        # Set by the pool while the connection waits in it, so that a connection the
+        # provider closes leaves the pool at once.
+        self.on_idle_close: Callable[[Http1Connection], None] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._answered = False  # any byte of the answer seen
+        self._head_done = False
+        self._complete = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._paused = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport; they have its methods.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._answered = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as err:
+            self._fail(ConnectionError(f"malformed HTTP answer: {err}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.reusable = False
+        if self.on_idle_close is not None:
+            self.on_idle_close(self)
+        if self._complete or self._error is not None:
+            return
+        if self._head_done and self._ends_at_close():
+            self._complete = True  # a body delimited by the end of the connection
+            self._wake()
+            return
+        self._fail(
+            ConnectionLostError(
+                "the provider closed the connection"
+                + ("" if self._head_done else " before answering"),
+                before_answer=not self._answered,
+            )
+        )
+
+    def pause_writing(self) -> None:  # a large request body: the transport buffers it
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- httptools callbacks --------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        old = self.headers.get(key)
+        self.headers[key] = text if old is None else f"{old}, {text}"
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # 100 Continue and friends: the real answer follows
+            self.headers = {}
+            return
+        self.status = status
+        self._head_done = True
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if not self._head_done:
+            return  # the end of an informational answer
+        self._complete = True
+        self.reusable = self._parser.should_keep_alive()
+        self._wake()
+
+    # -- the request ------------------------------------------------------------------
+
+    async def request(self, data: bytes) -> None:
+        """Send a whole request and wait for the answer's status line and headers."""
+        assert self._transport is not None
+        if self._paused:  # the last answer was left with its tail unread
+            self._transport.resume_reading()
+        self._reset()
+        self.reusable = False
+        self._transport.write(data)
+        while not self._head_done:
+            await self._wait()
+
+    async def read_all(self) -> bytes:
+        while not self._complete:
+            await self._wait()
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body as it arrived, or None at its end."""
+        while not self._chunks:
+            if self._complete:
+                return None
+            await self._wait()
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._paused and self._buffered < LOW_WATER and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+        return chunk
+
+    @property
+    def complete(self) -> bool:
+        return self._complete
+
+    def close(self) -> None:
+        self.reusable = False
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- waiting --------------------------------------------------------------------
+
+    async def _wait(self) -> None:
+        if self._error is not None:
+            raise self._error
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_later(self._read_timeout, self._time_out)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+        if self._error is not None:
+            raise self._error
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _time_out(self) -> None:
+        self._fail(TimeoutError(f"no data from the provider for {self._read_timeout:g} s"))
+
+    def _fail(self, err: BaseException) -> None:
+        if self._error is None and not self._complete:
+            self._error = err
+        self.close()
+        self._wake()
+
+    def _ends_at_close(self) -> bool:
+        """An answer with neither a length nor chunked coding ends when the connection does."""
+        return "content-length" not in self.headers and "chunked" not in self.headers.get(
+            "transfer-encoding", ""
+        )

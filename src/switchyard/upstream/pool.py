@@ -1,0 +1,237 @@
+"""The real transport: kept-alive HTTP/1.1 connections to each provider.
+
+One :class:`HttpTransport` per provider; it keeps idle connections per origin (last in,
+first out, so the freshest is reused and the rest can expire), opens new ones without a
+limit (a provider says itself how much it takes, with 429s), and turns network
+failures into :class:`UpstreamUnavailableError` (502) / :class:`UpstreamTimeoutError`
+(504) before an answer, :class:`UpstreamError` after one had started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import zlib
+from collections.abc import AsyncGenerator, Mapping
+from functools import lru_cache
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+from switchyard.upstream.base import UpstreamRequest, UpstreamResponse, broken_answer, network_error
+from switchyard.upstream.connection import ConnectionLostError, Http1Connection
+
+# Idle connections older than this are closed rather than reused: servers drop idle
+# keep-alive connections after 5-60 s, and a request sent on one that is being
+# dropped fails. (A connection that dies before any byte of its answer is retried
+# once on a new connection anyway; this keeps that rare.)
+KEEPALIVE_EXPIRY = 15.0
+# gzip or zlib-wrapped deflate, told apart by their headers.
+_ANY_ZLIB = 32 + zlib.MAX_WBITS
+
+
+class Origin(NamedTuple):
+    scheme: str
+    host: str
+    port: int
+
+
+class _Target(NamedTuple):
+    origin: Origin
+    path: str  # with the query
+    host_header: str
+
+
+@lru_cache(maxsize=1024)
+def _target(url: str) -> _Target:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    default = 443 if parts.scheme == "https" else 80
+    port = parts.port or default  # .port raises ValueError for a bad port
+    host = parts.netloc.rpartition("@")[2]  # no credentials in the Host header
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _Target(Origin(parts.scheme, parts.hostname, port), path, host)
+
+
+def _request_bytes(request: UpstreamRequest, target: _Target) -> bytes:
+    body = request.content
+    lines = [f"{request.method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
+    encoding_asked = False
+    for name, value in request.headers.items():
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            raise ValueError(f"header {name!r} holds a line break")
+        encoding_asked = encoding_asked or name.lower() == "accept-encoding"
+        lines.append(f"{name}: {value}\r\n")
+    if not encoding_asked:
+        lines.append("Accept-Encoding: gzip, deflate\r\n")
+    if body is not None or request.method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body or b'')}\r\n")
+    lines.append("\r\n")
+    head = "".join(lines).encode()
+    return head + body if body else head
+
+
+class HttpTransport:
+    """Sends each request on an idle kept-alive connection to its origin, or a new one."""
+
+    def __init__(
+        self, *, timeout: float, connect_timeout: float, keepalive_expiry: float = KEEPALIVE_EXPIRY
+    ) -> None:
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._keepalive_expiry = keepalive_expiry
+        self._idle: dict[Origin, list[Http1Connection]] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self._closed = False
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        try:
+            target = _target(request.url)
+            data = _request_bytes(request, target)
+        except ValueError as err:
+            raise network_error(request, err) from err
+        origin = target.origin
+        try:
+            conn = await self._exchange(self._checkout(origin), origin, data)
+        except (OSError, TimeoutError) as err:
+            raise network_error(request, err) from err
+        return HttpResponse(self, origin, conn, request)
+
+    async def _exchange(
+        self, conn: Http1Connection | None, origin: Origin, data: bytes
+    ) -> Http1Connection:
+        """Send on ``conn`` (an idle one) or a new connection; wait for the answer's head.
+        A connection left mid-exchange (an error, a cancelled request) is closed."""
+        if conn is not None:
+            try:
+                await conn.request(data)
+                return conn
+            except ConnectionLostError as err:
+                # The provider closed this idle connection as we sent: once more on a
+                # new one, which is safe because no byte of an answer came.
+                if not err.before_answer:
+                    raise
+            except BaseException:
+                conn.close()
+                raise
+        conn = await self._connect(origin)
+        try:
+            await conn.request(data)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _connect(self, origin: Origin) -> Http1Connection:
+        loop = asyncio.get_running_loop()
+        context = self._ssl_context() if origin.scheme == "https" else None
+        async with asyncio.timeout(self._connect_timeout):
+            _, conn = await loop.create_connection(
+                lambda: Http1Connection(loop, self._timeout),
+                origin.host,
+                origin.port,
+                ssl=context,
+                server_hostname=origin.host if context else None,
+            )
+        return conn
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
+    def _checkout(self, origin: Origin) -> Http1Connection | None:
+        idle = self._idle.get(origin)
+        if not idle:
+            return None
+        now = asyncio.get_running_loop().time()
+        while idle:
+            conn = idle.pop()
+            conn.on_idle_close = None
+            if now - conn.idle_since < self._keepalive_expiry:
+                return conn
+            conn.close()
+        return None
+
+    def release(self, origin: Origin, conn: Http1Connection) -> None:
+        """Back to the pool if the answer was read to its end and the provider keeps the
+        connection open; closed otherwise (a half-read answer cannot be skipped)."""
+        if self._closed or conn.closed or not (conn.complete and conn.reusable):
+            conn.close()
+            return
+        idle = self._idle.setdefault(origin, [])
+        conn.idle_since = asyncio.get_running_loop().time()
+        conn.on_idle_close = idle.remove
+        idle.append(conn)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.on_idle_close = None
+                conn.close()
+        self._idle.clear()
+
+
+class HttpResponse:
+    """An answer whose head has arrived; the body is read from the connection on demand."""
+
+    __slots__ = ("_conn", "_origin", "_request", "_transport", "headers", "status")
+
+    def __init__(
+        self,
+        transport: HttpTransport,
+        origin: Origin,
+        conn: Http1Connection,
+        request: UpstreamRequest,
+    ) -> None:
+        self._transport = transport
+        self._origin = origin
+        self._conn: Http1Connection | None = conn
+        self._request = request
+        self.status = conn.status
+        self.headers: Mapping[str, str] = conn.headers
+
+    async def read(self) -> bytes:
+        conn = self._take()
+        try:
+            decoder = _decoder(self.headers)
+            body = await conn.read_all()
+            return body if decoder is None else decoder.decompress(body) + decoder.flush()
+        except (OSError, TimeoutError, zlib.error) as err:
+            raise broken_answer(self._request, err) from err
+        finally:
+            self._transport.release(self._origin, conn)
+
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
+        conn = self._take()
+        try:
+            decoder = _decoder(self.headers)
+            while (chunk := await conn.next_chunk()) is not None:
+                if decoder is not None:
+                    chunk = decoder.decompress(chunk)
+                if chunk:
+                    yield chunk
+        except (OSError, TimeoutError, zlib.error) as err:
+            raise broken_answer(self._request, err) from err
+        finally:
+            self._transport.release(self._origin, conn)
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            self._transport.release(self._origin, self._take())
+
+    def _take(self) -> Http1Connection:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            raise RuntimeError("the answer's body was already taken")
+        return conn
+
+
+def _decoder(headers: Mapping[str, str]) -> zlib._Decompress | None:
+    coding = headers.get("content-encoding", "identity").strip().lower()
+    if coding == "identity":
+        return None
+    if coding not in ("gzip", "x-gzip", "deflate"):
+        raise zlib.error(f"content-encoding {coding!r}, which was not asked for")
+    return zlib.decompressobj(_ANY_ZLIB)

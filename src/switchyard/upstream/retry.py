@@ -1,0 +1,70 @@
+"""Retries around another transport, as openai-python does them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from switchyard.errors import UpstreamUnavailableError
+from switchyard.upstream.base import Transport, UpstreamRequest, UpstreamResponse, log
+
+# Retry policy, as openai-python does it: two retries with exponential backoff between
+# 0.5 s and 8 s, honouring the provider's Retry-After / retry-after-ms.
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+INITIAL_BACKOFF = 0.5
+MAX_BACKOFF = 8.0
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) * scale)
+        except ValueError:
+            return None
+    return None
+
+
+class RetryTransport:
+    """Retries connection failures and retryable statuses before any body is read."""
+
+    def __init__(self, inner: Transport, *, max_retries: int) -> None:
+        self._inner = inner
+        self._max_retries = max_retries
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        attempt = 0
+        while True:
+            try:
+                response = await self._inner.send(request)
+            except UpstreamUnavailableError:
+                if attempt >= self._max_retries:
+                    raise
+                delay = self._backoff(attempt, None)
+            else:
+                if response.status not in RETRY_STATUSES or attempt >= self._max_retries:
+                    return response
+                delay = self._backoff(attempt, _retry_after(response.headers))
+                await response.aclose()
+            attempt += 1
+            log.info(
+                "retrying %s %s (provider %s) in %.2fs, attempt %d of %d",
+                request.method,
+                request.url,
+                request.provider_id,
+                delay,
+                attempt,
+                self._max_retries,
+            )
+            await asyncio.sleep(delay)
+
+    @staticmethod
+    def _backoff(attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None and retry_after <= 60:
+            return retry_after
+        return float(min(MAX_BACKOFF, INITIAL_BACKOFF * 2**attempt))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
