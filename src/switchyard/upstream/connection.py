@@ -64,6 +64,7 @@ class Http1Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._paused = False
+        self._whole = False  # the body is wanted in one piece: no flow control
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -123,8 +124,9 @@ class Http1Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
         self._buffered += len(body)
-        if self._buffered > HIGH_WATER and not self._paused and self._transport is not None:
+        if self._buffered > HIGH_WATER and not (self._paused or self._whole):
             self._paused = True
+            assert self._transport is not None
             self._transport.pause_reading()
         self._wake()
 
@@ -140,8 +142,7 @@ class Http1Connection(asyncio.Protocol):
     async def request(self, data: bytes) -> None:
         """Send a whole request and wait for the answer's status line and headers."""
         assert self._transport is not None
-        if self._paused:  # the last answer was left with its tail unread
-            self._transport.resume_reading()
+        self._resume()  # the last answer may have been left with its tail unread
         self._reset()
         self.reusable = False
         self._transport.write(data)
@@ -149,6 +150,8 @@ class Http1Connection(asyncio.Protocol):
             await self._wait()
 
     async def read_all(self) -> bytes:
+        self._whole = True
+        self._resume()
         while not self._complete:
             await self._wait()
         data = b"".join(self._chunks)
@@ -163,10 +166,14 @@ class Http1Connection(asyncio.Protocol):
             await self._wait()
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
-        if self._paused and self._buffered < LOW_WATER and self._transport is not None:
+        if self._buffered < LOW_WATER:
+            self._resume()
+        return chunk
+
+    def _resume(self) -> None:
+        if self._paused and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
-        return chunk
 
     @property
     def complete(self) -> bool:

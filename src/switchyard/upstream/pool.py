@@ -75,13 +75,19 @@ class HttpTransport:
     """Sends each request on an idle kept-alive connection to its origin, or a new one."""
 
     def __init__(
-        self, *, timeout: float, connect_timeout: float, keepalive_expiry: float = KEEPALIVE_EXPIRY
+        self,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._keepalive_expiry = keepalive_expiry
         self._idle: dict[Origin, list[Http1Connection]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        # The system's trust store (and SSL_CERT_FILE / SSL_CERT_DIR) unless given one.
+        self._ssl = ssl_context
         self._closed = False
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:

@@ -1,0 +1,407 @@
+"""The HTTP/1.1 transport against a raw socket server that answers exactly what each
+test scripts: framing, keep-alive, compression, timeouts, broken answers, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import ssl
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import trustme
+
+from switchyard.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
+from switchyard.upstream import HttpTransport, UpstreamRequest
+from switchyard.upstream.connection import HIGH_WATER
+
+# What a test's server does with one request: (head and body received) -> raw answer, or
+# None to close the connection without answering.
+Answer = Callable[["Exchange"], Awaitable[bytes | None]]
+JSON_OK = (
+    b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
+)
+
+
+class Exchange:
+    def __init__(self, head: bytes, body: bytes, conn: int, writer: asyncio.StreamWriter) -> None:
+        self.head, self.body, self.conn, self.writer = head, body, conn, writer
+
+    def header(self, name: str) -> str | None:
+        for line in self.head.decode().split("\r\n")[1:]:
+            key, _, value = line.partition(":")
+            if key.lower() == name.lower():
+                return value.strip()
+        return None
+
+
+class ScriptedServer:
+    """Accepts connections, reads requests one by one, answers with ``answer``."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.exchanges: list[Exchange] = []
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+        self._arrived = asyncio.Event()
+
+    async def until(self, count: int) -> None:
+        """Wait until ``count`` requests have arrived."""
+        while len(self.exchanges) < count:
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    async def start(self, context: ssl.SSLContext | None = None) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=context)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"{'https' if context else 'http'}://localhost:{port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        conn = self.connections
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                exchange = Exchange(head, b"", conn, writer)
+                length = exchange.header("content-length")
+                exchange.body = await reader.readexactly(int(length)) if length else b""
+                self.exchanges.append(exchange)
+                self._arrived.set()
+                data = await self.answer(exchange)
+                if data is None:
+                    break
+                writer.write(data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[HttpTransport]:
+    t = HttpTransport(timeout=1.0, connect_timeout=1.0)
+    yield t
+    await t.aclose()
+
+
+async def _serving(answer: Answer) -> tuple[ScriptedServer, str]:
+    server = ScriptedServer(answer)
+    return server, await server.start()
+
+
+def _always(data: bytes) -> Answer:
+    async def answer(exchange: Exchange) -> bytes | None:
+        return data
+
+    return answer
+
+
+def _post(url: str, body: bytes = b'{"model":"m"}', **headers: str) -> UpstreamRequest:
+    """A POST with ``headers`` (keyword names; ``_`` stands for ``-``)."""
+    return UpstreamRequest(
+        provider_id="p",
+        method="POST",
+        url=url,
+        headers={"Content-Type": "application/json"}
+        | {name.replace("_", "-"): value for name, value in headers.items()},
+        content=body,
+    )
+
+
+def _chunked(*pieces: bytes, headers: bytes = b"") -> bytes:
+    body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n" + headers + b"\r\n" + body
+
+
+async def test_the_request_goes_out_framed_and_the_answer_comes_back(
+    transport: HttpTransport,
+) -> None:
+    server, base = await _serving(_always(JSON_OK))
+    response = await transport.send(_post(f"{base}/v1/chat/completions?x=1", Authorization="B k"))
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/json"  # lower-case names
+    assert await response.read() == b'{"ok":true}'
+    (exchange,) = server.exchanges
+    assert exchange.head.startswith(b"POST /v1/chat/completions?x=1 HTTP/1.1\r\n")
+    assert exchange.header("host") == base.removeprefix("http://")
+    assert exchange.header("authorization") == "B k"
+    assert exchange.header("content-length") == "13"
+    assert exchange.header("accept-encoding") == "gzip, deflate"
+    assert exchange.body == b'{"model":"m"}'
+    await server.stop()
+
+
+async def test_a_get_has_no_body_and_no_length(transport: HttpTransport) -> None:
+    server, base = await _serving(_always(JSON_OK))
+    request = UpstreamRequest(provider_id="p", method="GET", url=f"{base}/v1/models")
+    assert await (await transport.send(request)).read() == b'{"ok":true}'
+    assert server.exchanges[0].head.startswith(b"GET /v1/models HTTP/1.1\r\n")
+    assert server.exchanges[0].header("content-length") is None
+    await server.stop()
+
+
+async def test_connections_are_kept_alive_and_reused(transport: HttpTransport) -> None:
+    server, base = await _serving(_always(JSON_OK))
+    for _ in range(3):
+        assert await (await transport.send(_post(base + "/a"))).read() == b'{"ok":true}'
+    assert [e.conn for e in server.exchanges] == [1, 1, 1]
+    await server.stop()
+
+
+async def test_concurrent_requests_open_as_many_connections(transport: HttpTransport) -> None:
+    release = asyncio.Event()
+
+    async def answer(exchange: Exchange) -> bytes:
+        await release.wait()
+        return JSON_OK
+
+    server, base = await _serving(answer)
+    calls = [asyncio.create_task(transport.send(_post(base))) for _ in range(3)]
+    await server.until(3)
+    release.set()
+    for call in calls:
+        assert await (await call).read() == b'{"ok":true}'
+    assert sorted(e.conn for e in server.exchanges) == [1, 2, 3]
+    await server.stop()
+
+
+async def test_a_chunked_stream_arrives_piece_by_piece(transport: HttpTransport) -> None:
+    second = asyncio.Event()
+
+    async def answer(exchange: Exchange) -> None:
+        exchange.writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        exchange.writer.write(b"5\r\nfirst\r\n")
+        await second.wait()  # the first piece must reach the caller before this
+        exchange.writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+
+    server, base = await _serving(answer)
+    response = await transport.send(_post(base))
+    pieces = response.aiter_bytes()
+    assert await anext(pieces) == b"first"
+    second.set()
+    assert [p async for p in pieces] == [b"second"]
+    await server.stop()
+
+
+async def test_a_body_without_length_ends_with_the_connection(transport: HttpTransport) -> None:
+    server, base = await _serving(
+        _close_after(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+    )
+    assert await (await transport.send(_post(base))).read() == b"all of it"
+    # Not reused: the next request opens a new connection.
+    assert await (await transport.send(_post(base))).read() == b"all of it"
+    assert [e.conn for e in server.exchanges] == [1, 2]
+    await server.stop()
+
+
+def _close_after(data: bytes) -> Answer:
+    async def answer(exchange: Exchange) -> None:
+        exchange.writer.write(data)
+        # the server closes after writing
+
+    return answer
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_compressed_answers_are_decompressed(transport: HttpTransport, coding: str) -> None:
+    payload = b'{"data":[' + b",".join(b"0.125" for _ in range(2000)) + b"]}"
+    packed = gzip.compress(payload) if coding == "gzip" else zlib.compress(payload)
+    header = b"Content-Encoding: %s\r\n" % coding.encode()
+    server, base = await _serving(
+        _always(
+            b"HTTP/1.1 200 OK\r\n" + header + b"Content-Length: %d\r\n\r\n" % len(packed) + packed
+        )
+    )
+    assert await (await transport.send(_post(base))).read() == payload
+    half = len(packed) // 2
+    server.answer = _always(_chunked(packed[:half], packed[half:], headers=header))
+    streamed = b"".join([p async for p in (await transport.send(_post(base))).aiter_bytes()])
+    assert streamed == payload
+    await server.stop()
+
+
+async def test_an_encoding_not_asked_for_is_a_broken_answer(transport: HttpTransport) -> None:
+    server, base = await _serving(
+        _always(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\nxx")
+    )
+    with pytest.raises(UpstreamError, match="content-encoding 'br'"):
+        await (await transport.send(_post(base))).read()
+    await server.stop()
+
+
+async def test_a_callers_accept_encoding_is_sent_as_is(transport: HttpTransport) -> None:
+    server, base = await _serving(_always(JSON_OK))
+    await (await transport.send(_post(base, Accept_Encoding="identity"))).read()
+    assert server.exchanges[0].header("accept-encoding") == "identity"
+    await server.stop()
+
+
+async def test_informational_answers_are_skipped(transport: HttpTransport) -> None:
+    server, base = await _serving(_always(b"HTTP/1.1 100 Continue\r\n\r\n" + JSON_OK))
+    response = await transport.send(_post(base))
+    assert (response.status, await response.read()) == (200, b'{"ok":true}')
+    await server.stop()
+
+
+async def test_a_closed_idle_connection_is_replaced(transport: HttpTransport) -> None:
+    server, base = await _serving(_close_after(JSON_OK))
+    # The server closes every connection after one answer, without saying so.
+    for _ in range(2):
+        assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
+        await asyncio.sleep(0.05)  # the close reaches the idle connection
+    assert [e.conn for e in server.exchanges] == [1, 2]
+    await server.stop()
+
+
+async def test_a_connection_dropped_as_the_request_goes_is_retried_once(
+    transport: HttpTransport,
+) -> None:
+    async def answer(exchange: Exchange) -> bytes | None:
+        # The second request on the first connection meets a server that just closed it.
+        return None if exchange.conn == 1 and len(server.exchanges) == 2 else JSON_OK
+
+    server, base = await _serving(answer)
+    await (await transport.send(_post(base))).read()
+    assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
+    assert [e.conn for e in server.exchanges] == [1, 1, 2]
+    await server.stop()
+
+
+async def test_a_new_connection_closed_without_an_answer_is_unavailable(
+    transport: HttpTransport,
+) -> None:
+    server, base = await _serving(_close_after(b""))
+    with pytest.raises(UpstreamUnavailableError, match="closed the connection before answering"):
+        await transport.send(_post(base))
+    assert len(server.exchanges) == 1  # not sent twice: nothing says it was not processed
+    await server.stop()
+
+
+async def test_an_answer_cut_off_midway_is_a_broken_answer(transport: HttpTransport) -> None:
+    server, base = await _serving(
+        _close_after(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+    )
+    with pytest.raises(UpstreamError, match="broke off"):
+        await (await transport.send(_post(base))).read()
+    await server.stop()
+
+
+async def test_garbage_instead_of_http_is_unavailable(transport: HttpTransport) -> None:
+    server, base = await _serving(_always(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"))
+    with pytest.raises(UpstreamUnavailableError, match="malformed HTTP answer"):
+        await transport.send(_post(base))
+    await server.stop()
+
+
+async def test_a_silent_provider_times_out_before_and_during_the_answer() -> None:
+    transport = HttpTransport(timeout=0.2, connect_timeout=1.0)
+
+    async def answer(exchange: Exchange) -> None:
+        if len(server.exchanges) == 2:
+            exchange.writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            exchange.writer.write(b"3\r\none\r\n")
+        await asyncio.sleep(5)
+
+    server, base = await _serving(answer)
+    with pytest.raises(UpstreamTimeoutError):
+        await transport.send(_post(base))
+    pieces = (await transport.send(_post(base))).aiter_bytes()
+    assert await anext(pieces) == b"one"
+    with pytest.raises(UpstreamTimeoutError):
+        await anext(pieces)
+    await transport.aclose()
+    await server.stop()
+
+
+async def test_a_refused_connection_is_unavailable(transport: HttpTransport) -> None:
+    server, base = await _serving(_always(JSON_OK))
+    await server.stop()  # nothing listens on that port any more
+    with pytest.raises(UpstreamUnavailableError, match="cannot be reached"):
+        await transport.send(_post(base))
+
+
+async def test_bad_urls_and_header_injection_are_refused(transport: HttpTransport) -> None:
+    with pytest.raises(UpstreamUnavailableError, match="not an http"):
+        await transport.send(_post("ftp://example.com/x"))
+    with pytest.raises(UpstreamUnavailableError, match="line break"):
+        await transport.send(_post("http://127.0.0.1:1/x", Authorization="k\r\nX-Evil: 1"))
+
+
+async def test_a_half_read_stream_closes_its_connection(transport: HttpTransport) -> None:
+    async def answer(exchange: Exchange) -> bytes | None:
+        if exchange.conn > 1:
+            return JSON_OK
+        exchange.writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n")
+        await asyncio.sleep(0.5)  # the rest is late
+        return None
+
+    server, base = await _serving(answer)
+    response = await transport.send(_post(base))
+    await response.aclose()  # the rest of the answer is never read
+    assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
+    assert [e.conn for e in server.exchanges] == [1, 2]
+    await server.stop()
+
+
+async def test_a_cancelled_request_closes_its_connection(transport: HttpTransport) -> None:
+    async def answer(exchange: Exchange) -> bytes:
+        if len(server.exchanges) == 1:
+            await asyncio.sleep(5)
+        return JSON_OK
+
+    server, base = await _serving(answer)
+    call = asyncio.create_task(transport.send(_post(base)))
+    await server.until(1)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
+    assert [e.conn for e in server.exchanges] == [1, 2]
+    await server.stop()
+
+
+async def test_large_answers_arrive_whole_streamed_slowly_or_read_at_once(
+    transport: HttpTransport,
+) -> None:
+    piece = bytes(range(256)) * 256  # 64 KiB
+    pieces = [piece] * (4 * HIGH_WATER // len(piece))
+    server, base = await _serving(_always(_chunked(*pieces)))
+    received = bytearray()
+    async for chunk in (await transport.send(_post(base))).aiter_bytes():
+        received += chunk
+        await asyncio.sleep(0)  # a consumer slower than the socket: reading pauses
+    assert bytes(received) == b"".join(pieces)
+    # Read at once (an embeddings answer), nothing pauses; the connection is reused.
+    assert await (await transport.send(_post(base))).read() == b"".join(pieces)
+    assert [e.conn for e in server.exchanges] == [1, 1]
+    await server.stop()
+
+
+async def test_tls_with_the_providers_host_name() -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    server = ScriptedServer(_always(JSON_OK))
+    base = await server.start(server_context)
+    transport = HttpTransport(timeout=1.0, connect_timeout=1.0, ssl_context=client_context)
+    try:
+        for _ in range(2):
+            assert await (await transport.send(_post(base + "/v1/x"))).read() == b'{"ok":true}'
+        assert [e.conn for e in server.exchanges] == [1, 1]
+        # The default context does not trust this authority: refused, not sent.
+        untrusting = HttpTransport(timeout=1.0, connect_timeout=1.0)
+        with pytest.raises(UpstreamUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusting.send(_post(base + "/v1/x"))
+        await untrusting.aclose()
+    finally:
+        await transport.aclose()
+        await server.stop()
