@@ -334,19 +334,52 @@ async def test_bad_urls_and_header_injection_are_refused(transport: HttpTranspor
         await transport.send(_post("http://127.0.0.1:1/x", Authorization="k\r\nX-Evil: 1"))
 
 
-async def test_a_half_read_stream_closes_its_connection(transport: HttpTransport) -> None:
+async def test_a_stream_left_midway_is_closed_so_the_provider_stops(
+    transport: HttpTransport,
+) -> None:
+    provider_saw_the_close = asyncio.Event()
+
     async def answer(exchange: Exchange) -> bytes | None:
         if exchange.conn > 1:
             return JSON_OK
         exchange.writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n")
-        await asyncio.sleep(0.5)  # the rest is late
+        try:
+            for _ in range(300):  # a model still generating, for 3 s
+                await asyncio.sleep(0.01)
+                exchange.writer.write(b"4\r\nmore\r\n")
+                await exchange.writer.drain()
+        except ConnectionError:
+            provider_saw_the_close.set()
         return None
 
     server, base = await _serving(answer)
     response = await transport.send(_post(base))
     await response.aclose()  # the rest of the answer is never read
+    await asyncio.wait_for(provider_saw_the_close.wait(), 1.0)
     assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
     assert [e.conn for e in server.exchanges] == [1, 2]
+    await server.stop()
+
+
+async def test_a_stream_left_just_before_its_end_keeps_its_connection(
+    transport: HttpTransport,
+) -> None:
+    async def answer(exchange: Exchange) -> bytes | None:
+        if len(server.exchanges) > 1:
+            return JSON_OK
+        exchange.writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        exchange.writer.write(b"e\r\ndata: [DONE]\n\n\r\n")
+        await asyncio.sleep(0.02)  # the end of the body comes a moment later
+        return b"0\r\n\r\n"
+
+    server, base = await _serving(answer)
+    response = await transport.send(_post(base))
+    pieces = response.aiter_bytes()
+    assert await anext(pieces) == b"data: [DONE]\n\n"
+    await pieces.aclose()  # the consumer stops at [DONE]
+    await asyncio.sleep(0.05)
+    assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
+    assert [e.conn for e in server.exchanges] == [1, 1]
     await server.stop()
 
 

@@ -62,9 +62,9 @@ class Http1Connection(asyncio.Protocol):
         self._complete = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._paused = False
         self._whole = False  # the body is wanted in one piece: no flow control
+        self._drain: _Drain | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -82,6 +82,8 @@ class Http1Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
+        if self._drain is not None:
+            self._drain.timer.cancel()
         if self.on_idle_close is not None:
             self.on_idle_close(self)
         if self._complete or self._error is not None:
@@ -122,6 +124,11 @@ class Http1Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self._drain is not None:
+            self._drain.left -= len(body)
+            if self._drain.left < 0:
+                self.close()
+            return
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered > HIGH_WATER and not (self._paused or self._whole):
@@ -136,6 +143,9 @@ class Http1Connection(asyncio.Protocol):
         self._complete = True
         self.reusable = self._parser.should_keep_alive()
         self._wake()
+        if self._drain is not None:
+            self._drain.timer.cancel()
+            self._drain.then(self)
 
     # -- the request ------------------------------------------------------------------
 
@@ -174,6 +184,17 @@ class Http1Connection(asyncio.Protocol):
         if self._paused and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
+
+    def drain(self, then: Callable[[Http1Connection], None], limit: int, seconds: float) -> None:
+        """Read what is left of an answer nobody wants any more, in the background, and
+        hand the connection to ``then`` when it ends; close it instead if more than
+        ``limit`` bytes or ``seconds`` go by first. A stream's consumer stops at
+        ``[DONE]``, usually just before the provider's end of the body: closing the
+        connection there would cost a new connection for every stream."""
+        self._chunks.clear()
+        self._buffered = 0
+        self._drain = _Drain(then, limit, self._loop.call_later(seconds, self.close))
+        self._resume()
 
     @property
     def complete(self) -> bool:
@@ -218,3 +239,14 @@ class Http1Connection(asyncio.Protocol):
         return "content-length" not in self.headers and "chunked" not in self.headers.get(
             "transfer-encoding", ""
         )
+
+
+class _Drain:
+    __slots__ = ("left", "then", "timer")
+
+    def __init__(
+        self, then: Callable[[Http1Connection], None], left: int, timer: asyncio.TimerHandle
+    ) -> None:
+        self.then = then
+        self.left = left
+        self.timer = timer

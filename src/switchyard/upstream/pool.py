@@ -13,7 +13,7 @@ import asyncio
 import ssl
 import zlib
 from collections.abc import AsyncGenerator, Mapping
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -25,6 +25,10 @@ from switchyard.upstream.connection import ConnectionLostError, Http1Connection
 # dropped fails. (A connection that dies before any byte of its answer is retried
 # once on a new connection anyway; this keeps that rare.)
 KEEPALIVE_EXPIRY = 15.0
+# An answer released before its end is read on for this long and this much (see
+# Http1Connection.drain), so that its connection can serve another request.
+DRAIN_SECONDS = 0.1
+DRAIN_BYTES = 64 * 1024
 # gzip or zlib-wrapped deflate, told apart by their headers.
 _ANY_ZLIB = 32 + zlib.MAX_WBITS
 
@@ -161,8 +165,12 @@ class HttpTransport:
 
     def release(self, origin: Origin, conn: Http1Connection) -> None:
         """Back to the pool if the answer was read to its end and the provider keeps the
-        connection open; closed otherwise (a half-read answer cannot be skipped)."""
-        if self._closed or conn.closed or not (conn.complete and conn.reusable):
+        connection open; an answer left before its end is drained first (briefly: a
+        provider still generating for a client that left is closed, so it stops)."""
+        if not (self._closed or conn.closed or conn.complete):
+            conn.drain(partial(self.release, origin), DRAIN_BYTES, DRAIN_SECONDS)
+            return
+        if self._closed or conn.closed or not conn.reusable:
             conn.close()
             return
         idle = self._idle.setdefault(origin, [])
