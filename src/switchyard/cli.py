@@ -91,7 +91,7 @@ def run(
     server = config.server
     import uvicorn
 
-    from switchyard.server.protocol import HTTP_PROTOCOL
+    from switchyard.server.protocol import HTTP_PROTOCOL, KEEP_ALIVE_SECONDS
 
     level = (log_level or server.log_level).upper()
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
@@ -106,6 +106,7 @@ def run(
         workers=workers or server.workers,
         loop="uvloop",
         http=HTTP_PROTOCOL,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         log_level=level.lower(),
         log_config=log_config,
         access_log=server.access_log,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -175,3 +176,17 @@ def test_pipelined_head_and_closing_requests_get_whole_answers(server: ServerHan
         (last,) = _read_responses(sock, 1)
         assert last.endswith(b'{"status":"OK"}')
         assert sock.recv(1) == b""  # and then the server closed the connection
+
+
+def test_an_idle_connection_outlives_the_clients_own_idle_expiry(server: ServerHandle) -> None:
+    # httpx (under the openai SDK) drops idle connections after 5 s; a server that
+    # closes them at 5 s too (uvicorn's default) races with a client reusing one.
+    port = int(server.url.rsplit(":", 1)[1])
+    get = b"GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(get)
+        _read_responses(sock, 1)
+        time.sleep(6)
+        sock.sendall(get)
+        (answer,) = _read_responses(sock, 1)
+        assert answer.endswith(b'{"status":"OK"}')

@@ -30,7 +30,7 @@ import openai
 import yaml
 from tests.support.server import free_port
 
-from switchyard.server.protocol import HTTP_PROTOCOL
+from switchyard.server.protocol import HTTP_PROTOCOL, KEEP_ALIVE_SECONDS
 
 NO_NETWORK = Path(__file__).resolve().parent / "no_network"
 BLOCKED_MARK = "switchyard-test: network blocked"
@@ -117,6 +117,7 @@ def offline_server(
     full_env.update(env or {})
     factory = ["-m", "uvicorn", "switchyard.server.app:app_from_environment", "--factory"]
     common = ["--lifespan", "on", "--log-level", "info", "--http", HTTP_PROTOCOL]
+    common += ["--timeout-keep-alive", str(KEEP_ALIVE_SECONDS)]
     prefix = unshare_prefix()
     if prefix is not None:
         uds = str(workdir / "switchyard.sock")

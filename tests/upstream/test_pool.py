@@ -91,9 +91,22 @@ async def transport() -> AsyncIterator[HttpTransport]:
     await t.aclose()
 
 
-async def _serving(answer: Answer) -> tuple[ScriptedServer, str]:
-    server = ScriptedServer(answer)
-    return server, await server.start()
+Serve = Callable[[Answer], Awaitable[tuple[ScriptedServer, str]]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Starts scripted servers; stops them when the test ends."""
+    servers: list[ScriptedServer] = []
+
+    async def start(answer: Answer) -> tuple[ScriptedServer, str]:
+        server = ScriptedServer(answer)
+        servers.append(server)
+        return server, await server.start()
+
+    yield start
+    for server in servers:
+        await server.stop()
 
 
 def _always(data: bytes) -> Answer:
@@ -121,9 +134,10 @@ def _chunked(*pieces: bytes, headers: bytes = b"") -> bytes:
 
 
 async def test_the_request_goes_out_framed_and_the_answer_comes_back(
+    serve: Serve,
     transport: HttpTransport,
 ) -> None:
-    server, base = await _serving(_always(JSON_OK))
+    server, base = await serve(_always(JSON_OK))
     response = await transport.send(_post(f"{base}/v1/chat/completions?x=1", Authorization="B k"))
     assert response.status == 200
     assert response.headers["content-type"] == "application/json"  # lower-case names
@@ -135,44 +149,46 @@ async def test_the_request_goes_out_framed_and_the_answer_comes_back(
     assert exchange.header("content-length") == "13"
     assert exchange.header("accept-encoding") == "gzip, deflate"
     assert exchange.body == b'{"model":"m"}'
-    await server.stop()
 
 
-async def test_a_get_has_no_body_and_no_length(transport: HttpTransport) -> None:
-    server, base = await _serving(_always(JSON_OK))
+async def test_a_get_has_no_body_and_no_length(serve: Serve, transport: HttpTransport) -> None:
+    server, base = await serve(_always(JSON_OK))
     request = UpstreamRequest(provider_id="p", method="GET", url=f"{base}/v1/models")
     assert await (await transport.send(request)).read() == b'{"ok":true}'
     assert server.exchanges[0].head.startswith(b"GET /v1/models HTTP/1.1\r\n")
     assert server.exchanges[0].header("content-length") is None
-    await server.stop()
 
 
-async def test_connections_are_kept_alive_and_reused(transport: HttpTransport) -> None:
-    server, base = await _serving(_always(JSON_OK))
+async def test_connections_are_kept_alive_and_reused(
+    serve: Serve, transport: HttpTransport
+) -> None:
+    server, base = await serve(_always(JSON_OK))
     for _ in range(3):
         assert await (await transport.send(_post(base + "/a"))).read() == b'{"ok":true}'
     assert [e.conn for e in server.exchanges] == [1, 1, 1]
-    await server.stop()
 
 
-async def test_concurrent_requests_open_as_many_connections(transport: HttpTransport) -> None:
+async def test_concurrent_requests_open_as_many_connections(
+    serve: Serve, transport: HttpTransport
+) -> None:
     release = asyncio.Event()
 
     async def answer(exchange: Exchange) -> bytes:
         await release.wait()
         return JSON_OK
 
-    server, base = await _serving(answer)
+    server, base = await serve(answer)
     calls = [asyncio.create_task(transport.send(_post(base))) for _ in range(3)]
     await server.until(3)
     release.set()
     for call in calls:
         assert await (await call).read() == b'{"ok":true}'
     assert sorted(e.conn for e in server.exchanges) == [1, 2, 3]
-    await server.stop()
 
 
-async def test_a_chunked_stream_arrives_piece_by_piece(transport: HttpTransport) -> None:
+async def test_a_chunked_stream_arrives_piece_by_piece(
+    serve: Serve, transport: HttpTransport
+) -> None:
     second = asyncio.Event()
 
     async def answer(exchange: Exchange) -> None:
@@ -181,24 +197,24 @@ async def test_a_chunked_stream_arrives_piece_by_piece(transport: HttpTransport)
         await second.wait()  # the first piece must reach the caller before this
         exchange.writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
 
-    server, base = await _serving(answer)
+    _, base = await serve(answer)
     response = await transport.send(_post(base))
     pieces = response.aiter_bytes()
     assert await anext(pieces) == b"first"
     second.set()
     assert [p async for p in pieces] == [b"second"]
-    await server.stop()
 
 
-async def test_a_body_without_length_ends_with_the_connection(transport: HttpTransport) -> None:
-    server, base = await _serving(
+async def test_a_body_without_length_ends_with_the_connection(
+    serve: Serve, transport: HttpTransport
+) -> None:
+    server, base = await serve(
         _close_after(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
     )
     assert await (await transport.send(_post(base))).read() == b"all of it"
     # Not reused: the next request opens a new connection.
     assert await (await transport.send(_post(base))).read() == b"all of it"
     assert [e.conn for e in server.exchanges] == [1, 2]
-    await server.stop()
 
 
 def _close_after(data: bytes) -> Answer:
@@ -210,11 +226,13 @@ def _close_after(data: bytes) -> Answer:
 
 
 @pytest.mark.parametrize("coding", ["gzip", "deflate"])
-async def test_compressed_answers_are_decompressed(transport: HttpTransport, coding: str) -> None:
+async def test_compressed_answers_are_decompressed(
+    serve: Serve, transport: HttpTransport, coding: str
+) -> None:
     payload = b'{"data":[' + b",".join(b"0.125" for _ in range(2000)) + b"]}"
     packed = gzip.compress(payload) if coding == "gzip" else zlib.compress(payload)
     header = b"Content-Encoding: %s\r\n" % coding.encode()
-    server, base = await _serving(
+    server, base = await serve(
         _always(
             b"HTTP/1.1 200 OK\r\n" + header + b"Content-Length: %d\r\n\r\n" % len(packed) + packed
         )
@@ -224,83 +242,78 @@ async def test_compressed_answers_are_decompressed(transport: HttpTransport, cod
     server.answer = _always(_chunked(packed[:half], packed[half:], headers=header))
     streamed = b"".join([p async for p in (await transport.send(_post(base))).aiter_bytes()])
     assert streamed == payload
-    await server.stop()
 
 
-async def test_an_encoding_not_asked_for_is_a_broken_answer(transport: HttpTransport) -> None:
-    server, base = await _serving(
-        _always(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\nxx")
-    )
-    with pytest.raises(UpstreamError, match="content-encoding 'br'"):
-        await (await transport.send(_post(base))).read()
-    await server.stop()
-
-
-async def test_a_callers_accept_encoding_is_sent_as_is(transport: HttpTransport) -> None:
-    server, base = await _serving(_always(JSON_OK))
+async def test_a_callers_accept_encoding_is_sent_as_is(
+    serve: Serve, transport: HttpTransport
+) -> None:
+    server, base = await serve(_always(JSON_OK))
     await (await transport.send(_post(base, Accept_Encoding="identity"))).read()
     assert server.exchanges[0].header("accept-encoding") == "identity"
-    await server.stop()
 
 
-async def test_informational_answers_are_skipped(transport: HttpTransport) -> None:
-    server, base = await _serving(_always(b"HTTP/1.1 100 Continue\r\n\r\n" + JSON_OK))
+async def test_informational_answers_are_skipped(serve: Serve, transport: HttpTransport) -> None:
+    _, base = await serve(_always(b"HTTP/1.1 100 Continue\r\n\r\n" + JSON_OK))
     response = await transport.send(_post(base))
     assert (response.status, await response.read()) == (200, b'{"ok":true}')
-    await server.stop()
 
 
-async def test_a_closed_idle_connection_is_replaced(transport: HttpTransport) -> None:
-    server, base = await _serving(_close_after(JSON_OK))
+async def test_a_closed_idle_connection_is_replaced(serve: Serve, transport: HttpTransport) -> None:
+    server, base = await serve(_close_after(JSON_OK))
     # The server closes every connection after one answer, without saying so.
     for _ in range(2):
         assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
         await asyncio.sleep(0.05)  # the close reaches the idle connection
     assert [e.conn for e in server.exchanges] == [1, 2]
-    await server.stop()
 
 
 async def test_a_connection_dropped_as_the_request_goes_is_retried_once(
+    serve: Serve,
     transport: HttpTransport,
 ) -> None:
     async def answer(exchange: Exchange) -> bytes | None:
         # The second request on the first connection meets a server that just closed it.
         return None if exchange.conn == 1 and len(server.exchanges) == 2 else JSON_OK
 
-    server, base = await _serving(answer)
+    server, base = await serve(answer)
     await (await transport.send(_post(base))).read()
     assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
     assert [e.conn for e in server.exchanges] == [1, 1, 2]
-    await server.stop()
 
 
-async def test_a_new_connection_closed_without_an_answer_is_unavailable(
+@pytest.mark.parametrize(
+    ("answer", "error", "message"),
+    [
+        (_close_after(b""), UpstreamUnavailableError, "closed the connection before answering"),
+        (_always(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"), UpstreamUnavailableError, "malformed HTTP"),
+        (
+            _close_after(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"),
+            UpstreamError,
+            "broke off",
+        ),
+        (
+            _always(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\nxx"),
+            UpstreamError,
+            "content-encoding 'br', which was not asked for",
+        ),
+    ],
+    ids=["closed-unanswered", "not-http", "cut-off", "unasked-encoding"],
+)
+async def test_broken_answers_are_upstream_errors_and_not_sent_twice(
+    serve: Serve,
     transport: HttpTransport,
+    answer: Answer,
+    error: type[Exception],
+    message: str,
 ) -> None:
-    server, base = await _serving(_close_after(b""))
-    with pytest.raises(UpstreamUnavailableError, match="closed the connection before answering"):
-        await transport.send(_post(base))
-    assert len(server.exchanges) == 1  # not sent twice: nothing says it was not processed
-    await server.stop()
-
-
-async def test_an_answer_cut_off_midway_is_a_broken_answer(transport: HttpTransport) -> None:
-    server, base = await _serving(
-        _close_after(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
-    )
-    with pytest.raises(UpstreamError, match="broke off"):
+    server, base = await serve(answer)
+    with pytest.raises(error, match=message):
         await (await transport.send(_post(base))).read()
-    await server.stop()
+    # Once only: nothing says that the provider did not act on it.
+    assert len(server.exchanges) == 1
 
 
-async def test_garbage_instead_of_http_is_unavailable(transport: HttpTransport) -> None:
-    server, base = await _serving(_always(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"))
-    with pytest.raises(UpstreamUnavailableError, match="malformed HTTP answer"):
-        await transport.send(_post(base))
-    await server.stop()
-
-
-async def test_a_silent_provider_times_out_before_and_during_the_answer() -> None:
+async def test_a_silent_provider_times_out_before_and_during_the_answer(serve: Serve) -> None:
     transport = HttpTransport(timeout=0.2, connect_timeout=1.0)
 
     async def answer(exchange: Exchange) -> None:
@@ -309,7 +322,7 @@ async def test_a_silent_provider_times_out_before_and_during_the_answer() -> Non
             exchange.writer.write(b"3\r\none\r\n")
         await asyncio.sleep(5)
 
-    server, base = await _serving(answer)
+    server, base = await serve(answer)
     with pytest.raises(UpstreamTimeoutError):
         await transport.send(_post(base))
     pieces = (await transport.send(_post(base))).aiter_bytes()
@@ -317,11 +330,10 @@ async def test_a_silent_provider_times_out_before_and_during_the_answer() -> Non
     with pytest.raises(UpstreamTimeoutError):
         await anext(pieces)
     await transport.aclose()
-    await server.stop()
 
 
-async def test_a_refused_connection_is_unavailable(transport: HttpTransport) -> None:
-    server, base = await _serving(_always(JSON_OK))
+async def test_a_refused_connection_is_unavailable(serve: Serve, transport: HttpTransport) -> None:
+    server, base = await serve(_always(JSON_OK))
     await server.stop()  # nothing listens on that port any more
     with pytest.raises(UpstreamUnavailableError, match="cannot be reached"):
         await transport.send(_post(base))
@@ -335,6 +347,7 @@ async def test_bad_urls_and_header_injection_are_refused(transport: HttpTranspor
 
 
 async def test_a_stream_left_midway_is_closed_so_the_provider_stops(
+    serve: Serve,
     transport: HttpTransport,
 ) -> None:
     provider_saw_the_close = asyncio.Event()
@@ -352,16 +365,16 @@ async def test_a_stream_left_midway_is_closed_so_the_provider_stops(
             provider_saw_the_close.set()
         return None
 
-    server, base = await _serving(answer)
+    server, base = await serve(answer)
     response = await transport.send(_post(base))
     await response.aclose()  # the rest of the answer is never read
     await asyncio.wait_for(provider_saw_the_close.wait(), 1.0)
     assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
     assert [e.conn for e in server.exchanges] == [1, 2]
-    await server.stop()
 
 
 async def test_a_stream_left_just_before_its_end_keeps_its_connection(
+    serve: Serve,
     transport: HttpTransport,
 ) -> None:
     async def answer(exchange: Exchange) -> bytes | None:
@@ -372,7 +385,7 @@ async def test_a_stream_left_just_before_its_end_keeps_its_connection(
         await asyncio.sleep(0.02)  # the end of the body comes a moment later
         return b"0\r\n\r\n"
 
-    server, base = await _serving(answer)
+    server, base = await serve(answer)
     response = await transport.send(_post(base))
     pieces = response.aiter_bytes()
     assert await anext(pieces) == b"data: [DONE]\n\n"
@@ -380,16 +393,17 @@ async def test_a_stream_left_just_before_its_end_keeps_its_connection(
     await asyncio.sleep(0.05)
     assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
     assert [e.conn for e in server.exchanges] == [1, 1]
-    await server.stop()
 
 
-async def test_a_cancelled_request_closes_its_connection(transport: HttpTransport) -> None:
+async def test_a_cancelled_request_closes_its_connection(
+    serve: Serve, transport: HttpTransport
+) -> None:
     async def answer(exchange: Exchange) -> bytes:
         if len(server.exchanges) == 1:
             await asyncio.sleep(5)
         return JSON_OK
 
-    server, base = await _serving(answer)
+    server, base = await serve(answer)
     call = asyncio.create_task(transport.send(_post(base)))
     await server.until(1)
     call.cancel()
@@ -397,15 +411,15 @@ async def test_a_cancelled_request_closes_its_connection(transport: HttpTranspor
         await call
     assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
     assert [e.conn for e in server.exchanges] == [1, 2]
-    await server.stop()
 
 
 async def test_large_answers_arrive_whole_streamed_slowly_or_read_at_once(
+    serve: Serve,
     transport: HttpTransport,
 ) -> None:
     piece = bytes(range(256)) * 256  # 64 KiB
     pieces = [piece] * (4 * HIGH_WATER // len(piece))
-    server, base = await _serving(_always(_chunked(*pieces)))
+    server, base = await serve(_always(_chunked(*pieces)))
     received = bytearray()
     async for chunk in (await transport.send(_post(base))).aiter_bytes():
         received += chunk
@@ -414,7 +428,6 @@ async def test_large_answers_arrive_whole_streamed_slowly_or_read_at_once(
     # Read at once (an embeddings answer), nothing pauses; the connection is reused.
     assert await (await transport.send(_post(base))).read() == b"".join(pieces)
     assert [e.conn for e in server.exchanges] == [1, 1]
-    await server.stop()
 
 
 async def test_tls_with_the_providers_host_name() -> None:

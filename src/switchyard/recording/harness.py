@@ -63,10 +63,15 @@ def serve_app_in_thread(app: Any) -> Iterator[str]:
     """Any ASGI ``app`` under uvicorn in a daemon thread; yields its URL once it serves."""
     import uvicorn
 
-    from switchyard.server.protocol import HTTP_PROTOCOL
+    from switchyard.server.protocol import HTTP_PROTOCOL, KEEP_ALIVE_SECONDS
 
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="on", loop="asyncio", http=HTTP_PROTOCOL
+        app,
+        log_level="warning",
+        lifespan="on",
+        loop="asyncio",
+        http=HTTP_PROTOCOL,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     server = uvicorn.Server(config)
     sock = _listening_socket()  # bound before the thread starts: no free-port race

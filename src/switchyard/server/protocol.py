@@ -25,6 +25,12 @@ from typing import Any, cast
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 HTTP_PROTOCOL = "switchyard.server.protocol:HttpProtocol"  # for uvicorn's --http
+# How long an idle client connection stays open (uvicorn's default is 5 s). Longer than
+# the clients' own idle expiry (httpx, under the openai SDK: 5 s; aiohttp: 15 s), so that
+# the client closes an idle connection, never the server just as the client reuses it:
+# that race fails a request with "Server disconnected without sending a response". 75 s
+# is nginx's default.
+KEEP_ALIVE_SECONDS = 75
 _HEAD = b"HTTP/"  # how every response head uvicorn writes begins
 
 
