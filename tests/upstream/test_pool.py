@@ -4,8 +4,11 @@ test scripts: framing, keep-alive, compression, timeouts, broken answers, TLS.""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
+import socket
 import ssl
+import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -14,7 +17,7 @@ import trustme
 
 from switchyard.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
 from switchyard.upstream import HttpTransport, UpstreamRequest
-from switchyard.upstream.connection import HIGH_WATER
+from switchyard.upstream.connection import HIGH_WATER, RESEND_WINDOW
 
 # What a test's server does with one request: (head and body received) -> raw answer, or
 # None to close the connection without answering.
@@ -25,8 +28,11 @@ JSON_OK = (
 
 
 class Exchange:
-    def __init__(self, head: bytes, body: bytes, conn: int, writer: asyncio.StreamWriter) -> None:
-        self.head, self.body, self.conn, self.writer = head, body, conn, writer
+    def __init__(
+        self, head: bytes, conn: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.head, self.body, self.conn = head, b"", conn
+        self.reader, self.writer = reader, writer
 
     def header(self, name: str) -> str | None:
         for line in self.head.decode().split("\r\n")[1:]:
@@ -63,7 +69,7 @@ class ScriptedServer:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                exchange = Exchange(head, b"", conn, writer)
+                exchange = Exchange(head, conn, reader, writer)
                 length = exchange.header("content-length")
                 exchange.body = await reader.readexactly(int(length)) if length else b""
                 self.exchanges.append(exchange)
@@ -217,6 +223,19 @@ async def test_a_body_without_length_ends_with_the_connection(
     assert [e.conn for e in server.exchanges] == [1, 2]
 
 
+def _reset_after(data: bytes) -> Answer:
+    """Write ``data``, then reset the connection (RST, not an orderly close)."""
+
+    async def answer(exchange: Exchange) -> None:
+        exchange.writer.write(data)
+        await exchange.writer.drain()
+        sock = exchange.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        exchange.writer.transport.abort()
+
+    return answer
+
+
 def _close_after(data: bytes) -> Answer:
     async def answer(exchange: Exchange) -> None:
         exchange.writer.write(data)
@@ -292,12 +311,18 @@ async def test_a_connection_dropped_as_the_request_goes_is_retried_once(
             "broke off",
         ),
         (
+            # Its end is the connection's: a reset is not an end.
+            _reset_after(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npart of it"),
+            UpstreamError,
+            "broke off",
+        ),
+        (
             _always(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\nxx"),
             UpstreamError,
             "content-encoding 'br', which was not asked for",
         ),
     ],
-    ids=["closed-unanswered", "not-http", "cut-off", "unasked-encoding"],
+    ids=["closed-unanswered", "not-http", "cut-off", "reset", "unasked-encoding"],
 )
 async def test_broken_answers_are_upstream_errors_and_not_sent_twice(
     serve: Serve,
@@ -311,6 +336,40 @@ async def test_broken_answers_are_upstream_errors_and_not_sent_twice(
         await (await transport.send(_post(base))).read()
     # Once only: nothing says that the provider did not act on it.
     assert len(server.exchanges) == 1
+
+
+async def test_a_request_dropped_after_a_while_is_not_sent_again(
+    serve: Serve, transport: HttpTransport
+) -> None:
+    async def answer(exchange: Exchange) -> bytes | None:
+        if len(server.exchanges) == 1:
+            return JSON_OK
+        await asyncio.sleep(RESEND_WINDOW + 0.2)  # a proxy gives up on a slow model
+        return None
+
+    server, base = await serve(answer)
+    await (await transport.send(_post(base))).read()
+    with pytest.raises(UpstreamUnavailableError, match="closed the connection"):
+        await transport.send(_post(base))  # on the reused connection
+    assert len(server.exchanges) == 2  # the provider may have acted on it: not resent
+
+
+async def test_an_answer_dropped_unread_closes_its_connection(serve: Serve) -> None:
+    transport = HttpTransport(timeout=5.0, connect_timeout=1.0)
+    closed = asyncio.Event()
+
+    async def answer(exchange: Exchange) -> None:
+        exchange.writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await exchange.writer.drain()
+        if await exchange.reader.read() == b"":  # the client closed its end
+            closed.set()
+
+    _, base = await serve(answer)
+    response = await transport.send(_post(base))
+    del response  # never read, never closed: a stream cancelled before it started
+    gc.collect()
+    await asyncio.wait_for(closed.wait(), 2.0)
+    await transport.aclose()
 
 
 async def test_a_silent_provider_times_out_before_and_during_the_answer(serve: Serve) -> None:

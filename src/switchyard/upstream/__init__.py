@@ -1,8 +1,8 @@
 """The single HTTP seam between Switchyard and remote providers.
 
-:mod:`.base` defines what a transport is; :mod:`.pool` and :mod:`.connection` are the
-real one (kept-alive HTTP/1.1 over asyncio, parsed by httptools); :mod:`.retry` wraps
-another transport with openai-python's retry policy. Recording
+:mod:`.base` defines what a transport is; :mod:`.pool`, :mod:`.connection` and
+:mod:`.response` are the real one (kept-alive HTTP/1.1 over asyncio, parsed by
+httptools); :mod:`.retry` wraps another transport with openai-python's retry policy. Recording
 (:mod:`switchyard.recording.transport`) is one more wrapper.
 """
 

@@ -20,6 +20,9 @@ from typing import cast
 
 import httptools
 
+# A request whose connection is closed sooner than this after it was sent, with no byte
+# of an answer, met a connection the provider had already dropped (see ConnectionLostError).
+RESEND_WINDOW = 0.5
 # Flow control for streamed bodies: stop reading from the provider while this much is
 # buffered and not yet taken, start again once it is drained below the low mark.
 HIGH_WATER = 256 * 1024
@@ -27,12 +30,15 @@ LOW_WATER = 64 * 1024
 
 
 class ConnectionLostError(ConnectionError):
-    """The provider closed the connection. ``before_answer``: no byte of an answer had
-    come, so a request on a reused connection can be sent again on a new one."""
+    """The provider closed the connection. ``resendable``: it did so at once, before any
+    byte of an answer: an idle connection the provider had already dropped, which never
+    saw the request, so it can be sent again on a new connection. A connection dropped
+    later (a proxy's timeout while the model works) may have been acted on: never resent,
+    or the provider would generate and bill twice."""
 
-    def __init__(self, message: str, *, before_answer: bool) -> None:
+    def __init__(self, message: str, *, resendable: bool) -> None:
         super().__init__(message)
-        self.before_answer = before_answer
+        self.resendable = resendable
 
 
 class Http1Connection(asyncio.Protocol):
@@ -58,6 +64,7 @@ class Http1Connection(asyncio.Protocol):
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._answered = False  # any byte of the answer seen
+        self._sent_at = 0.0
         self._head_done = False
         self._complete = False
         self._error: BaseException | None = None
@@ -76,7 +83,7 @@ class Http1Connection(asyncio.Protocol):
         self._answered = True
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as err:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as err:
             self._fail(ConnectionError(f"malformed HTTP answer: {err}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -88,7 +95,7 @@ class Http1Connection(asyncio.Protocol):
             self.on_idle_close(self)
         if self._complete or self._error is not None:
             return
-        if self._head_done and self._ends_at_close():
+        if self._head_done and exc is None and self._ends_at_close():
             self._complete = True  # a body delimited by the end of the connection
             self._wake()
             return
@@ -96,7 +103,7 @@ class Http1Connection(asyncio.Protocol):
             ConnectionLostError(
                 "the provider closed the connection"
                 + ("" if self._head_done else " before answering"),
-                before_answer=not self._answered,
+                resendable=not self._answered and self._loop.time() - self._sent_at < RESEND_WINDOW,
             )
         )
 
@@ -141,11 +148,13 @@ class Http1Connection(asyncio.Protocol):
         if not self._head_done:
             return  # the end of an informational answer
         self._complete = True
-        self.reusable = self._parser.should_keep_alive()
+        closing = self._transport is None or self._transport.is_closing()
+        self.reusable = self._parser.should_keep_alive() and not closing
         self._wake()
-        if self._drain is not None:
-            self._drain.timer.cancel()
-            self._drain.then(self)
+        drain, self._drain = self._drain, None
+        if drain is not None:
+            drain.timer.cancel()
+            drain.then(self)
 
     # -- the request ------------------------------------------------------------------
 
@@ -155,6 +164,7 @@ class Http1Connection(asyncio.Protocol):
         self._resume()  # the last answer may have been left with its tail unread
         self._reset()
         self.reusable = False
+        self._sent_at = self._loop.time()
         self._transport.write(data)
         while not self._head_done:
             await self._wait()

@@ -4,33 +4,36 @@ One :class:`HttpTransport` per provider; it keeps idle connections per origin (l
 first out, so the freshest is reused and the rest can expire), opens new ones without a
 limit (a provider says itself how much it takes, with 429s), and turns network
 failures into :class:`UpstreamUnavailableError` (502) / :class:`UpstreamTimeoutError`
-(504) before an answer, :class:`UpstreamError` after one had started.
+(504) before an answer; :mod:`.response` reads the body and turns failures after the
+answer had started into :class:`UpstreamError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
-import zlib
-from collections.abc import AsyncGenerator, Mapping
 from functools import lru_cache, partial
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from switchyard.upstream.base import UpstreamRequest, UpstreamResponse, broken_answer, network_error
+import aiohappyeyeballs
+
+from switchyard.upstream.base import UpstreamRequest, UpstreamResponse, network_error
 from switchyard.upstream.connection import ConnectionLostError, Http1Connection
+from switchyard.upstream.response import HttpResponse
 
 # Idle connections older than this are closed rather than reused: servers drop idle
 # keep-alive connections after 5-60 s, and a request sent on one that is being
 # dropped fails. (A connection that dies before any byte of its answer is retried
 # once on a new connection anyway; this keeps that rare.)
 KEEPALIVE_EXPIRY = 15.0
+# How long the first address family gets before the next one is tried in parallel.
+HAPPY_EYEBALLS_DELAY = 0.25
 # An answer released before its end is read on for this long and this much (see
 # Http1Connection.drain), so that its connection can serve another request.
 DRAIN_SECONDS = 0.1
 DRAIN_BYTES = 64 * 1024
-# gzip or zlib-wrapped deflate, told apart by their headers.
-_ANY_ZLIB = 32 + zlib.MAX_WBITS
 
 
 class Origin(NamedTuple):
@@ -103,9 +106,9 @@ class HttpTransport:
         origin = target.origin
         try:
             conn = await self._exchange(self._checkout(origin), origin, data)
-        except (OSError, TimeoutError) as err:
+        except (OSError, TimeoutError, ValueError) as err:  # ValueError: a bad host name
             raise network_error(request, err) from err
-        return HttpResponse(self, origin, conn, request)
+        return HttpResponse(conn, request, partial(self.release, origin))
 
     async def _exchange(
         self, conn: Http1Connection | None, origin: Origin, data: bytes
@@ -117,9 +120,8 @@ class HttpTransport:
                 await conn.request(data)
                 return conn
             except ConnectionLostError as err:
-                # The provider closed this idle connection as we sent: once more on a
-                # new one, which is safe because no byte of an answer came.
-                if not err.before_answer:
+                # The provider had dropped this idle connection: once more on a new one.
+                if not err.resendable:
                     raise
             except BaseException:
                 conn.close()
@@ -136,13 +138,23 @@ class HttpTransport:
         loop = asyncio.get_running_loop()
         context = self._ssl_context() if origin.scheme == "https" else None
         async with asyncio.timeout(self._connect_timeout):
-            _, conn = await loop.create_connection(
-                lambda: Http1Connection(loop, self._timeout),
-                origin.host,
-                origin.port,
-                ssl=context,
-                server_hostname=origin.host if context else None,
+            addresses = await loop.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
+            # Happy eyeballs (RFC 8305), as aiohttp does it: uvloop's create_connection
+            # tries addresses one after the other, so an IPv6 route that drops packets
+            # would eat the whole connect timeout before IPv4 is tried.
+            sock = await aiohappyeyeballs.start_connection(
+                addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY
             )
+            try:
+                _, conn = await loop.create_connection(
+                    lambda: Http1Connection(loop, self._timeout),
+                    sock=sock,
+                    ssl=context,
+                    server_hostname=origin.host if context else None,
+                )
+            except BaseException:
+                sock.close()
+                raise
         return conn
 
     def _ssl_context(self) -> ssl.SSLContext:
@@ -158,7 +170,7 @@ class HttpTransport:
         while idle:
             conn = idle.pop()
             conn.on_idle_close = None
-            if now - conn.idle_since < self._keepalive_expiry:
+            if now - conn.idle_since < self._keepalive_expiry and conn.reusable:
                 return conn
             conn.close()
         return None
@@ -185,67 +197,3 @@ class HttpTransport:
                 conn.on_idle_close = None
                 conn.close()
         self._idle.clear()
-
-
-class HttpResponse:
-    """An answer whose head has arrived; the body is read from the connection on demand."""
-
-    __slots__ = ("_conn", "_origin", "_request", "_transport", "headers", "status")
-
-    def __init__(
-        self,
-        transport: HttpTransport,
-        origin: Origin,
-        conn: Http1Connection,
-        request: UpstreamRequest,
-    ) -> None:
-        self._transport = transport
-        self._origin = origin
-        self._conn: Http1Connection | None = conn
-        self._request = request
-        self.status = conn.status
-        self.headers: Mapping[str, str] = conn.headers
-
-    async def read(self) -> bytes:
-        conn = self._take()
-        try:
-            decoder = _decoder(self.headers)
-            body = await conn.read_all()
-            return body if decoder is None else decoder.decompress(body) + decoder.flush()
-        except (OSError, TimeoutError, zlib.error) as err:
-            raise broken_answer(self._request, err) from err
-        finally:
-            self._transport.release(self._origin, conn)
-
-    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
-        conn = self._take()
-        try:
-            decoder = _decoder(self.headers)
-            while (chunk := await conn.next_chunk()) is not None:
-                if decoder is not None:
-                    chunk = decoder.decompress(chunk)
-                if chunk:
-                    yield chunk
-        except (OSError, TimeoutError, zlib.error) as err:
-            raise broken_answer(self._request, err) from err
-        finally:
-            self._transport.release(self._origin, conn)
-
-    async def aclose(self) -> None:
-        if self._conn is not None:
-            self._transport.release(self._origin, self._take())
-
-    def _take(self) -> Http1Connection:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            raise RuntimeError("the answer's body was already taken")
-        return conn
-
-
-def _decoder(headers: Mapping[str, str]) -> zlib._Decompress | None:
-    coding = headers.get("content-encoding", "identity").strip().lower()
-    if coding == "identity":
-        return None
-    if coding not in ("gzip", "x-gzip", "deflate"):
-        raise zlib.error(f"content-encoding {coding!r}, which was not asked for")
-    return zlib.decompressobj(_ANY_ZLIB)

@@ -1,0 +1,82 @@
+"""A provider's answer on a pooled connection: its head at once, its body on demand."""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import AsyncGenerator, Callable, Mapping
+
+from switchyard.upstream.base import UpstreamRequest, broken_answer
+from switchyard.upstream.connection import Http1Connection
+
+# gzip or zlib-wrapped deflate, told apart by their headers.
+_ANY_ZLIB = 32 + zlib.MAX_WBITS
+
+
+class HttpResponse:
+    """An answer whose head has arrived; the body is read from the connection on demand."""
+
+    __slots__ = ("_conn", "_release", "_request", "headers", "status")
+
+    def __init__(
+        self,
+        conn: Http1Connection,
+        request: UpstreamRequest,
+        release: Callable[[Http1Connection], None],
+    ) -> None:
+        self._release = release  # the connection's way back to its pool
+        self._conn: Http1Connection | None = conn
+        self._request = request
+        self.status = conn.status
+        self.headers: Mapping[str, str] = conn.headers
+
+    async def read(self) -> bytes:
+        conn = self._take()
+        try:
+            decoder = _decoder(self.headers)
+            body = await conn.read_all()
+            return body if decoder is None else decoder.decompress(body) + decoder.flush()
+        except (OSError, TimeoutError, zlib.error) as err:
+            raise broken_answer(self._request, err) from err
+        finally:
+            self._release(conn)
+
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
+        conn = self._take()
+        try:
+            decoder = _decoder(self.headers)
+            while (chunk := await conn.next_chunk()) is not None:
+                if decoder is not None:
+                    chunk = decoder.decompress(chunk)
+                if chunk:
+                    yield chunk
+        except (OSError, TimeoutError, zlib.error) as err:
+            raise broken_answer(self._request, err) from err
+        finally:
+            self._release(conn)
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            self._release(self._take())
+
+    def __del__(self) -> None:
+        # An answer dropped unread (a stream cancelled before its first read) must not
+        # keep its socket open until the provider closes it.
+        if self._conn is not None:
+            with contextlib.suppress(RuntimeError):  # the loop may be gone already
+                self._conn.close()
+
+    def _take(self) -> Http1Connection:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            raise RuntimeError("the answer's body was already taken")
+        return conn
+
+
+def _decoder(headers: Mapping[str, str]) -> zlib._Decompress | None:
+    coding = headers.get("content-encoding", "identity").strip().lower()
+    if coding == "identity":
+        return None
+    if coding not in ("gzip", "x-gzip", "deflate"):
+        raise zlib.error(f"content-encoding {coding!r}, which was not asked for")
+    return zlib.decompressobj(_ANY_ZLIB)
