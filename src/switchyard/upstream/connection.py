@@ -99,19 +99,11 @@ class Http1Connection(asyncio.Protocol):
             self._complete = True  # a body delimited by the end of the connection
             self._wake()
             return
-        self._fail(
-            ConnectionLostError(
-                "the provider closed the connection"
-                + ("" if self._head_done else " before answering"),
-                resendable=not self._answered and self._loop.time() - self._sent_at < RESEND_WINDOW,
-            )
-        )
-
-    def pause_writing(self) -> None:  # a large request body: the transport buffers it
-        pass
-
-    def resume_writing(self) -> None:
-        pass
+        at_once = self._loop.time() - self._sent_at < RESEND_WINDOW
+        message = "the provider closed the connection"
+        if not self._head_done:
+            message += " before answering"
+        self._fail(ConnectionLostError(message, resendable=at_once and not self._answered))
 
     # -- httptools callbacks --------------------------------------------------------
 
