@@ -403,6 +403,9 @@ async def test_bad_urls_and_header_injection_are_refused(transport: HttpTranspor
         await transport.send(_post("ftp://example.com/x"))
     with pytest.raises(UpstreamUnavailableError, match="line break"):
         await transport.send(_post("http://127.0.0.1:1/x", Authorization="k\r\nX-Evil: 1"))
+    # A host name that cannot be a host name (an empty label): a 502 naming it, no 500.
+    with pytest.raises(UpstreamUnavailableError, match="idna"):
+        await transport.send(_post("http://api..example.com/v1/x"))
 
 
 async def test_a_stream_left_midway_is_closed_so_the_provider_stops(
