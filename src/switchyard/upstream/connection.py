@@ -51,7 +51,6 @@ class Http1Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self.closed = False
-        self.reusable = False
         self.idle_since = 0.0
         # Set by the pool while the connection waits in it, so that a connection the
         # provider closes leaves the pool at once.
@@ -59,6 +58,7 @@ class Http1Connection(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
+        self.reusable = False  # until this answer ends and the provider keeps the connection
         self.status = 0
         self.headers: dict[str, str] = {}
         self._chunks: deque[bytes] = deque()
@@ -155,7 +155,6 @@ class Http1Connection(asyncio.Protocol):
         assert self._transport is not None
         self._resume()  # the last answer may have been left with its tail unread
         self._reset()
-        self.reusable = False
         self._sent_at = self._loop.time()
         self._transport.write(data)
         while not self._head_done:

@@ -101,38 +101,23 @@ class HttpTransport:
         try:
             target = _target(request.url)
             data = _request_bytes(request, target)
-        except ValueError as err:
+            conn = await self._exchange(self._checkout(target.origin), target.origin, data)
+        except (OSError, TimeoutError, ValueError) as err:  # ValueError: a bad URL or host
             raise network_error(request, err) from err
-        origin = target.origin
-        try:
-            conn = await self._exchange(self._checkout(origin), origin, data)
-        except (OSError, TimeoutError, ValueError) as err:  # ValueError: a bad host name
-            raise network_error(request, err) from err
-        return HttpResponse(conn, request, partial(self.release, origin))
+        return HttpResponse(conn, request, partial(self.release, target.origin))
 
     async def _exchange(
         self, conn: Http1Connection | None, origin: Origin, data: bytes
     ) -> Http1Connection:
-        """Send on ``conn`` (an idle one) or a new connection; wait for the answer's head.
-        A connection left mid-exchange (an error, a cancelled request) is closed."""
+        """Send on ``conn`` (an idle one) or a new connection; wait for the answer's head."""
         if conn is not None:
             try:
-                await conn.request(data)
-                return conn
+                return await _send_on(conn, data)
             except ConnectionLostError as err:
                 # The provider had dropped this idle connection: once more on a new one.
                 if not err.resendable:
                     raise
-            except BaseException:
-                conn.close()
-                raise
-        conn = await self._connect(origin)
-        try:
-            await conn.request(data)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        return await _send_on(await self._connect(origin), data)
 
     async def _connect(self, origin: Origin) -> Http1Connection:
         loop = asyncio.get_running_loop()
@@ -179,10 +164,13 @@ class HttpTransport:
         """Back to the pool if the answer was read to its end and the provider keeps the
         connection open; an answer left before its end is drained first (briefly: a
         provider still generating for a client that left is closed, so it stops)."""
-        if not (self._closed or conn.closed or conn.complete):
+        if self._closed or conn.closed:
+            conn.close()
+            return
+        if not conn.complete:
             conn.drain(partial(self.release, origin), DRAIN_BYTES, DRAIN_SECONDS)
             return
-        if self._closed or conn.closed or not conn.reusable:
+        if not conn.reusable:
             conn.close()
             return
         idle = self._idle.setdefault(origin, [])
@@ -197,3 +185,14 @@ class HttpTransport:
                 conn.on_idle_close = None
                 conn.close()
         self._idle.clear()
+
+
+async def _send_on(conn: Http1Connection, data: bytes) -> Http1Connection:
+    """``conn`` with the answer's head in; closed if left mid-exchange (an error, a
+    cancelled request)."""
+    try:
+        await conn.request(data)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
