@@ -61,7 +61,10 @@ class StoreConfig(_Strict):
     ``sqlite:///path`` or a ``postgresql://`` URL. ``durability: sync`` makes each
     request wait (up to ``sync_timeout`` seconds) until its row is committed.
     ``flush_interval`` is how long the writer lingers to fill a batch (async only);
-    ``close_timeout`` bounds the flush at shutdown while the database is down."""
+    ``close_timeout`` bounds the flush at shutdown while the database is down.
+    ``writer``: ``process`` writes in a process of its own per worker (the request path
+    then spends almost nothing on the store); ``thread`` writes in a thread of the
+    worker (one process fewer, but its work shares the worker's CPU and GIL)."""
 
     url: str | None = None
     enabled: bool = True
@@ -72,6 +75,7 @@ class StoreConfig(_Strict):
     flush_interval: float = Field(default=0.05, ge=0)
     sync_timeout: float = Field(default=10.0, gt=0)
     close_timeout: float = Field(default=20.0, ge=0)
+    writer: Literal["process", "thread"] = "process"
 
 
 class RecordingConfig(_Strict):

@@ -11,17 +11,23 @@ from typing import Any, Protocol
 
 @dataclass(slots=True)
 class StoredCall:
-    """A finished chat completion as the handler hands it to the store: either the
-    whole ``completion`` or, for a stream, its ``chunks`` (already carrying our id)."""
+    """A finished chat completion as the handler hands it to the store.
 
-    request: dict[str, Any]
+    The handler passes what it already has as bytes: the ``request`` as the client
+    sent it, and the ``completion`` JSON the client got or, for a stream, its SSE
+    ``events`` (already carrying our id). Parsed forms (dicts, a stream's ``chunks``)
+    are accepted too; the store serialises them once.
+    """
+
+    request: dict[str, Any] | bytes
     provider_id: str
     started: float
     finished: float
-    completion: dict[str, Any] | None = None
+    completion: dict[str, Any] | bytes | None = None
     chunks: list[dict[str, Any]] | None = None
     provider_completion_id: str | None = None
     caller: str | None = None
+    events: bytes | None = None
 
 
 class CompletionSink(Protocol):

@@ -14,7 +14,7 @@ from switchyard.errors import InvalidRequestError, NotFoundError
 from switchyard.sink import StoredCall
 from switchyard.store import InferenceStore, ListQuery
 from switchyard.store.queries import count_rows, insert_rows, row_values
-from switchyard.store.rows import row_for
+from switchyard.store.record import record_of, row_of
 
 
 async def write_all(store: InferenceStore, calls: list[StoredCall]) -> None:
@@ -239,7 +239,7 @@ async def test_a_batch_of_any_size_is_written_whole_and_exactly_once(
     store: InferenceStore, size: int
 ) -> None:
     # 300 rows take statements of 256, 32, 8 and 4 rows; a repeated id is skipped.
-    dicts = [row_for(call(n)) for n in range(size)]
+    dicts = [row_of(record_of(call(n))) for n in range(size)]
     rows = [row_values(row) for row in dicts]
     await asyncio.to_thread(insert_rows, store.db, rows)
     await asyncio.to_thread(insert_rows, store.db, rows[:2])  # a retried batch

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -18,10 +20,10 @@ from tests.store.pg import admin_host_port, pg_database
 from tests.support.tcp_proxy import TcpProxy, tcp_proxy
 
 from switchyard import metrics
-from switchyard.store import StoreUnavailableError, writer
+from switchyard.store import StoreUnavailableError, batch, writer
 from switchyard.store.engine import Database
 from switchyard.store.queries import count_rows, insert_rows, row_values
-from switchyard.store.rows import row_for
+from switchyard.store.record import record_of, row_of
 
 Rows = list[dict[str, Any]]
 
@@ -50,8 +52,10 @@ def operational_error() -> sa.exc.OperationalError:
 def patch_insert(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Callable[[Callable[[Database, Rows], None]], None]:
+    # Faults are injected into this process, so these tests write in a thread
+    # (make_store(..., writer="thread")); the writer logic around them is the same.
     def install(fake: Callable[[Database, Rows], None]) -> None:
-        monkeypatch.setattr(writer, "insert_rows", fake)
+        monkeypatch.setattr(batch, "insert_rows", fake)
 
     return install
 
@@ -78,7 +82,7 @@ async def test_transient_failures_are_retried_until_written(url: str, patch_inse
 
     patch_insert(flaky)
     snap = Snapshot()
-    store = await make_store(url)
+    store = await make_store(url, writer="thread")
     for n in range(10):
         await store.completion_finished(call(n))
     await store.close()
@@ -98,7 +102,7 @@ async def test_a_refused_row_costs_only_itself_and_is_logged(
 
     patch_insert(picky)
     snap = Snapshot()
-    store = await make_store(url, batch_size=100, flush_interval=0.2)
+    store = await make_store(url, writer="thread", batch_size=100, flush_interval=0.2)
     for n in range(6):
         await store.completion_finished(call(n))
     await store.close()
@@ -119,7 +123,7 @@ async def test_a_full_queue_drops_are_counted_and_logged(
 
     patch_insert(stuck)
     snap = Snapshot()
-    store = await make_store(url, queue_size=5, batch_size=1, flush_interval=0)
+    store = await make_store(url, writer="thread", queue_size=5, batch_size=1, flush_interval=0)
     await store.completion_finished(call(0))
     assert await asyncio.to_thread(entered.wait, 5)  # the writer holds call 0 in the database
     for n in range(1, 21):
@@ -144,7 +148,7 @@ async def test_close_gives_up_after_its_timeout_and_says_how_many(
 
     patch_insert(down)
     snap = Snapshot()
-    store = await make_store(url, close_timeout=0.3)
+    store = await make_store(url, writer="thread", close_timeout=0.3)
     for n in range(7):
         await store.completion_finished(call(n))
     started = time.monotonic()
@@ -164,7 +168,7 @@ async def test_sync_durability_waits_at_most_sync_timeout(
         insert_rows(db, rows)
 
     patch_insert(slow)
-    store = await make_store(url, durability="sync", sync_timeout=0.2)
+    store = await make_store(url, writer="thread", durability="sync", sync_timeout=0.2)
     started = time.monotonic()
     with caplog.at_level(logging.WARNING):
         await store.completion_finished(call(1))
@@ -250,7 +254,75 @@ async def test_batches_fit_an_old_sqlite_bound_parameter_limit(url: str) -> None
     dbapi = store.db.writer_connection().connection.dbapi_connection
     assert dbapi is not None
     dbapi.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
-    rows = [row_values(row_for(call(n))) for n in range(300)]
+    rows = [row_values(row_of(record_of(call(n)))) for n in range(300)]
     await asyncio.to_thread(insert_rows, store.db, rows)
     await store.close()
     assert count_rows(store.db) == 300
+
+
+def writer_process(store: Any) -> Any:
+    child = store.writer._backend._child
+    assert child is not None, "no writer process running"
+    return child
+
+
+async def test_rows_are_written_by_a_process_of_their_own(url: str) -> None:
+    store = await make_store(url, flush_interval=0)
+    try:
+        await store.completion_finished(call(1))
+        await store.writer.wait_all_settled()
+        child = writer_process(store)
+        assert child.pid != os.getpid()
+        assert (await store.get_completion("chatcmpl-test-000001"))["choices"][0]["message"][
+            "content"
+        ] == "answer 1"
+    finally:
+        await store.close()
+    assert child.returncode == 0  # it ended when the worker closed its input
+
+
+@pytest.mark.usefixtures("fast_retries")
+async def test_a_writer_process_that_dies_is_replaced_and_loses_nothing(url: str) -> None:
+    snap = Snapshot()
+    store = await make_store(url, flush_interval=0)
+    try:
+        for n in range(10):
+            await store.completion_finished(call(n))
+        await store.writer.wait_all_settled()
+        first = writer_process(store)
+        first.kill()
+        await first.wait()
+        for n in range(10, 30):
+            await store.completion_finished(call(n))
+        async with asyncio.timeout(30):
+            await store.writer.wait_all_settled()
+        assert writer_process(store).pid != first.pid
+        assert snap.added("STORE_FAILED_WRITES") >= 1  # the batch it was sent came back
+        assert count_rows(store.db) == 30
+        assert snap.added("STORE_DROPPED") == 0
+        assert snap.added("STORE_WRITTEN") == 30
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_a_signal_to_the_group_leaves_the_writer_process_to_its_worker(
+    url: str, signum: int
+) -> None:
+    # Ctrl-C, and a service manager stopping the service, signal the whole process
+    # group: the writer must keep going until its worker has handed over its last rows
+    # and closed its input.
+    store = await make_store(url, flush_interval=0)
+    try:
+        await store.completion_finished(call(1))
+        await store.writer.wait_all_settled()
+        child = writer_process(store)
+        os.kill(child.pid, signum)
+        await asyncio.sleep(0.2)
+        await store.completion_finished(call(2))
+        await store.writer.wait_all_settled()
+        assert writer_process(store) is child
+        assert child.returncode is None
+    finally:
+        await store.close()
+    assert count_rows(store.db) == 2

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from switchyard.ids import new_completion_id
-from switchyard.providers.base import ModelEntry
 from switchyard.router import route
-from switchyard.server.http import EventStream, json_response, read_json
+from switchyard.server.http import EventStream, bytes_response, parse_json, read_body
 from switchyard.server.state import AppState
-from switchyard.server.stream import relay
+from switchyard.server.stream import Tap, relay
 from switchyard.server.validation import CHAT, check_body, check_messages
-from switchyard.sink import CompletionSink, StoredCall
+from switchyard.sink import StoredCall
 
 # Ours, not the provider's: consumed by the inference store, never sent upstream.
 LOCAL_FIELDS = frozenset({"store", "metadata"})
@@ -27,27 +26,12 @@ def routes(state: AppState) -> list[Route]:
     return [Route("/v1/chat/completions", _create(state), methods=["POST"])]
 
 
-class _Collector:
-    """Keeps a stream's chunks for the store; the first one tells the provider's id
-    (the relay replaces it with ours right after this sees it)."""
-
-    __slots__ = ("chunks", "provider_completion_id")
-
-    def __init__(self) -> None:
-        self.chunks: list[dict[str, Any]] = []
-        self.provider_completion_id: Any = None
-
-    def __call__(self, chunk: dict[str, Any]) -> None:
-        if not self.chunks:
-            self.provider_completion_id = chunk.get("id")
-        self.chunks.append(chunk)
-
-
 def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
     limit = state.config.server.max_body_bytes
 
     async def create_chat_completion(request: Request) -> Response:
-        body = await read_json(request, limit)
+        raw = await read_body(request, limit)
+        body = parse_json(raw)
         check_body(body, CHAT, ("model", "messages"))
         check_messages(body["messages"])
         entry, provider = route(state.registry, body["model"], "llm")
@@ -60,36 +44,23 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
             chunks = await provider.chat_stream(upstream)
             if sink is None:
                 return EventStream(relay(chunks, overrides))
-            collect = _Collector()
+            tap = Tap()
 
             async def store_stream() -> None:
-                call = StoredCall(
-                    body, entry.provider_id, started, time.time(), chunks=collect.chunks
-                )
-                call.provider_completion_id = collect.provider_completion_id
+                call = StoredCall(raw, entry.provider_id, started, time.time())
+                call.events = b"".join(tap.events)
+                call.provider_completion_id = tap.provider_completion_id
                 await sink.completion_finished(call)
 
-            return EventStream(relay(chunks, overrides, collect, store_stream))
+            return EventStream(relay(chunks, overrides, tap, store_stream))
         result = await provider.chat(upstream)
+        provider_completion_id = result.get("id")
+        result.update(overrides)
+        answer = orjson.dumps(result)
         if sink is not None:
-            await _store(sink, body, entry, started, result, overrides)
-        else:
-            result.update(overrides)
-        return json_response(result)
+            call = StoredCall(raw, entry.provider_id, started, time.time(), completion=answer)
+            call.provider_completion_id = provider_completion_id
+            await sink.completion_finished(call)
+        return bytes_response(answer)
 
     return create_chat_completion
-
-
-async def _store(
-    sink: CompletionSink,
-    body: dict[str, Any],
-    entry: ModelEntry,
-    started: float,
-    result: dict[str, Any],
-    overrides: dict[str, Any],
-) -> None:
-    provider_completion_id = result.get("id")
-    result.update(overrides)
-    call = StoredCall(body, entry.provider_id, started, time.time(), completion=result)
-    call.provider_completion_id = provider_completion_id
-    await sink.completion_finished(call)

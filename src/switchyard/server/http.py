@@ -18,6 +18,11 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 async def read_json(request: Request, limit: int) -> Any:
     """The parsed JSON body; 413 past ``limit`` bytes, 400 if it is not JSON."""
+    return parse_json(await read_body(request, limit))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, not empty; 413 past ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -41,6 +46,10 @@ async def read_json(request: Request, limit: int) -> Any:
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if not raw:
         raise InvalidRequestError("The request body is empty; send a JSON object.")
+    return raw
+
+
+def parse_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as err:
@@ -58,7 +67,12 @@ def _too_large(limit: int) -> PayloadTooLargeError:
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+    return bytes_response(orjson.dumps(payload), status)
+
+
+def bytes_response(content: bytes, status: int = 200) -> Response:
+    """A JSON response from bytes already serialised."""
+    return Response(content, status_code=status, media_type="application/json")
 
 
 class EventStream(Response):

@@ -20,15 +20,24 @@ from switchyard.metrics import STREAMS_NOT_STORED
 log = logging.getLogger(__name__)
 
 DONE_EVENT = b"data: [DONE]\n\n"
-ChunkHook = Callable[[dict[str, Any]], None]
-CompleteHook = Callable[[], Awaitable[None]]
+
+
+class Tap:
+    """What the store keeps of a stream as it passes: the events the client was sent,
+    and the provider's own id for the completion (from its first chunk)."""
+
+    __slots__ = ("events", "provider_completion_id")
+
+    def __init__(self) -> None:
+        self.events: list[bytes] = []
+        self.provider_completion_id: Any = None
 
 
 async def relay(
     chunks: AsyncIterator[dict[str, Any]],
     overrides: dict[str, Any],
-    on_chunk: ChunkHook | None = None,
-    on_complete: CompleteHook | None = None,
+    tap: Tap | None = None,
+    on_complete: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """SSE bytes for ``chunks``. ``on_complete`` runs after the last chunk and before
     ``[DONE]``, so a store that writes synchronously has the row before the client
@@ -37,10 +46,13 @@ async def relay(
     completed = False
     try:
         async for chunk in chunks:
-            if on_chunk is not None:
-                on_chunk(chunk)  # before the overrides: the hook sees the provider's id
+            if tap is not None and not tap.events:
+                tap.provider_completion_id = chunk.get("id")  # before our id replaces it
             chunk.update(overrides)
-            yield b"data: " + dumps(chunk) + b"\n\n"
+            event = b"data: " + dumps(chunk) + b"\n\n"
+            if tap is not None:
+                tap.events.append(event)
+            yield event
         if on_complete is not None:
             await on_complete()
         completed = True

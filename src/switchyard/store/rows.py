@@ -1,9 +1,8 @@
-"""From a finished call to a row, and from a row to the objects the API returns.
+"""From a stored row to the objects the API returns (``record`` makes the rows).
 
-A stored completion is what the client got (our id, the model id it sent), plus
-``metadata`` and ``input_messages`` (as Llama Stack returns them) and a ``switchyard``
-object with what only we know: the provider, the provider's own completion id,
-timings, and whether it was streamed. The caller's identity is stored, not shown.
+Each completion carries a ``switchyard`` object with what only we know: the provider,
+the provider's own completion id, timings, and whether it was streamed. The caller's
+identity is stored, not shown.
 """
 
 from __future__ import annotations
@@ -13,39 +12,9 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from switchyard.ids import new_completion_id
-from switchyard.sink import StoredCall
-from switchyard.store.assemble import assemble
-
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-# Kept in their own columns, so not repeated in the stored request.
-_REQUEST_OWN_COLUMNS = frozenset({"messages", "metadata", "model"})
-
-
-def row_for(call: StoredCall) -> JSON:
-    """The ``chat_completions`` row for ``call`` (streams are assembled here)."""
-    completion = call.completion if call.completion is not None else assemble(call.chunks or [])
-    if not completion.get("id"):
-        completion["id"] = new_completion_id()  # a stream that ended before its first chunk
-    request = call.request
-    messages = request.get("messages")
-    metadata = request.get("metadata")
-    return {
-        "id": str(completion["id"]),
-        "created_us": int(call.started * 1_000_000),
-        "finished_us": int(call.finished * 1_000_000),
-        "model": str(request.get("model") or completion.get("model") or ""),
-        "provider_id": call.provider_id,
-        "provider_completion_id": call.provider_completion_id,
-        "caller": call.caller,
-        "streamed": call.completion is None,
-        "completion": completion,
-        "input_messages": messages if isinstance(messages, list) else [],
-        "request": {k: v for k, v in request.items() if k not in _REQUEST_OWN_COLUMNS},
-        "metadata": metadata if isinstance(metadata, dict) else None,
-    }
 
 
 def completion_object(row: Row[Any]) -> JSON:

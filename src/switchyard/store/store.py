@@ -89,7 +89,7 @@ class InferenceStore:
 
     async def completion_finished(self, call: StoredCall) -> None:
         if self.config.durability == "async":
-            self.writer.submit_soon(call)
+            self.writer.submit(call)
             return
         position: int | None = None
         try:

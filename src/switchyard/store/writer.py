@@ -1,9 +1,11 @@
-"""The write path: a bounded queue, drained in batches by one thread, retried until written.
+"""The write path: a bounded queue, drained in batches, retried until written.
 
-A handler only puts its call on the queue (``submit``); one task takes batches off
-it and inserts each in the writer thread, so the event loop never waits for the
-database. A batch that fails for a transient reason (database down, locked, slow) is
-kept and retried with backoff while the queue absorbs new calls; a row the database
+A handler only puts its call on the queue (``submit``), as a record of the bytes it
+already has; one task takes batches off it and hands each to the backend (a writer
+process by default, see ``backends``), which parses and inserts it, so the event loop
+neither waits for the database nor spends its CPU on the store. A batch that fails
+for a transient reason (database down, locked, slow, the writer process gone) is kept
+and retried with backoff while the queue absorbs new calls; a row the database
 refuses outright is isolated so that only that row is lost, and it is counted and
 logged. A full queue drops the new call, counted and logged. ``close`` drains the
 queue; past ``close_timeout`` with the database still down, what is left is counted
@@ -18,27 +20,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from switchyard.config import StoreConfig
 from switchyard.metrics import STORE_FAILED_WRITES, STORE_UNWRITTEN, STORE_WRITTEN
 from switchyard.sink import StoredCall
+from switchyard.store.backends import Backend, ProcessBackend, ThreadBackend
+from switchyard.store.batch import WriteFailed
 from switchyard.store.engine import Database
-from switchyard.store.failures import DropLog, is_transient, short_error
+from switchyard.store.failures import DropLog, short_error
 from switchyard.store.migrate import migrate
-from switchyard.store.queries import Values, insert_rows, row_values
-from switchyard.store.rows import row_for
+from switchyard.store.record import Record, record_id, record_of
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
-Rows = list[Values]
+Records = list[Record]
+
+
+def backend_for(db: Database, config: StoreConfig) -> Backend:
+    if config.writer == "thread":
+        return ThreadBackend(db)
+    return ProcessBackend(db, sync_commits=config.durability == "sync")
 
 
 class Writer:
@@ -47,8 +52,8 @@ class Writer:
     def __init__(self, db: Database, config: StoreConfig) -> None:
         self._db = db
         self._config = config
-        self._queue: asyncio.Queue[Values | None] = asyncio.Queue(config.queue_size)
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="switchyard-store-writer")
+        self._queue: asyncio.Queue[Record | None] = asyncio.Queue(config.queue_size)
+        self._backend = backend_for(db, config)
         self._progress = asyncio.Condition()
         self._drops = DropLog()
         self._task: asyncio.Task[None] | None = None
@@ -60,7 +65,7 @@ class Writer:
     async def start(self) -> None:
         """Migrate now if the database answers; else keep trying in the background."""
         try:
-            await self._in_thread(migrate, self._db)
+            await asyncio.to_thread(migrate, self._db)
             self.ready = True
         except sa.exc.SQLAlchemyError as err:
             log.error("inference store unavailable at start, retrying: %s", short_error(err))
@@ -68,39 +73,29 @@ class Writer:
 
     def submit(self, call: StoredCall) -> int | None:
         """Queue ``call``: its position for :meth:`wait_settled`, None if dropped."""
-        values = self._values(call)
-        if values is None:
+        record = self._record(call)
+        if record is None:
             return None
         try:
-            self._queue.put_nowait(values)
+            self._queue.put_nowait(record)
         except asyncio.QueueFull:
             self._drops.note(1, "queue full")
             return None
         return self._accepted_one()
 
-    def submit_soon(self, call: StoredCall) -> None:
-        """:meth:`submit` once this event-loop iteration is done, so that the response
-        that carries ``call`` is written first and the client does not wait for the
-        conversion. Still before any new request is read: reads see the row."""
-        asyncio.get_running_loop().call_soon(self.submit, call)
-
     async def submit_waiting(self, call: StoredCall) -> int | None:
         """Like :meth:`submit`, but wait for room in the queue (bound it with a timeout)."""
-        values = self._values(call)
-        if values is None:
+        record = self._record(call)
+        if record is None:
             return None
-        await self._queue.put(values)
+        await self._queue.put(record)
         return self._accepted_one()
 
-    def _values(self, call: StoredCall) -> Values | None:
-        # Here, on the event loop, rather than in the writer thread: a queued call full
-        # of dicts and lists survives into the collector's oldest generation and is
-        # traversed again at every collection; its serialised row is not (and the
-        # thread would take the GIL for the same work anyway; bench/NOTES.md, section 7).
+    def _record(self, call: StoredCall) -> Record | None:
         try:
-            return row_values(row_for(call))
-        except Exception:  # malformed provider output must cost one row, not the request
-            log.exception("inference store: cannot convert a completion of %s", call.provider_id)
+            return record_of(call)
+        except TypeError:  # parsed fields that are not JSON (a bug upstream of the store)
+            log.exception("inference store: cannot serialise a completion of %s", call.provider_id)
             self._drops.note(1, "malformed completion")
             return None
 
@@ -121,11 +116,9 @@ class Writer:
 
     async def wait_all_settled(self) -> None:
         """Wait until every call handed over so far, by any ``submit``, is settled."""
-        await asyncio.sleep(0)  # let calls handed over with submit_soon be counted
         await self.wait_settled(self.accepted)
 
     async def close(self) -> None:
-        await asyncio.sleep(0)  # calls handed over with submit_soon join the queue first
         if self._task is None:
             return
         self._deadline = time.monotonic() + self._config.close_timeout
@@ -137,7 +130,7 @@ class Writer:
             STORE_UNWRITTEN.dec(self.accepted - self.settled)
             self._drops.note(self.accepted - self.settled, "shutdown timed out")
         self._drops.flush()
-        self._thread.shutdown(wait=False)
+        await self._backend.close()
 
     async def _finish(self) -> None:
         assert self._task is not None
@@ -165,7 +158,7 @@ class Writer:
             await self._sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S * 6)
             try:
-                await self._in_thread(migrate, self._db)
+                await asyncio.to_thread(migrate, self._db)
             except sa.exc.SQLAlchemyError as err:
                 log.error("inference store still unavailable: %s", short_error(err))
             except Exception:  # e.g. a schema newer than this version: say so, keep serving
@@ -174,7 +167,7 @@ class Writer:
                 self.ready = True
                 log.info("inference store reachable again; schema ready")
 
-    async def _next_batch(self) -> tuple[Rows, bool]:
+    async def _next_batch(self) -> tuple[Records, bool]:
         first = await self._queue.get()
         if first is None:
             return [], True
@@ -197,45 +190,55 @@ class Writer:
         cfg = self._config
         return cfg.durability == "async" and cfg.flush_interval > 0 and self._deadline is None
 
-    async def _write(self, rows: Rows) -> None:
+    async def _write(self, records: Records) -> None:
         delay = RETRY_FIRST_S
-        while rows:
+        while records:
             if self._past_deadline():
-                self._drops.note(len(rows), "database unavailable at shutdown")
+                self._drops.note(len(records), "database unavailable at shutdown")
                 return
             try:
-                await self._in_thread(insert_rows, self._db, rows)
-            except sa.exc.SQLAlchemyError as err:
+                problems = await self._backend.write(records)
+            except WriteFailed as err:
                 STORE_FAILED_WRITES.inc()
-                if not is_transient(err):
-                    rows = await self._isolate(rows)
+                if not err.transient:
+                    records = await self._isolate(records)
                     continue
                 log.warning(
                     "inference store: writing %d completions failed, retry in %.1fs: %s",
-                    len(rows),
+                    len(records),
                     delay,
-                    short_error(err),
+                    err.message,
                 )
                 await self._sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
-            STORE_WRITTEN.inc(len(rows))
+            self._count_written(len(records), problems)
             return
 
-    async def _isolate(self, rows: Rows) -> Rows:
-        """Write rows one by one after the database refused the batch: only the rows it
-        refuses are lost (counted, logged). Returns the rest if it becomes unreachable."""
-        for position, row in enumerate(rows):
+    async def _isolate(self, records: Records) -> Records:
+        """Write records one by one after the database refused the batch: only the ones
+        it refuses are lost (counted, logged). Returns the rest if it becomes unreachable."""
+        for position, record in enumerate(records):
             try:
-                await self._in_thread(insert_rows, self._db, [row])
-            except sa.exc.SQLAlchemyError as err:
-                if is_transient(err):
-                    return rows[position:]
-                log.error("inference store refused completion %s: %s", row[0], short_error(err))
+                problems = await self._backend.write([record])
+            except WriteFailed as err:
+                if err.transient:
+                    return records[position:]
+                log.error(
+                    "inference store refused completion %s: %s", record_id(record), err.message
+                )
                 self._drops.note(1, "refused by the database")
                 continue
-            STORE_WRITTEN.inc()
+            self._count_written(1, problems)
         return []
+
+    def _count_written(self, count: int, problems: list[str]) -> None:
+        """``count`` records went to the database; those in ``problems`` were left out."""
+        for problem in problems:
+            log.error("inference store: %s", problem)
+        if problems:
+            self._drops.note(len(problems), "malformed completion")
+        STORE_WRITTEN.inc(count - len(problems))
 
     async def _settle(self, count: int) -> None:
         STORE_UNWRITTEN.dec(count)
@@ -250,6 +253,3 @@ class Writer:
         if self._deadline is not None:
             delay = max(0.0, min(delay, self._deadline - time.monotonic()))
         await asyncio.sleep(delay)
-
-    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)

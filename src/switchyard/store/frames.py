@@ -1,0 +1,25 @@
+"""The writer process's wire format: 8 bytes of length (big-endian), then a pickle.
+
+Only a worker and the writer process it started talk this way, over their own pipes,
+so the pickles are trusted.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import IO, Any
+
+HEADER = 8
+
+
+def frame(payload: Any) -> bytes:
+    data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(data).to_bytes(HEADER, "big") + data
+
+
+def read_frame(stream: IO[bytes]) -> Any:
+    """The next payload, or None at the end of the stream."""
+    header = stream.read(HEADER)
+    if len(header) < HEADER:
+        return None
+    return pickle.loads(stream.read(int.from_bytes(header, "big")))
