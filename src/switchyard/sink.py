@@ -28,6 +28,7 @@ class StoredCall:
     provider_completion_id: str | None = None
     caller: str | None = None
     events: bytes | None = None
+    completion_id: str | None = None  # ours, the id the client got
 
 
 class CompletionSink(Protocol):

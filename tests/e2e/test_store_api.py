@@ -77,6 +77,7 @@ def test_a_stream_with_tool_calls_is_stored_assembled(client: openai.OpenAI) -> 
     assert choice["message"]["tool_calls"] == expected_message(body)["tool_calls"]
     assert stored["usage"]["total_tokens"] == 12
     assert stored["switchyard"]["streamed"] is True
+    assert stored["switchyard"]["provider_completion_id"] == PROVIDER_ID
 
 
 def test_a_stream_with_several_choices_and_logprobs(client: openai.OpenAI) -> None:

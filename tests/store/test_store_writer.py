@@ -20,7 +20,8 @@ from tests.store.pg import admin_host_port, pg_database
 from tests.support.tcp_proxy import TcpProxy, tcp_proxy
 
 from switchyard import metrics
-from switchyard.store import StoreUnavailableError, batch, writer
+from switchyard.sink import StoredCall
+from switchyard.store import StoreUnavailableError, backends, batch, writer
 from switchyard.store.engine import Database
 from switchyard.store.queries import count_rows, insert_rows, row_values
 from switchyard.store.record import record_of, row_of
@@ -261,9 +262,9 @@ async def test_batches_fit_an_old_sqlite_bound_parameter_limit(url: str) -> None
 
 
 def writer_process(store: Any) -> Any:
-    child = store.writer._backend._child
-    assert child is not None, "no writer process running"
-    return child
+    task = store.writer._backend._child
+    assert task is not None and task.done(), "no writer process running"
+    return task.result()
 
 
 async def test_rows_are_written_by_a_process_of_their_own(url: str) -> None:
@@ -272,7 +273,10 @@ async def test_rows_are_written_by_a_process_of_their_own(url: str) -> None:
         await store.completion_finished(call(1))
         await store.writer.wait_all_settled()
         child = writer_process(store)
-        assert child.pid != os.getpid()
+        cmdline = (await asyncio.to_thread(Path(f"/proc/{child.pid}/cmdline").read_bytes)).split(
+            b"\0"
+        )
+        assert cmdline[1:3] == [b"-m", b"switchyard.store.child"]
         assert (await store.get_completion("chatcmpl-test-000001"))["choices"][0]["message"][
             "content"
         ] == "answer 1"
@@ -326,3 +330,56 @@ async def test_a_signal_to_the_group_leaves_the_writer_process_to_its_worker(
     finally:
         await store.close()
     assert count_rows(store.db) == 2
+
+
+async def test_a_writer_process_that_cannot_start_leaves_the_writes_to_a_thread(
+    url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An interpreter that cannot run the writer process (here: a module that is not
+    # there) must not hold the rows back: one error line, then a thread writes them.
+    monkeypatch.setattr(backends, "CHILD_MODULE", "switchyard.store.no_such_module")
+    snap = Snapshot()
+    store = await make_store(url, flush_interval=0)
+    try:
+        for n in range(3):
+            await store.completion_finished(call(n))
+        async with asyncio.timeout(30):
+            await store.writer.wait_all_settled()
+        assert count_rows(store.db) == 3
+        assert snap.added("STORE_DROPPED") == 0
+        assert caplog.text.count("did not start") == 1
+        assert "writing in a thread of this worker instead" in caplog.text
+    finally:
+        await store.close()
+
+
+@pytest.mark.usefixtures("fast_retries")
+async def test_a_writer_process_that_stops_answering_is_replaced(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process stuck in a database call must not hold the queue forever.
+    monkeypatch.setattr(backends, "CHILD_MODULE", "tests.store.stuck_writer")
+    monkeypatch.setattr(backends, "REPLY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(backends, "CHILD_EXIT_TIMEOUT_S", 0.5)
+    snap = Snapshot()
+    store = await make_store(url, flush_interval=0)
+    try:
+        await store.completion_finished(call(1))
+        await eventually(lambda: snap.added("STORE_FAILED_WRITES") >= 1, "the write times out")
+        monkeypatch.setattr(backends, "CHILD_MODULE", "switchyard.store.child")
+        async with asyncio.timeout(30):
+            await store.writer.wait_all_settled()
+        assert count_rows(store.db) == 1
+        assert snap.added("STORE_DROPPED") == 0
+    finally:
+        await store.close()
+
+
+def test_a_stream_without_chunks_keeps_one_id_however_often_its_row_is_made() -> None:
+    # A batch retried after a commit whose answer was lost is made into rows again:
+    # the same id both times, or the insert would store the stream twice.
+    empty = StoredCall({"model": "m", "messages": []}, "fake", 1.0, 2.0, events=b"")
+    record = record_of(empty)
+    assert row_of(record)["id"] == row_of(record)["id"]
+    empty.completion_id = "chatcmpl-ours"
+    assert row_of(record_of(empty))["id"] == "chatcmpl-ours"

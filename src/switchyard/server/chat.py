@@ -50,6 +50,7 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
                 call = StoredCall(raw, entry.provider_id, started, time.time())
                 call.events = b"".join(tap.events)
                 call.provider_completion_id = tap.provider_completion_id
+                call.completion_id = overrides["id"]
                 await sink.completion_finished(call)
 
             return EventStream(relay(chunks, overrides, tap, store_stream))
@@ -60,6 +61,7 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
         if sink is not None:
             call = StoredCall(raw, entry.provider_id, started, time.time(), completion=answer)
             call.provider_completion_id = provider_completion_id
+            call.completion_id = overrides["id"]
             await sink.completion_finished(call)
         return bytes_response(answer)
 

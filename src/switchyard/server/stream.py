@@ -46,8 +46,9 @@ async def relay(
     completed = False
     try:
         async for chunk in chunks:
-            if tap is not None and not tap.events:
-                tap.provider_completion_id = chunk.get("id")  # before our id replaces it
+            if tap is not None and not tap.provider_completion_id:
+                # The first id given (Azure's first chunk has an empty one), before ours.
+                tap.provider_completion_id = chunk.get("id")
             chunk.update(overrides)
             event = b"data: " + dumps(chunk) + b"\n\n"
             if tap is not None:

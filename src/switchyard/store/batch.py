@@ -35,6 +35,8 @@ def write_records(db: Database, records: list[Record]) -> list[str]:
             rows.append(row_values(row_of(record)))
         except MalformedRecord as err:
             problems.append(f"cannot convert a completion of {record[2]}: {err}")
+        except Exception as err:  # a bug in the conversion must cost this row, not the batch
+            problems.append(f"cannot convert a completion of {record[2]}: {err!r}")
     if rows:
         try:
             insert_rows(db, rows)

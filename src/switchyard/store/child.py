@@ -2,9 +2,11 @@
 
 It reads batches of records from stdin and answers each on its own pipe, one frame
 each way (``frames``). The first frame it reads is its settings (database URL, commit
-mode). It ends when stdin ends: when its worker has handed over its last rows, or has
-died. SIGINT and SIGTERM are left to the worker: a Ctrl-C or a service manager signals
-the whole process group, and the worker still has rows to hand over.
+mode). It answers READY once it is set up. It ends when stdin ends: when its worker has
+handed over its last rows, or has died. It runs in a session of its own, so a
+terminal's Ctrl-C does not reach it, and it ignores SIGINT and SIGTERM for a service
+manager that signals every process of the service: the worker still has rows to hand
+over, and closes its input when it is done.
 
 Why a process: the writer's CPU (parsing, assembling streams, SQLite) shared the
 worker's GIL as a thread and cost 15-30% of the throughput at saturation
@@ -22,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from switchyard.store.batch import WriteFailed, write_records
 from switchyard.store.engine import open_database
-from switchyard.store.frames import frame, read_frame
+from switchyard.store.frames import READY, frame, read_frame
 
 
 def answer(records: list[Any], db: Any) -> tuple[Any, ...]:
@@ -46,6 +48,8 @@ def main() -> None:
         return
     url, sync_commits = settings
     db = open_database(make_url(url), sync_commits=sync_commits)
+    replies.write(frame(READY))
+    replies.flush()
     try:
         while (records := read_frame(requests)) is not None:
             replies.write(frame(answer(records, db)))

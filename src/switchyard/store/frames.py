@@ -10,11 +10,17 @@ import pickle
 from typing import IO, Any
 
 HEADER = 8
+READY = ("ready", "switchyard-store-writer/1")  # the writer process's first answer
 
 
 def frame(payload: Any) -> bytes:
+    return b"".join(frame_parts(payload))
+
+
+def frame_parts(payload: Any) -> tuple[bytes, bytes]:
+    """Header and pickle apart, so that a large batch is not copied once more to join them."""
     data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-    return len(data).to_bytes(HEADER, "big") + data
+    return len(data).to_bytes(HEADER, "big"), data
 
 
 def read_frame(stream: IO[bytes]) -> Any:

@@ -20,8 +20,8 @@ from switchyard.sink import StoredCall
 from switchyard.store.assemble import assemble
 
 # (request JSON, answer JSON or SSE bytes, provider id, started, finished,
-#  provider's completion id, streamed, caller)
-Record = tuple[bytes, bytes, str, float, float, str | None, bool, str | None]
+#  provider's completion id, streamed, caller, our completion id)
+Record = tuple[bytes, bytes, str, float, float, str | None, bool, str | None, str]
 
 
 # Kept in their own columns, so not repeated in the stored request.
@@ -51,6 +51,9 @@ def record_of(call: StoredCall) -> Record:
         call.provider_completion_id,
         streamed,
         call.caller,
+        # Fixed here, once: a row made again on a retry must keep its id, so that the
+        # insert's ON CONFLICT (id) sees it as the same row.
+        call.completion_id or new_completion_id(),
     )
 
 
@@ -65,7 +68,9 @@ def row_of(record: Record) -> dict[str, Any]:
     ``metadata`` and ``input_messages`` (as Llama Stack returns them) and what only we
     know: the provider, the provider's own completion id, timings, whether it streamed.
     """
-    request_raw, answer, provider_id, started, finished, upstream_id, streamed, caller = record
+    request_raw, answer, provider_id, started, finished, upstream_id, streamed, caller, our_id = (
+        record
+    )
     try:
         request = orjson.loads(request_raw)
         completion = assemble(_events(answer)) if streamed else orjson.loads(answer)
@@ -76,7 +81,7 @@ def row_of(record: Record) -> dict[str, Any]:
     if not isinstance(request, dict) or not isinstance(completion, dict):
         raise MalformedRecord("the request or the answer is not a JSON object")
     if not completion.get("id"):
-        completion["id"] = new_completion_id()  # a stream that ended before its first chunk
+        completion["id"] = our_id  # a stream that ended before its first chunk
     messages = request.get("messages")
     metadata = request.get("metadata")
     return {

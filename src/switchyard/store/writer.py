@@ -35,6 +35,10 @@ from switchyard.store.record import Record, record_id, record_of
 
 log = logging.getLogger(__name__)
 
+# What the queue may hold in bytes, besides its count: a stream's record is its SSE
+# events (~200 bytes per token), so while the database is down 10,000 long streams
+# would otherwise hold gigabytes.
+MAX_QUEUED_BYTES = 256 * 1024 * 1024
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 Records = list[Record]
@@ -58,6 +62,7 @@ class Writer:
         self._drops = DropLog()
         self._task: asyncio.Task[None] | None = None
         self._deadline: float | None = None  # set by close(): stop retrying after it
+        self._queued_bytes = 0
         self.accepted = 0
         self.settled = 0
         self.ready = False
@@ -69,6 +74,7 @@ class Writer:
             self.ready = True
         except sa.exc.SQLAlchemyError as err:
             log.error("inference store unavailable at start, retrying: %s", short_error(err))
+        self._backend.start()
         self._task = asyncio.create_task(self._run(), name="switchyard-store-writer")
 
     def submit(self, call: StoredCall) -> int | None:
@@ -76,12 +82,15 @@ class Writer:
         record = self._record(call)
         if record is None:
             return None
+        if self._queued_bytes + _size(record) > MAX_QUEUED_BYTES:
+            self._drops.note(1, "queue full")
+            return None
         try:
             self._queue.put_nowait(record)
         except asyncio.QueueFull:
             self._drops.note(1, "queue full")
             return None
-        return self._accepted_one()
+        return self._accepted_one(record)
 
     async def submit_waiting(self, call: StoredCall) -> int | None:
         """Like :meth:`submit`, but wait for room in the queue (bound it with a timeout)."""
@@ -89,7 +98,7 @@ class Writer:
         if record is None:
             return None
         await self._queue.put(record)
-        return self._accepted_one()
+        return self._accepted_one(record)
 
     def _record(self, call: StoredCall) -> Record | None:
         try:
@@ -102,7 +111,8 @@ class Writer:
     def note_dropped(self, count: int, reason: str) -> None:
         self._drops.note(count, reason)
 
-    def _accepted_one(self) -> int:
+    def _accepted_one(self, record: Record) -> int:
+        self._queued_bytes += _size(record)
         self.accepted += 1
         STORE_UNWRITTEN.inc()
         return self.accepted
@@ -149,6 +159,7 @@ class Writer:
             except Exception:  # a bug must cost this batch, never the writer
                 log.exception("inference store writer failed on a batch")
                 self._drops.note(len(batch), "writer error")
+            self._queued_bytes -= sum(map(_size, batch))
             await self._settle(len(batch))
             self._drops.flush(force=False)
 
@@ -253,3 +264,7 @@ class Writer:
         if self._deadline is not None:
             delay = max(0.0, min(delay, self._deadline - time.monotonic()))
         await asyncio.sleep(delay)
+
+
+def _size(record: Record) -> int:
+    return len(record[0]) + len(record[1])
