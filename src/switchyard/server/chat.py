@@ -47,10 +47,15 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
             tap = Tap()
 
             async def store_stream() -> None:
-                call = StoredCall(raw, entry.provider_id, started, time.time())
-                call.events = b"".join(tap.events)
-                call.provider_completion_id = tap.provider_completion_id
-                call.completion_id = overrides["id"]
+                call = StoredCall(
+                    raw,
+                    entry.provider_id,
+                    started,
+                    time.time(),
+                    events=b"".join(tap.events),
+                    provider_completion_id=tap.provider_completion_id,
+                    completion_id=overrides["id"],
+                )
                 await sink.completion_finished(call)
 
             return EventStream(relay(chunks, overrides, tap, store_stream))
@@ -59,9 +64,15 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
         result.update(overrides)
         answer = orjson.dumps(result)
         if sink is not None:
-            call = StoredCall(raw, entry.provider_id, started, time.time(), completion=answer)
-            call.provider_completion_id = provider_completion_id
-            call.completion_id = overrides["id"]
+            call = StoredCall(
+                raw,
+                entry.provider_id,
+                started,
+                time.time(),
+                completion=answer,
+                provider_completion_id=provider_completion_id,
+                completion_id=overrides["id"],
+            )
             await sink.completion_finished(call)
         return bytes_response(answer)
 

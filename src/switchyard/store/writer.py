@@ -82,14 +82,10 @@ class Writer:
         record = self._record(call)
         if record is None:
             return None
-        if self._queued_bytes + _size(record) > MAX_QUEUED_BYTES:
+        if self._queue.full() or self._queued_bytes + _size(record) > MAX_QUEUED_BYTES:
             self._drops.note(1, "queue full")
             return None
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
-            self._drops.note(1, "queue full")
-            return None
+        self._queue.put_nowait(record)
         return self._accepted_one(record)
 
     async def submit_waiting(self, call: StoredCall) -> int | None:
