@@ -33,6 +33,12 @@ def counter(metric: Any) -> float:
     return float(metric._value.get())
 
 
+def unwritten() -> float:
+    value = metrics.REGISTRY.get_sample_value("switchyard_store_unwritten")
+    assert value is not None
+    return value
+
+
 class Snapshot:
     """Counter values now, to assert on what a test added (metrics are process-wide)."""
 
@@ -112,17 +118,23 @@ async def test_a_refused_row_costs_only_itself_and_is_logged(
     assert "refused completion chatcmpl-test-000003" in caplog.text
 
 
-async def test_a_full_queue_drops_are_counted_and_logged(
-    url: str, patch_insert: Any, caplog: pytest.LogCaptureFixture
-) -> None:
+def hold_inserts(patch_insert: Any) -> tuple[threading.Event, threading.Event]:
+    """Make each insert wait for ``release``; ``entered`` is set once one is waiting."""
     entered, release = threading.Event(), threading.Event()
 
-    def stuck(db: Database, rows: Rows) -> None:
+    def held(db: Database, rows: Rows) -> None:
         entered.set()
         release.wait(10)
         insert_rows(db, rows)
 
-    patch_insert(stuck)
+    patch_insert(held)
+    return entered, release
+
+
+async def test_a_full_queue_drops_are_counted_and_logged(
+    url: str, patch_insert: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    entered, release = hold_inserts(patch_insert)
     snap = Snapshot()
     store = await make_store(url, writer="thread", queue_size=5, batch_size=1, flush_interval=0)
     await store.completion_finished(call(0))
@@ -131,7 +143,7 @@ async def test_a_full_queue_drops_are_counted_and_logged(
         await store.completion_finished(call(n))  # never blocks the caller
     await asyncio.sleep(0)  # handed over calls join the queue once this iteration ends
     assert snap.added("STORE_DROPPED") == 15
-    assert counter(metrics.STORE_UNWRITTEN) >= 6
+    assert unwritten() >= 6
     # The first drop is logged at once; the rest in summaries, at the latest on close.
     assert "1 completions not stored (queue full); 1 since start" in caplog.text
     release.set()
@@ -180,6 +192,25 @@ async def test_sync_durability_waits_at_most_sync_timeout(
     assert count_rows(store.db) == 1
 
 
+async def test_sync_durability_waits_for_room_in_a_full_queue(url: str, patch_insert: Any) -> None:
+    entered, release = hold_inserts(patch_insert)
+    snap = Snapshot()
+    store = await make_store(
+        url, writer="thread", durability="sync", sync_timeout=10, queue_size=1, batch_size=1
+    )
+    first = asyncio.create_task(store.completion_finished(call(0)))
+    assert await asyncio.to_thread(entered.wait, 5)  # call 0 is in the database, held
+    rest = [asyncio.create_task(store.completion_finished(call(n))) for n in (1, 2)]
+    await asyncio.sleep(0.05)
+    assert store.writer.accepted == 2  # call 1 fills the queue; call 2 waits for room
+    release.set()
+    async with asyncio.timeout(10):
+        await asyncio.gather(first, *rest)
+    assert count_rows(store.db) == 3
+    assert snap.added("STORE_DROPPED") == 0
+    await store.close()
+
+
 @pytest.fixture
 def pg_behind_proxy() -> Iterator[tuple[str, TcpProxy]]:
     with tcp_proxy(*admin_host_port()) as proxy, pg_database("127.0.0.1", proxy.port) as url:
@@ -220,11 +251,12 @@ async def test_postgres_cut_mid_run_loses_nothing(pg_behind_proxy: tuple[str, Tc
         await eventually(lambda: snap.added("STORE_FAILED_WRITES") >= 2, "writes fail")
         with pytest.raises(StoreUnavailableError):
             await store.get_completion("chatcmpl-test-000001")
-        assert counter(metrics.STORE_UNWRITTEN) >= 1
+        assert unwritten() >= 1
         proxy.restore()
         async with asyncio.timeout(30):
             await store.writer.wait_all_settled()
         assert count_rows(store.db) == 60
+        assert unwritten() == 0
         assert snap.added("STORE_DROPPED") == 0
     finally:
         await store.close()

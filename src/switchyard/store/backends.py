@@ -13,14 +13,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import pickle
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from switchyard.store.batch import WriteFailed, write_records
 from switchyard.store.engine import Database
-from switchyard.store.frames import HEADER, READY, frame, frame_parts
+from switchyard.store.frames import HEADER, READY, frame, frame_parts, parse
 from switchyard.store.record import Record
 
 log = logging.getLogger(__name__)
@@ -170,7 +169,7 @@ async def _exchange(child: asyncio.subprocess.Process, records: list[Record]) ->
 
 async def _read_reply(stdout: asyncio.StreamReader) -> Any:
     header = await stdout.readexactly(HEADER)
-    return pickle.loads(await stdout.readexactly(int.from_bytes(header, "big")))
+    return parse(await stdout.readexactly(int.from_bytes(header, "big")))
 
 
 async def _end(child: asyncio.subprocess.Process) -> int:

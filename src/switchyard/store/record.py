@@ -4,7 +4,7 @@ A handler hands over the bytes it already has (the client's request as sent, the
 answer as the client got it: a JSON object, or a stream's SSE events), so the request
 path serialises nothing twice and parses nothing for the store. The writer (in its own
 process by default) parses and assembles them. A record is a flat tuple of bytes,
-strings and numbers: cheap to pickle, and nothing the garbage collector traverses
+strings and numbers: cheap to marshal, and nothing the garbage collector traverses
 while it waits in the queue (bench/NOTES.md, section 7).
 """
 
@@ -35,9 +35,10 @@ class MalformedRecord(ValueError):
 def record_of(call: StoredCall) -> Record:
     """The record for ``call``: whichever of its fields are bytes are taken as they are."""
     request = call.request if isinstance(call.request, bytes) else orjson.dumps(call.request)
-    streamed = call.completion is None
-    if call.completion is not None:
-        answer = _as_bytes(call.completion)
+    completion = call.completion
+    streamed = completion is None
+    if completion is not None:
+        answer = completion if isinstance(completion, bytes) else orjson.dumps(completion)
     elif call.events is not None:
         answer = call.events
     else:
@@ -55,10 +56,6 @@ def record_of(call: StoredCall) -> Record:
         # insert's ON CONFLICT (id) sees it as the same row.
         call.completion_id or new_completion_id(),
     )
-
-
-def _as_bytes(value: dict[str, Any] | bytes) -> bytes:
-    return value if isinstance(value, bytes) else orjson.dumps(value)
 
 
 def row_of(record: Record) -> dict[str, Any]:

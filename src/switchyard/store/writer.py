@@ -1,7 +1,7 @@
 """The write path: a bounded queue, drained in batches, retried until written.
 
-A handler only puts its call on the queue (``submit``), as a record of the bytes it
-already has; one task takes batches off it and hands each to the backend (a writer
+A handler only appends its call to the queue (``submit``), as a record of the bytes
+it already has; one task takes batches off it and hands each to the backend (a writer
 process by default, see ``backends``), which parses and inserts it, so the event loop
 neither waits for the database nor spends its CPU on the store. A batch that fails
 for a transient reason (database down, locked, slow, the writer process gone) is kept
@@ -13,6 +13,12 @@ as dropped and logged rather than holding the process forever.
 
 ``settled`` counts calls that reached the database or were given up, in queue
 order, so ``wait_settled(position)`` serves sync durability and read-your-writes.
+
+``submit`` runs once per chat completion at full request rate, so it does as little as
+it can: one tuple, one append, a few integers. The queue is a deque, not an
+``asyncio.Queue`` (whose put and get are a dozen Python calls), the writer task is
+woken only when it sleeps, and the unwritten gauge is computed when scraped
+(bench/NOTES.md, section 16).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
+from collections import deque
 
 import sqlalchemy as sa
 
@@ -43,6 +51,9 @@ RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 Records = list[Record]
 
+# Every open writer of this process, for the gauge of rows not written yet.
+_OPEN: weakref.WeakSet[Writer] = weakref.WeakSet()
+
 
 def backend_for(db: Database, config: StoreConfig) -> Backend:
     if config.writer == "thread":
@@ -56,7 +67,10 @@ class Writer:
     def __init__(self, db: Database, config: StoreConfig) -> None:
         self._db = db
         self._config = config
-        self._queue: asyncio.Queue[Record | None] = asyncio.Queue(config.queue_size)
+        self._queue: deque[Record] = deque()
+        self._waiter: asyncio.Future[None] | None = None  # the writer task, asleep
+        self._room = asyncio.Event()  # set when a batch leaves the queue
+        self._closing = False
         self._backend = backend_for(db, config)
         self._progress = asyncio.Condition()
         self._drops = DropLog()
@@ -66,6 +80,7 @@ class Writer:
         self.accepted = 0
         self.settled = 0
         self.ready = False
+        _OPEN.add(self)
 
     async def start(self) -> None:
         """Migrate now if the database answers; else keep trying in the background."""
@@ -82,19 +97,37 @@ class Writer:
         record = self._record(call)
         if record is None:
             return None
-        if self._queue.full() or self._queued_bytes + _size(record) > MAX_QUEUED_BYTES:
+        size = _size(record)
+        if (
+            len(self._queue) >= self._config.queue_size
+            or self._queued_bytes + size > MAX_QUEUED_BYTES
+        ):
             self._drops.note(1, "queue full")
             return None
-        self._queue.put_nowait(record)
-        return self._accepted_one(record)
+        return self._append(record, size)
 
     async def submit_waiting(self, call: StoredCall) -> int | None:
         """Like :meth:`submit`, but wait for room in the queue (bound it with a timeout)."""
         record = self._record(call)
         if record is None:
             return None
-        await self._queue.put(record)
-        return self._accepted_one(record)
+        while len(self._queue) >= self._config.queue_size:
+            self._room.clear()
+            await self._room.wait()
+        return self._append(record, _size(record))
+
+    def _append(self, record: Record, size: int) -> int:
+        self._queue.append(record)
+        self._queued_bytes += size
+        self.accepted += 1
+        if self._waiter is not None:
+            self._wake_writer()
+        return self.accepted
+
+    def _wake_writer(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _record(self, call: StoredCall) -> Record | None:
         try:
@@ -106,12 +139,6 @@ class Writer:
 
     def note_dropped(self, count: int, reason: str) -> None:
         self._drops.note(count, reason)
-
-    def _accepted_one(self, record: Record) -> int:
-        self._queued_bytes += _size(record)
-        self.accepted += 1
-        STORE_UNWRITTEN.inc()
-        return self.accepted
 
     async def wait_settled(self, position: int) -> None:
         """Wait until every call up to ``position`` is written or given up."""
@@ -133,23 +160,22 @@ class Writer:
             await asyncio.wait_for(self._finish(), self._config.close_timeout + 30)
         except TimeoutError:
             self._task.cancel()
-            STORE_UNWRITTEN.dec(self.accepted - self.settled)
             self._drops.note(self.accepted - self.settled, "shutdown timed out")
+        _OPEN.discard(self)
         self._drops.flush()
         await self._backend.close()
 
     async def _finish(self) -> None:
         assert self._task is not None
-        await self._queue.put(None)
+        self._closing = True
+        self._wake_writer()
         await self._task
 
     # -- the writer task --------------------------------------------------------
 
     async def _run(self) -> None:
         await self._ensure_schema()
-        done = False
-        while not done:
-            batch, done = await self._next_batch()
+        while (batch := await self._next_batch()) is not None:
             try:
                 await self._write(batch)
             except Exception:  # a bug must cost this batch, never the writer
@@ -174,28 +200,25 @@ class Writer:
                 self.ready = True
                 log.info("inference store reachable again; schema ready")
 
-    async def _next_batch(self) -> tuple[Records, bool]:
-        first = await self._queue.get()
-        if first is None:
-            return [], True
-        batch = [first]
+    async def _next_batch(self) -> Records | None:
+        """The next batch; None once closing with nothing left to write."""
+        queue = self._queue
+        while not queue:
+            if self._closing:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
         size = self._config.batch_size
-        if self._lingers() and self._queue.qsize() < size - 1:
+        if self._lingers() and len(queue) < size:
             await asyncio.sleep(self._config.flush_interval)
-        while len(batch) < size:
-            try:
-                item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                break
-            if item is None:
-                return batch, True
-            batch.append(item)
-        return batch, False
+        batch = [queue.popleft() for _ in range(min(size, len(queue)))]
+        self._room.set()
+        return batch
 
     def _lingers(self) -> bool:
         # Async durability trades a few ms for bigger batches; sync callers are waiting.
         cfg = self._config
-        return cfg.durability == "async" and cfg.flush_interval > 0 and self._deadline is None
+        return cfg.durability == "async" and cfg.flush_interval > 0 and not self._closing
 
     async def _write(self, records: Records) -> None:
         delay = RETRY_FIRST_S
@@ -248,7 +271,6 @@ class Writer:
         STORE_WRITTEN.inc(count - len(problems))
 
     async def _settle(self, count: int) -> None:
-        STORE_UNWRITTEN.dec(count)
         async with self._progress:
             self.settled += count
             self._progress.notify_all()
@@ -260,6 +282,13 @@ class Writer:
         if self._deadline is not None:
             delay = max(0.0, min(delay, self._deadline - time.monotonic()))
         await asyncio.sleep(delay)
+
+
+def _unwritten() -> int:
+    return sum(w.accepted - w.settled for w in _OPEN)
+
+
+STORE_UNWRITTEN.set_function(_unwritten)
 
 
 def _size(record: Record) -> int:
