@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -34,9 +35,12 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-async def make_store(url: str, **settings: Any) -> InferenceStore:
-    config = config_from_dict({"store": {"url": url, **settings}}, "<test>")
-    return await open_store(config)
+async def make_store(url: str, data_dir: Path | None = None, **settings: Any) -> InferenceStore:
+    """A store opened on ``url``; its data directory (for saved completions) is a new
+    one unless ``data_dir`` is given, so no test sees what another one saved."""
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="switchyard-data-"))
+    raw = {"data_dir": str(data_dir), "store": {"url": url, **settings}}
+    return await open_store(config_from_dict(raw, "<test>"))
 
 
 def call(

@@ -21,7 +21,7 @@ from tests.support.tcp_proxy import TcpProxy, tcp_proxy
 
 from switchyard import metrics
 from switchyard.sink import StoredCall
-from switchyard.store import StoreUnavailableError, backends, batch, writer
+from switchyard.store import StoreUnavailableError, backends, batch, spill, writer
 from switchyard.store.engine import Database
 from switchyard.store.queries import count_rows, insert_rows, row_values
 from switchyard.store.record import record_of, row_of
@@ -153,22 +153,54 @@ async def test_a_full_queue_drops_are_counted_and_logged(
 
 
 @pytest.mark.usefixtures("fast_retries")
-async def test_close_gives_up_after_its_timeout_and_says_how_many(
-    url: str, patch_insert: Any, caplog: pytest.LogCaptureFixture
+async def test_close_saves_what_it_cannot_write_and_the_next_start_writes_it(
+    url: str, patch_insert: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     def down(db: Database, rows: Rows) -> None:
         raise operational_error()
 
     patch_insert(down)
     snap = Snapshot()
-    store = await make_store(url, writer="thread", close_timeout=0.3)
+    store = await make_store(url, tmp_path, writer="thread", close_timeout=0.3)
     for n in range(7):
         await store.completion_finished(call(n))
     started = time.monotonic()
     await store.close()
     assert time.monotonic() - started < 5
-    assert snap.added("STORE_DROPPED") == 7
-    assert "7 completions not stored (database unavailable at shutdown)" in caplog.text
+    assert snap.added("STORE_DROPPED") == 0
+    saved = list((tmp_path / "store-unwritten").iterdir())
+    assert len(saved) == 1 and saved[0].suffix == ".jsonl"
+    assert "database unavailable at shutdown; 7 completions saved to" in caplog.text
+    assert count_rows(store.db) == 0
+
+    patch_insert(insert_rows)  # the database is back
+    store = await make_store(url, tmp_path, writer="thread")
+    try:
+        await eventually(lambda: count_rows(store.db) == 7, "the saved completions written")
+        await eventually(lambda: not any(saved[0].parent.iterdir()), "the file deleted")
+        assert (await store.get_completion("chatcmpl-test-000006"))["choices"][0]["message"][
+            "content"
+        ] == "answer 6"
+    finally:
+        await store.close()
+
+
+async def test_a_file_claimed_by_a_process_that_is_gone_is_claimed_again(
+    url: str, tmp_path: Path
+) -> None:
+    spill_dir = tmp_path / "store-unwritten"
+    saved = spill.save(spill_dir, [record_of(call(n)) for n in range(3)])
+    gone = await asyncio.create_subprocess_exec("true")  # once it has exited, its pid
+    await gone.wait()  # names no process
+    saved.rename(spill_dir / f"{saved.name.split('.')[0]}.{gone.pid}.claimed")
+    alive = spill_dir / f"other.{os.getppid()}.claimed"  # claimed by a process that runs
+    alive.write_text("")
+    store = await make_store(url, tmp_path)
+    try:
+        await eventually(lambda: count_rows(store.db) == 3, "the orphaned file written")
+        assert [p.name for p in spill_dir.iterdir()] == [alive.name]
+    finally:
+        await store.close()
 
 
 async def test_sync_durability_waits_at_most_sync_timeout(

@@ -3,8 +3,9 @@
 ``open_sink`` is the one entry point (called in the app's lifespan). The pieces:
 ``engine`` (URLs, SQLite/PostgreSQL settings), ``schema`` and ``migrations``
 (``migrate`` runs them at start), ``assemble`` (streams to completions), ``rows``
-(rows to API objects), ``queries`` (the SQL), ``writer`` (queue, batches, retries)
-and ``store`` (the sink and the reads the routes use).
+(rows to API objects), ``queries`` (the SQL), ``writer`` (queue, batches, retries),
+``spill`` (what shutdown could not write, kept for the next start) and ``store`` (the
+sink and the reads the routes use).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ async def open_sink(config: Config) -> CompletionSink | None:
 
 async def open_store(config: Config) -> InferenceStore:
     db = open_database(store_url(config), sync_commits=config.store.durability == "sync")
-    store = InferenceStore(db, config.store)
+    store = InferenceStore(db, config.store, config.resolved_data_dir() / "store-unwritten")
     await store.open()
     return store
 

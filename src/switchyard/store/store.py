@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -70,10 +71,10 @@ def _not_found(completion_id: str) -> NotFoundError:
 class InferenceStore:
     """Implements :class:`~switchyard.server.state.CompletionSink`, plus the reads."""
 
-    def __init__(self, db: Database, config: StoreConfig) -> None:
+    def __init__(self, db: Database, config: StoreConfig, spill_dir: Path | None = None) -> None:
         self.db = db
         self.config = config
-        self.writer = Writer(db, config)
+        self.writer = Writer(db, config, spill_dir)
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="switchyard-store-read")
 
     async def open(self) -> None:

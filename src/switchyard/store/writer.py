@@ -8,8 +8,8 @@ for a transient reason (database down, locked, slow, the writer process gone) is
 and retried with backoff while the queue absorbs new calls; a row the database
 refuses outright is isolated so that only that row is lost, and it is counted and
 logged. A full queue drops the new call, counted and logged. ``close`` drains the
-queue; past ``close_timeout`` with the database still down, what is left is counted
-as dropped and logged rather than holding the process forever.
+queue; past ``close_timeout`` with the database still down, what is left is saved to
+a file (``spill``) that the next start writes, rather than holding the process forever.
 
 ``settled`` counts calls that reached the database or were given up, in queue
 order, so ``wait_settled(position)`` serves sync durability and read-your-writes.
@@ -28,12 +28,14 @@ import logging
 import time
 import weakref
 from collections import deque
+from pathlib import Path
 
 import sqlalchemy as sa
 
 from switchyard.config import StoreConfig
 from switchyard.metrics import STORE_FAILED_WRITES, STORE_UNWRITTEN, STORE_WRITTEN
 from switchyard.sink import StoredCall
+from switchyard.store import spill
 from switchyard.store.backends import Backend, ProcessBackend, ThreadBackend
 from switchyard.store.batch import WriteFailed
 from switchyard.store.engine import Database
@@ -64,9 +66,12 @@ def backend_for(db: Database, config: StoreConfig) -> Backend:
 class Writer:
     """One per worker process; every method runs on the worker's event loop."""
 
-    def __init__(self, db: Database, config: StoreConfig) -> None:
+    def __init__(self, db: Database, config: StoreConfig, spill_dir: Path | None = None) -> None:
         self._db = db
         self._config = config
+        self._spill_dir = spill_dir  # where what shutdown could not write is saved
+        self._in_flight: Records = []
+        self._cleanups: set[asyncio.Task[None]] = set()
         self._queue: deque[Record] = deque()
         self._waiter: asyncio.Future[None] | None = None  # the writer task, asleep
         self._room = asyncio.Event()  # set when a batch leaves the queue
@@ -91,6 +96,32 @@ class Writer:
             log.error("inference store unavailable at start, retrying: %s", short_error(err))
         self._backend.start()
         self._task = asyncio.create_task(self._run(), name="switchyard-store-writer")
+        self._take_saved()
+
+    def _take_saved(self) -> None:
+        """Queue again what an earlier shutdown saved; delete each file once written."""
+        if self._spill_dir is None:
+            return
+        try:
+            files = spill.claim(self._spill_dir)
+        except OSError as err:
+            log.error("inference store: cannot read %s: %s", self._spill_dir, err)
+            return
+        for path, records in files:
+            for record in records:
+                self._append(record, _size(record))
+            log.warning(
+                "inference store: %d completions saved at an earlier shutdown (%s) queued again",
+                len(records),
+                path,
+            )
+            task = asyncio.create_task(self._delete_when_written(path, self.accepted))
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
+
+    async def _delete_when_written(self, path: Path, position: int) -> None:
+        await self.wait_settled(position)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
 
     def submit(self, call: StoredCall) -> int | None:
         """Queue ``call``: its position for :meth:`wait_settled`, None if dropped."""
@@ -158,9 +189,11 @@ class Writer:
         try:
             # Bounded even if a database call hangs in the thread despite its timeouts.
             await asyncio.wait_for(self._finish(), self._config.close_timeout + 30)
-        except TimeoutError:
+        except TimeoutError:  # a database call hangs despite its timeouts
             self._task.cancel()
-            self._drops.note(self.accepted - self.settled, "shutdown timed out")
+            self._save([*self._in_flight, *self._queue], "shutdown timed out")
+        for task in self._cleanups:
+            task.cancel()  # not written yet: the file stays claimed, and is claimed again
         _OPEN.discard(self)
         self._drops.flush()
         await self._backend.close()
@@ -176,12 +209,14 @@ class Writer:
     async def _run(self) -> None:
         await self._ensure_schema()
         while (batch := await self._next_batch()) is not None:
+            self._in_flight = batch
             try:
                 await self._write(batch)
             except Exception:  # a bug must cost this batch, never the writer
                 log.exception("inference store writer failed on a batch")
                 self._drops.note(len(batch), "writer error")
             self._queued_bytes -= sum(map(_size, batch))
+            self._in_flight = []
             await self._settle(len(batch))
             self._drops.flush(force=False)
 
@@ -208,7 +243,8 @@ class Writer:
                 return None
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        size = self._config.batch_size
+        # Past the close deadline, what is left goes to one file, not one per batch.
+        size = len(queue) if self._past_deadline() else self._config.batch_size
         if self._lingers() and len(queue) < size:
             await asyncio.sleep(self._config.flush_interval)
         batch = [queue.popleft() for _ in range(min(size, len(queue)))]
@@ -224,7 +260,7 @@ class Writer:
         delay = RETRY_FIRST_S
         while records:
             if self._past_deadline():
-                self._drops.note(len(records), "database unavailable at shutdown")
+                self._save(records, "database unavailable at shutdown")
                 return
             try:
                 problems = await self._backend.write(records)
@@ -274,6 +310,25 @@ class Writer:
         async with self._progress:
             self.settled += count
             self._progress.notify_all()
+
+    def _save(self, records: Records, why: str) -> None:
+        """Keep ``records`` in a file for the next start; drop them (logged) if that fails."""
+        if not records:
+            return
+        try:
+            if self._spill_dir is None:
+                raise OSError("no data directory")
+            path = spill.save(self._spill_dir, records)
+        except (OSError, UnicodeDecodeError) as err:
+            log.error("inference store: cannot save unwritten completions: %s", err)
+            self._drops.note(len(records), why)
+            return
+        log.error(
+            "inference store: %s; %d completions saved to %s, written at the next start",
+            why,
+            len(records),
+            path,
+        )
 
     def _past_deadline(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline
