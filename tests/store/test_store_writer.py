@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -185,20 +186,64 @@ async def test_close_saves_what_it_cannot_write_and_the_next_start_writes_it(
         await store.close()
 
 
-async def test_a_file_claimed_by_a_process_that_is_gone_is_claimed_again(
+HOLD_LOCK = """
+import fcntl, sys, time
+held = open(sys.argv[1], "rb")
+fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+async def test_a_saved_file_is_claimed_unless_a_live_process_holds_it(
     url: str, tmp_path: Path
 ) -> None:
     spill_dir = tmp_path / "store-unwritten"
-    saved = spill.save(spill_dir, [record_of(call(n)) for n in range(3)])
-    gone = await asyncio.create_subprocess_exec("true")  # once it has exited, its pid
-    await gone.wait()  # names no process
-    saved.rename(spill_dir / f"{saved.name.split('.')[0]}.{gone.pid}.claimed")
-    alive = spill_dir / f"other.{os.getppid()}.claimed"  # claimed by a process that runs
-    alive.write_text("")
+    held = spill.save(spill_dir, [record_of(call(n)) for n in range(3)])
+    # Claimed by a process that died: the lock went with it, the name stayed.
+    orphan = spill.save(spill_dir, [record_of(call(n)) for n in range(3, 5)])
+    orphan = orphan.rename(orphan.with_suffix(".claimed"))
+    holder = await asyncio.create_subprocess_exec(  # a live process's claim
+        sys.executable, "-c", HOLD_LOCK, str(held), stdout=asyncio.subprocess.PIPE
+    )
+    assert holder.stdout is not None
+    assert await holder.stdout.readline() == b"locked\n"
     store = await make_store(url, tmp_path)
     try:
-        await eventually(lambda: count_rows(store.db) == 3, "the orphaned file written")
-        assert [p.name for p in spill_dir.iterdir()] == [alive.name]
+        await eventually(lambda: count_rows(store.db) == 2, "the orphaned file written")
+        await eventually(lambda: not orphan.exists(), "the orphaned file deleted")
+        assert [p.name for p in spill_dir.iterdir()] == [held.name]
+    finally:
+        await store.close()
+        holder.kill()
+        await holder.wait()
+
+
+@pytest.mark.usefixtures("fast_retries")
+async def test_a_claimed_file_is_kept_if_its_completions_cannot_be_saved_again(
+    url: str, patch_insert: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(db: Database, rows: Rows) -> None:
+        raise operational_error()
+
+    def disk_full(directory: Path, records: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    saved = spill.save(tmp_path / "store-unwritten", [record_of(call(n)) for n in range(4)])
+    patch_insert(down)
+    snap = Snapshot()
+    store = await make_store(url, tmp_path, writer="thread", close_timeout=0.3)
+    await eventually(lambda: snap.added("STORE_FAILED_WRITES") >= 1, "the claimed rows tried")
+    monkeypatch.setattr(spill, "save", disk_full)
+    await store.close()
+    assert snap.added("STORE_DROPPED") == 4
+    assert [p.suffix for p in saved.parent.iterdir()] == [".claimed"]  # kept for next time
+
+    patch_insert(insert_rows)
+    store = await make_store(url, tmp_path, writer="thread")
+    try:
+        await eventually(lambda: count_rows(store.db) == 4, "the kept file written")
+        await eventually(lambda: not any(saved.parent.iterdir()), "the file deleted")
     finally:
         await store.close()
 

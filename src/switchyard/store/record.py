@@ -43,15 +43,16 @@ def record_of(call: StoredCall) -> Record:
         answer = call.events
     else:
         answer = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in call.chunks or ())
+    # Plain str and float: a subclass (an enum's str, numpy's float) would not marshal.
     return (
         request,
         answer,
-        call.provider_id,
-        call.started,
-        call.finished,
+        str(call.provider_id),
+        float(call.started),
+        float(call.finished),
         call.provider_completion_id,
         streamed,
-        call.caller,
+        None if call.caller is None else str(call.caller),
         # Fixed here, once: a row made again on a retry must keep its id, so that the
         # insert's ON CONFLICT (id) sees it as the same row.
         call.completion_id or new_completion_id(),

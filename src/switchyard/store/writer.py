@@ -11,8 +11,9 @@ logged. A full queue drops the new call, counted and logged. ``close`` drains th
 queue; past ``close_timeout`` with the database still down, what is left is saved to
 a file (``spill``) that the next start writes, rather than holding the process forever.
 
-``settled`` counts calls that reached the database or were given up, in queue
-order, so ``wait_settled(position)`` serves sync durability and read-your-writes.
+``settled`` counts calls that reached the database, were saved to a file at shutdown
+or were given up (refused, dropped), in queue order, so ``wait_settled(position)``
+serves sync durability and read-your-writes.
 
 ``submit`` runs once per chat completion at full request rate, so it does as little as
 it can: one tuple, one append, a few integers. The queue is a deque, not an
@@ -70,12 +71,15 @@ class Writer:
         self._db = db
         self._config = config
         self._spill_dir = spill_dir  # where what shutdown could not write is saved
+        self._more_saved = spill_dir is not None  # files there may wait to be claimed
+        self._claims = spill.Claims()
+        self._losses = 0  # rows neither written nor saved (a failed save, a writer error)
         self._in_flight: Records = []
-        self._cleanups: set[asyncio.Task[None]] = set()
         self._queue: deque[Record] = deque()
         self._waiter: asyncio.Future[None] | None = None  # the writer task, asleep
         self._room = asyncio.Event()  # set when a batch leaves the queue
         self._closing = False
+        self._closed = False
         self._backend = backend_for(db, config)
         self._progress = asyncio.Condition()
         self._drops = DropLog()
@@ -96,37 +100,14 @@ class Writer:
             log.error("inference store unavailable at start, retrying: %s", short_error(err))
         self._backend.start()
         self._task = asyncio.create_task(self._run(), name="switchyard-store-writer")
-        self._take_saved()
-
-    def _take_saved(self) -> None:
-        """Queue again what an earlier shutdown saved; delete each file once written."""
-        if self._spill_dir is None:
-            return
-        try:
-            files = spill.claim(self._spill_dir)
-        except OSError as err:
-            log.error("inference store: cannot read %s: %s", self._spill_dir, err)
-            return
-        for path, records in files:
-            for record in records:
-                self._append(record, _size(record))
-            log.warning(
-                "inference store: %d completions saved at an earlier shutdown (%s) queued again",
-                len(records),
-                path,
-            )
-            task = asyncio.create_task(self._delete_when_written(path, self.accepted))
-            self._cleanups.add(task)
-            task.add_done_callback(self._cleanups.discard)
-
-    async def _delete_when_written(self, path: Path, position: int) -> None:
-        await self.wait_settled(position)
-        await asyncio.to_thread(path.unlink, missing_ok=True)
 
     def submit(self, call: StoredCall) -> int | None:
         """Queue ``call``: its position for :meth:`wait_settled`, None if dropped."""
         record = self._record(call)
         if record is None:
+            return None
+        if self._closed:
+            self._drops.note(1, "store closed")
             return None
         size = _size(record)
         if (
@@ -141,6 +122,9 @@ class Writer:
         """Like :meth:`submit`, but wait for room in the queue (bound it with a timeout)."""
         record = self._record(call)
         if record is None:
+            return None
+        if self._closed:
+            self._drops.note(1, "store closed")
             return None
         while len(self._queue) >= self._config.queue_size:
             self._room.clear()
@@ -191,9 +175,11 @@ class Writer:
             await asyncio.wait_for(self._finish(), self._config.close_timeout + 30)
         except TimeoutError:  # a database call hangs despite its timeouts
             self._task.cancel()
+            self._closed = True
             self._save([*self._in_flight, *self._queue], "shutdown timed out")
-        for task in self._cleanups:
-            task.cancel()  # not written yet: the file stays claimed, and is claimed again
+        # What a claimed file held is now written or saved again, unless some was lost.
+        for claim, delete in self._claims.rest(self._losses):
+            claim.release(delete)
         _OPEN.discard(self)
         self._drops.flush()
         await self._backend.close()
@@ -215,10 +201,40 @@ class Writer:
             except Exception:  # a bug must cost this batch, never the writer
                 log.exception("inference store writer failed on a batch")
                 self._drops.note(len(batch), "writer error")
+                self._losses += len(batch)
             self._queued_bytes -= sum(map(_size, batch))
             self._in_flight = []
             await self._settle(len(batch))
+            await self._release_settled()
             self._drops.flush(force=False)
+
+    async def _take_saved(self) -> None:
+        """Queue the completions of one file an earlier shutdown saved. One at a time,
+        when the queue is empty: a backlog on disk never floods the memory."""
+        assert self._spill_dir is not None
+        try:
+            claim = await asyncio.to_thread(spill.claim_one, self._spill_dir)
+        except OSError as err:
+            log.error("inference store: cannot read %s: %s", self._spill_dir, err)
+            claim = None
+        if claim is None:
+            self._more_saved = False
+            return
+        for record in claim.records:
+            self._append(record, _size(record))
+        self._claims.add(claim, self.accepted, self._losses)
+        log.warning(
+            "inference store: %d completions saved at an earlier shutdown (%s) queued again",
+            len(claim.records),
+            claim.path,
+        )
+        await self._release_settled()  # a file with no completion left
+
+    async def _release_settled(self) -> None:
+        for claim, delete in self._claims.settled(self.settled, self._losses):
+            if not delete:
+                log.error("inference store: keeping %s: not all of it was written", claim.path)
+            await asyncio.to_thread(claim.release, delete)
 
     async def _ensure_schema(self) -> None:
         delay = RETRY_FIRST_S
@@ -240,7 +256,11 @@ class Writer:
         queue = self._queue
         while not queue:
             if self._closing:
+                self._closed = True
                 return None
+            if self._more_saved:
+                await self._take_saved()
+                continue
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
         # Past the close deadline, what is left goes to one file, not one per batch.
@@ -322,6 +342,7 @@ class Writer:
         except (OSError, UnicodeDecodeError) as err:
             log.error("inference store: cannot save unwritten completions: %s", err)
             self._drops.note(len(records), why)
+            self._losses += len(records)
             return
         log.error(
             "inference store: %s; %d completions saved to %s, written at the next start",
