@@ -56,6 +56,10 @@ def operational_error() -> sa.exc.OperationalError:
     return sa.exc.OperationalError("INSERT", None, Exception("database is down"))
 
 
+def database_down(db: Database, rows: Rows) -> None:
+    raise operational_error()
+
+
 @pytest.fixture
 def patch_insert(
     monkeypatch: pytest.MonkeyPatch,
@@ -157,10 +161,7 @@ async def test_a_full_queue_drops_are_counted_and_logged(
 async def test_close_saves_what_it_cannot_write_and_the_next_start_writes_it(
     url: str, patch_insert: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def down(db: Database, rows: Rows) -> None:
-        raise operational_error()
-
-    patch_insert(down)
+    patch_insert(database_down)
     snap = Snapshot()
     store = await make_store(url, tmp_path, writer="thread", close_timeout=0.3)
     for n in range(7):
@@ -223,14 +224,11 @@ async def test_a_saved_file_is_claimed_unless_a_live_process_holds_it(
 async def test_a_claimed_file_is_kept_if_its_completions_cannot_be_saved_again(
     url: str, patch_insert: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def down(db: Database, rows: Rows) -> None:
-        raise operational_error()
-
     def disk_full(directory: Path, records: Any) -> Path:
         raise OSError(28, "No space left on device")
 
     saved = spill.save(tmp_path / "store-unwritten", [record_of(call(n)) for n in range(4)])
-    patch_insert(down)
+    patch_insert(database_down)
     snap = Snapshot()
     store = await make_store(url, tmp_path, writer="thread", close_timeout=0.3)
     await eventually(lambda: snap.added("STORE_FAILED_WRITES") >= 1, "the claimed rows tried")

@@ -16,7 +16,6 @@ inserts ignore ids already written.
 from __future__ import annotations
 
 import base64
-import contextlib
 import fcntl
 import logging
 import os
@@ -152,8 +151,9 @@ def _record(item: dict[str, Any]) -> Record:
 
 
 def _bytes(item: dict[str, Any], key: str) -> bytes:
-    with contextlib.suppress(KeyError):
-        return bytes(item[key].encode())
+    text: str | None = item.get(key)
+    if text is not None:
+        return text.encode()
     return base64.b64decode(item[f"{key}_base64"], validate=True)
 
 
