@@ -158,6 +158,7 @@ class FakeOpenAI(ThreadedApp):
     def __init__(self) -> None:
         super().__init__()
         self.calls = 0
+        self.via: list[str | None] = []  # each request's Via header (set by proxies)
 
     def provider_config(self, provider_id: str = "fake") -> JSON:
         return {
@@ -177,11 +178,13 @@ class FakeOpenAI(ThreadedApp):
         return app
 
     async def _models(self, request: web.Request) -> web.Response:
+        self.via.append(request.headers.get("Via"))
         entry = {"id": MODEL, "object": "model", "created": CREATED, "owned_by": "fake"}
         return web.json_response({"object": "list", "data": [entry]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.calls += 1
+        self.via.append(request.headers.get("Via"))
         body = orjson.loads(await request.read())
         if body.get("fake_delay"):
             await asyncio.sleep(float(body["fake_delay"]))

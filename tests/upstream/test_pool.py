@@ -14,80 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import trustme
+from tests.support.scripted_server import JSON_OK, Answer, Exchange, ScriptedServer, post
 
 from switchyard.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
 from switchyard.upstream import HttpTransport, UpstreamRequest
 from switchyard.upstream.connection import HIGH_WATER, RESEND_WINDOW
-
-# What a test's server does with one request: (head and body received) -> raw answer, or
-# None to close the connection without answering.
-Answer = Callable[["Exchange"], Awaitable[bytes | None]]
-JSON_OK = (
-    b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
-)
-
-
-class Exchange:
-    def __init__(
-        self, head: bytes, conn: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self.head, self.body, self.conn = head, b"", conn
-        self.reader, self.writer = reader, writer
-
-    def header(self, name: str) -> str | None:
-        for line in self.head.decode().split("\r\n")[1:]:
-            key, _, value = line.partition(":")
-            if key.lower() == name.lower():
-                return value.strip()
-        return None
-
-
-class ScriptedServer:
-    """Accepts connections, reads requests one by one, answers with ``answer``."""
-
-    def __init__(self, answer: Answer) -> None:
-        self.answer = answer
-        self.exchanges: list[Exchange] = []
-        self.connections = 0
-        self.server: asyncio.Server | None = None
-        self._arrived = asyncio.Event()
-
-    async def until(self, count: int) -> None:
-        """Wait until ``count`` requests have arrived."""
-        while len(self.exchanges) < count:
-            self._arrived.clear()
-            await self._arrived.wait()
-
-    async def start(self, context: ssl.SSLContext | None = None) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=context)
-        port = self.server.sockets[0].getsockname()[1]
-        return f"{'https' if context else 'http'}://localhost:{port}"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        conn = self.connections
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                exchange = Exchange(head, conn, reader, writer)
-                length = exchange.header("content-length")
-                exchange.body = await reader.readexactly(int(length)) if length else b""
-                self.exchanges.append(exchange)
-                self._arrived.set()
-                data = await self.answer(exchange)
-                if data is None:
-                    break
-                writer.write(data)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
 
 
 @pytest.fixture
@@ -122,18 +53,6 @@ def _always(data: bytes) -> Answer:
     return answer
 
 
-def _post(url: str, body: bytes = b'{"model":"m"}', **headers: str) -> UpstreamRequest:
-    """A POST with ``headers`` (keyword names; ``_`` stands for ``-``)."""
-    return UpstreamRequest(
-        provider_id="p",
-        method="POST",
-        url=url,
-        headers={"Content-Type": "application/json"}
-        | {name.replace("_", "-"): value for name, value in headers.items()},
-        content=body,
-    )
-
-
 def _chunked(*pieces: bytes, headers: bytes = b"") -> bytes:
     body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
     return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n" + headers + b"\r\n" + body
@@ -144,7 +63,7 @@ async def test_the_request_goes_out_framed_and_the_answer_comes_back(
     transport: HttpTransport,
 ) -> None:
     server, base = await serve(_always(JSON_OK))
-    response = await transport.send(_post(f"{base}/v1/chat/completions?x=1", Authorization="B k"))
+    response = await transport.send(post(f"{base}/v1/chat/completions?x=1", Authorization="B k"))
     assert response.status == 200
     assert response.headers["content-type"] == "application/json"  # lower-case names
     assert await response.read() == b'{"ok":true}'
@@ -170,7 +89,7 @@ async def test_connections_are_kept_alive_and_reused(
 ) -> None:
     server, base = await serve(_always(JSON_OK))
     for _ in range(3):
-        assert await (await transport.send(_post(base + "/a"))).read() == b'{"ok":true}'
+        assert await (await transport.send(post(base + "/a"))).read() == b'{"ok":true}'
     assert [e.conn for e in server.exchanges] == [1, 1, 1]
 
 
@@ -184,7 +103,7 @@ async def test_concurrent_requests_open_as_many_connections(
         return JSON_OK
 
     server, base = await serve(answer)
-    calls = [asyncio.create_task(transport.send(_post(base))) for _ in range(3)]
+    calls = [asyncio.create_task(transport.send(post(base))) for _ in range(3)]
     await server.until(3)
     release.set()
     for call in calls:
@@ -204,7 +123,7 @@ async def test_a_chunked_stream_arrives_piece_by_piece(
         exchange.writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
 
     _, base = await serve(answer)
-    response = await transport.send(_post(base))
+    response = await transport.send(post(base))
     pieces = response.aiter_bytes()
     assert await anext(pieces) == b"first"
     second.set()
@@ -217,9 +136,9 @@ async def test_a_body_without_length_ends_with_the_connection(
     server, base = await serve(
         _close_after(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
     )
-    assert await (await transport.send(_post(base))).read() == b"all of it"
+    assert await (await transport.send(post(base))).read() == b"all of it"
     # Not reused: the next request opens a new connection.
-    assert await (await transport.send(_post(base))).read() == b"all of it"
+    assert await (await transport.send(post(base))).read() == b"all of it"
     assert [e.conn for e in server.exchanges] == [1, 2]
 
 
@@ -256,10 +175,10 @@ async def test_compressed_answers_are_decompressed(
             b"HTTP/1.1 200 OK\r\n" + header + b"Content-Length: %d\r\n\r\n" % len(packed) + packed
         )
     )
-    assert await (await transport.send(_post(base))).read() == payload
+    assert await (await transport.send(post(base))).read() == payload
     half = len(packed) // 2
     server.answer = _always(_chunked(packed[:half], packed[half:], headers=header))
-    streamed = b"".join([p async for p in (await transport.send(_post(base))).aiter_bytes()])
+    streamed = b"".join([p async for p in (await transport.send(post(base))).aiter_bytes()])
     assert streamed == payload
 
 
@@ -267,13 +186,13 @@ async def test_a_callers_accept_encoding_is_sent_as_is(
     serve: Serve, transport: HttpTransport
 ) -> None:
     server, base = await serve(_always(JSON_OK))
-    await (await transport.send(_post(base, Accept_Encoding="identity"))).read()
+    await (await transport.send(post(base, Accept_Encoding="identity"))).read()
     assert server.exchanges[0].header("accept-encoding") == "identity"
 
 
 async def test_informational_answers_are_skipped(serve: Serve, transport: HttpTransport) -> None:
     _, base = await serve(_always(b"HTTP/1.1 100 Continue\r\n\r\n" + JSON_OK))
-    response = await transport.send(_post(base))
+    response = await transport.send(post(base))
     assert (response.status, await response.read()) == (200, b'{"ok":true}')
 
 
@@ -281,7 +200,7 @@ async def test_a_closed_idle_connection_is_replaced(serve: Serve, transport: Htt
     server, base = await serve(_close_after(JSON_OK))
     # The server closes every connection after one answer, without saying so.
     for _ in range(2):
-        assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
+        assert await (await transport.send(post(base))).read() == b'{"ok":true}'
         await asyncio.sleep(0.05)  # the close reaches the idle connection
     assert [e.conn for e in server.exchanges] == [1, 2]
 
@@ -295,8 +214,8 @@ async def test_a_connection_dropped_as_the_request_goes_is_retried_once(
         return None if exchange.conn == 1 and len(server.exchanges) == 2 else JSON_OK
 
     server, base = await serve(answer)
-    await (await transport.send(_post(base))).read()
-    assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
+    await (await transport.send(post(base))).read()
+    assert await (await transport.send(post(base))).read() == b'{"ok":true}'
     assert [e.conn for e in server.exchanges] == [1, 1, 2]
 
 
@@ -333,7 +252,7 @@ async def test_broken_answers_are_upstream_errors_and_not_sent_twice(
 ) -> None:
     server, base = await serve(answer)
     with pytest.raises(error, match=message):
-        await (await transport.send(_post(base))).read()
+        await (await transport.send(post(base))).read()
     # Once only: nothing says that the provider did not act on it.
     assert len(server.exchanges) == 1
 
@@ -348,9 +267,9 @@ async def test_a_request_dropped_after_a_while_is_not_sent_again(
         return None
 
     server, base = await serve(answer)
-    await (await transport.send(_post(base))).read()
+    await (await transport.send(post(base))).read()
     with pytest.raises(UpstreamUnavailableError, match="closed the connection"):
-        await transport.send(_post(base))  # on the reused connection
+        await transport.send(post(base))  # on the reused connection
     assert len(server.exchanges) == 2  # the provider may have acted on it: not resent
 
 
@@ -365,7 +284,7 @@ async def test_an_answer_dropped_unread_closes_its_connection(serve: Serve) -> N
             closed.set()
 
     _, base = await serve(answer)
-    response = await transport.send(_post(base))
+    response = await transport.send(post(base))
     del response  # never read, never closed: a stream cancelled before it started
     gc.collect()
     await asyncio.wait_for(closed.wait(), 2.0)
@@ -383,8 +302,8 @@ async def test_a_silent_provider_times_out_before_and_during_the_answer(serve: S
 
     server, base = await serve(answer)
     with pytest.raises(UpstreamTimeoutError):
-        await transport.send(_post(base))
-    pieces = (await transport.send(_post(base))).aiter_bytes()
+        await transport.send(post(base))
+    pieces = (await transport.send(post(base))).aiter_bytes()
     assert await anext(pieces) == b"one"
     with pytest.raises(UpstreamTimeoutError):
         await anext(pieces)
@@ -395,17 +314,17 @@ async def test_a_refused_connection_is_unavailable(serve: Serve, transport: Http
     server, base = await serve(_always(JSON_OK))
     await server.stop()  # nothing listens on that port any more
     with pytest.raises(UpstreamUnavailableError, match="cannot be reached"):
-        await transport.send(_post(base))
+        await transport.send(post(base))
 
 
 async def test_bad_urls_and_header_injection_are_refused(transport: HttpTransport) -> None:
     with pytest.raises(UpstreamUnavailableError, match="not an http"):
-        await transport.send(_post("ftp://example.com/x"))
+        await transport.send(post("ftp://example.com/x"))
     with pytest.raises(UpstreamUnavailableError, match="line break"):
-        await transport.send(_post("http://127.0.0.1:1/x", Authorization="k\r\nX-Evil: 1"))
+        await transport.send(post("http://127.0.0.1:1/x", Authorization="k\r\nX-Evil: 1"))
     # A host name that cannot be a host name (an empty label): a 502 naming it, no 500.
     with pytest.raises(UpstreamUnavailableError, match="idna"):
-        await transport.send(_post("http://api..example.com/v1/x"))
+        await transport.send(post("http://api..example.com/v1/x"))
 
 
 async def test_a_stream_left_midway_is_closed_so_the_provider_stops(
@@ -428,10 +347,10 @@ async def test_a_stream_left_midway_is_closed_so_the_provider_stops(
         return None
 
     server, base = await serve(answer)
-    response = await transport.send(_post(base))
+    response = await transport.send(post(base))
     await response.aclose()  # the rest of the answer is never read
     await asyncio.wait_for(provider_saw_the_close.wait(), 1.0)
-    assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
+    assert await (await transport.send(post(base))).read() == b'{"ok":true}'
     assert [e.conn for e in server.exchanges] == [1, 2]
 
 
@@ -448,12 +367,12 @@ async def test_a_stream_left_just_before_its_end_keeps_its_connection(
         return b"0\r\n\r\n"
 
     server, base = await serve(answer)
-    response = await transport.send(_post(base))
+    response = await transport.send(post(base))
     pieces = response.aiter_bytes()
     assert await anext(pieces) == b"data: [DONE]\n\n"
     await pieces.aclose()  # the consumer stops at [DONE]
     await asyncio.sleep(0.05)
-    assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
+    assert await (await transport.send(post(base))).read() == b'{"ok":true}'
     assert [e.conn for e in server.exchanges] == [1, 1]
 
 
@@ -466,12 +385,12 @@ async def test_a_cancelled_request_closes_its_connection(
         return JSON_OK
 
     server, base = await serve(answer)
-    call = asyncio.create_task(transport.send(_post(base)))
+    call = asyncio.create_task(transport.send(post(base)))
     await server.until(1)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    assert await (await transport.send(_post(base))).read() == b'{"ok":true}'
+    assert await (await transport.send(post(base))).read() == b'{"ok":true}'
     assert [e.conn for e in server.exchanges] == [1, 2]
 
 
@@ -483,12 +402,12 @@ async def test_large_answers_arrive_whole_streamed_slowly_or_read_at_once(
     pieces = [piece] * (4 * HIGH_WATER // len(piece))
     server, base = await serve(_always(_chunked(*pieces)))
     received = bytearray()
-    async for chunk in (await transport.send(_post(base))).aiter_bytes():
+    async for chunk in (await transport.send(post(base))).aiter_bytes():
         received += chunk
         await asyncio.sleep(0)  # a consumer slower than the socket: reading pauses
     assert bytes(received) == b"".join(pieces)
     # Read at once (an embeddings answer), nothing pauses; the connection is reused.
-    assert await (await transport.send(_post(base))).read() == b"".join(pieces)
+    assert await (await transport.send(post(base))).read() == b"".join(pieces)
     assert [e.conn for e in server.exchanges] == [1, 1]
 
 
@@ -503,12 +422,12 @@ async def test_tls_with_the_providers_host_name() -> None:
     transport = HttpTransport(timeout=1.0, connect_timeout=1.0, ssl_context=client_context)
     try:
         for _ in range(2):
-            assert await (await transport.send(_post(base + "/v1/x"))).read() == b'{"ok":true}'
+            assert await (await transport.send(post(base + "/v1/x"))).read() == b'{"ok":true}'
         assert [e.conn for e in server.exchanges] == [1, 1]
         # The default context does not trust this authority: refused, not sent.
         untrusting = HttpTransport(timeout=1.0, connect_timeout=1.0)
         with pytest.raises(UpstreamUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
-            await untrusting.send(_post(base + "/v1/x"))
+            await untrusting.send(post(base + "/v1/x"))
         await untrusting.aclose()
     finally:
         await transport.aclose()

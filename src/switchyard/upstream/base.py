@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from switchyard.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
+from switchyard.upstream.proxies import ProxyError
 
 log = logging.getLogger("switchyard.upstream")
 
@@ -63,6 +64,10 @@ def network_error(
         return UpstreamTimeoutError(
             f"{where} did not answer in time; try again or raise the provider's timeout",
             provider_id=request.provider_id,
+        )
+    if isinstance(err, ProxyError):
+        return UpstreamUnavailableError(
+            f"{where} cannot be reached: {err}", provider_id=request.provider_id
         )
     return UpstreamUnavailableError(
         f"{where} cannot be reached ({type(err).__name__}: {err}); "

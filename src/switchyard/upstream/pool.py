@@ -11,6 +11,7 @@ answer had started into :class:`UpstreamError`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 from functools import lru_cache, partial
@@ -21,7 +22,10 @@ import aiohappyeyeballs
 
 from switchyard.upstream.base import UpstreamRequest, UpstreamResponse, network_error
 from switchyard.upstream.connection import ConnectionLostError, Http1Connection
+from switchyard.upstream.proxies import Proxy, ProxyError, open_tunnel, proxy_for, refusal
 from switchyard.upstream.response import HttpResponse
+
+log = logging.getLogger(__name__)
 
 # Idle connections older than this are closed rather than reused: servers drop idle
 # keep-alive connections after 5-60 s, and a request sent on one that is being
@@ -60,9 +64,15 @@ def _target(url: str) -> _Target:
     return _Target(Origin(parts.scheme, parts.hostname, port), path, host)
 
 
-def _request_bytes(request: UpstreamRequest, target: _Target) -> bytes:
+def _request_bytes(request: UpstreamRequest, target: _Target, proxy: Proxy | None) -> bytes:
     body = request.content
-    lines = [f"{request.method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
+    path, credentials = target.path, ""
+    if proxy is not None and target.origin.scheme == "http":
+        # Through a proxy (not a tunnel): the absolute URL, and the proxy's credentials.
+        path = f"http://{target.host_header}{path}"
+        if proxy.authorization is not None:
+            credentials = f"Proxy-Authorization: {proxy.authorization}\r\n"
+    lines = [f"{request.method} {path} HTTP/1.1\r\nHost: {target.host_header}\r\n{credentials}"]
     encoding_asked = False
     for name, value in request.headers.items():
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
@@ -93,6 +103,8 @@ class HttpTransport:
         self._connect_timeout = connect_timeout
         self._keepalive_expiry = keepalive_expiry
         self._idle: dict[Origin, list[Http1Connection]] = {}
+        # Each origin's proxy (None: direct), read from the environment at its first request.
+        self._proxies: dict[Origin, Proxy | None] = {}
         # The system's trust store (and SSL_CERT_FILE / SSL_CERT_DIR) unless given one.
         self._ssl = ssl_context
         self._closed = False
@@ -100,8 +112,12 @@ class HttpTransport:
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         try:
             target = _target(request.url)
-            data = _request_bytes(request, target)
+            proxy = self._proxy(target.origin)
+            data = _request_bytes(request, target, proxy)
             conn = await self._exchange(self._checkout(target.origin), target.origin, data)
+            if conn.status == 407 and proxy is not None:  # the proxy's answer, not the provider's
+                conn.close()
+                raise refusal(proxy, f"a request to {target.host_header}", "407")
         except (OSError, TimeoutError, ValueError) as err:  # ValueError: a bad URL or host
             raise network_error(request, err) from err
         return HttpResponse(conn, request, partial(self.release, target.origin))
@@ -119,18 +135,27 @@ class HttpTransport:
                     raise
         return await _send_on(await self._connect(origin), data)
 
+    def _proxy(self, origin: Origin) -> Proxy | None:
+        try:
+            return self._proxies[origin]
+        except KeyError:
+            proxy = self._proxies[origin] = proxy_for(*origin)
+        if proxy is not None:
+            log.info("%s://%s:%d is reached through the proxy %s", *origin, proxy.shown)
+        return proxy
+
     async def _connect(self, origin: Origin) -> Http1Connection:
         loop = asyncio.get_running_loop()
         context = self._ssl_context() if origin.scheme == "https" else None
+        proxy = self._proxy(origin)
         async with asyncio.timeout(self._connect_timeout):
-            addresses = await loop.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
-            # Happy eyeballs (RFC 8305), as aiohttp does it: uvloop's create_connection
-            # tries addresses one after the other, so an IPv6 route that drops packets
-            # would eat the whole connect timeout before IPv4 is tried.
-            sock = await aiohappyeyeballs.start_connection(
-                addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY
-            )
+            if proxy is None:
+                sock = await _open_socket(origin.host, origin.port)
+            else:
+                sock = await _open_proxy_socket(proxy)
             try:
+                if proxy is not None and context is not None:
+                    await open_tunnel(sock, origin.host, origin.port, proxy)
                 _, conn = await loop.create_connection(
                     lambda: Http1Connection(loop, self._timeout),
                     sock=sock,
@@ -185,6 +210,26 @@ class HttpTransport:
                 conn.on_idle_close = None
                 conn.close()
         self._idle.clear()
+
+
+async def _open_socket(host: str, port: int) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    # Happy eyeballs (RFC 8305), as aiohttp does it: uvloop's create_connection tries
+    # addresses one after the other, so an IPv6 route that drops packets would eat the
+    # whole connect timeout before IPv4 is tried.
+    return await aiohappyeyeballs.start_connection(
+        addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY
+    )
+
+
+async def _open_proxy_socket(proxy: Proxy) -> socket.socket:
+    try:
+        return await _open_socket(proxy.host, proxy.port)
+    except OSError as err:  # say it is the proxy, not the provider, that is unreachable
+        raise ProxyError(
+            f"the proxy {proxy.shown} cannot be reached ({type(err).__name__}: {err})"
+        ) from err
 
 
 async def _send_on(conn: Http1Connection, data: bytes) -> Http1Connection:
