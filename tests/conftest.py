@@ -13,8 +13,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # every test's data in a throwaway folder, never in the developer's home.
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="switchyard-tests-")
 
-# Provider traffic honours HTTP_PROXY, HTTPS_PROXY and ALL_PROXY: the tests' upstreams are
-# on 127.0.0.1 and reached directly, whatever the developer's shell has set. The proxy
-# tests set their own.
-for _name in [n for n in os.environ if n.lower() in ("http_proxy", "https_proxy", "all_proxy")]:
+# Provider traffic honours HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY: the tests'
+# upstreams are on 127.0.0.1 and reached directly, whatever the developer's shell has
+# set. The proxy tests set their own.
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+for _name in [n for n in os.environ if n.lower() in _PROXY_VARIABLES]:
     del os.environ[_name]

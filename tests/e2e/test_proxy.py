@@ -32,7 +32,7 @@ def test_providers_are_reached_through_the_proxy_of_the_environment(tmp_path: Pa
             with pytest.raises(openai.APIStatusError) as caught:
                 client.chat.completions.create(model=model, messages=HELLO)
         assert caught.value.status_code == 503
-        assert f"the proxy {proxy.url} (HTTP_PROXY) cannot be reached" in caught.value.message
+        assert "the proxy named by HTTP_PROXY cannot be reached" in caught.value.message
         assert upstream.calls == 1
 
         env["NO_PROXY"] = "127.0.0.1"

@@ -37,6 +37,9 @@ def test_each_scheme_takes_its_own_proxy_else_all_proxy(env: pytest.MonkeyPatch)
     https = proxy_for("https", "api.openai.com", 443)
     assert https is not None and (https.host, https.port) == ("squid.corp", 3128)
     assert https.shown == "http://squid.corp:3128 (HTTPS_PROXY)"
+    env.setenv("HTTP_PROXY", "http://[fd00::1]:3128")
+    assert proxy_for("http", "ollama.lan", 11434) == ("fd00::1", 3128, None, "HTTP_PROXY")
+    env.setenv("http_proxy", "")  # lower case wins; empty means none, so ALL_PROXY
     http = proxy_for("http", "ollama.lan", 11434)
     assert http is not None and (http.host, http.port, http.authorization) == ("all", 8000, None)
 
@@ -64,6 +67,9 @@ def test_no_proxy_hosts_are_reached_directly(env: pytest.MonkeyPatch) -> None:
         ("::1", 80, "[::1]:80", True),
         ("192.168.1.5", 80, "192.168.0.0/16", True),
         ("anything", 1, "*", True),
+        ("api.corp.com.", 443, "corp.com.", True),
+        ("api.corp.com", 443, "x.org,\tcorp.com", True),
+        ("127.0.0.1", 443, "0.0.1", False),  # a name suffix never matches an address
         ("anything", 1, "", False),
     ],
 )
@@ -81,8 +87,17 @@ async def test_a_proxy_that_is_not_http_is_refused_not_bypassed(
     with pytest.raises(UpstreamUnavailableError) as caught:
         await transport.send(post("https://api.openai.com/v1/chat/completions"))
     message = str(caught.value)
-    assert "ALL_PROXY names socks5://socks.corp" in message and "NO_PROXY" in message
-    assert "secret" not in message
+    assert "ALL_PROXY names a socks5:// proxy" in message and "NO_PROXY" in message
+    assert "secret" not in message and "socks.corp" not in message
+
+
+async def test_a_broken_proxy_url_is_refused(env: pytest.MonkeyPatch) -> None:
+    env.setenv("HTTPS_PROXY", "http://admin:12/34@proxy.corp:3128")  # '/' not encoded
+    transport = HttpTransport(timeout=1.0, connect_timeout=1.0)
+    with pytest.raises(UpstreamUnavailableError) as caught:
+        await transport.send(post("https://api.openai.com/v1/chat/completions"))
+    assert "HTTPS_PROXY is not a proxy URL" in str(caught.value)
+    assert "34" not in str(caught.value)
 
 
 @pytest.fixture
@@ -122,9 +137,10 @@ async def test_an_http_provider_is_reached_through_the_proxy(
     await proxy.wait_for_log("POST localhost:")
 
 
-async def test_an_https_provider_is_reached_through_a_tunnel(
-    env: pytest.MonkeyPatch, proxy: HttpProxy
-) -> None:
+@pytest.fixture
+async def tls_upstream() -> AsyncIterator[tuple[ScriptedServer, str, ssl.SSLContext]]:
+    """An https:// provider for localhost, and a client context that trusts it. It
+    answers 407 itself to /v1/407: a provider's answer, which a tunnel must pass on."""
     authority = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     authority.issue_cert("localhost").configure_cert(server_context)
@@ -132,68 +148,89 @@ async def test_an_https_provider_is_reached_through_a_tunnel(
     authority.configure_trust(client_context)
 
     async def answer(exchange: Exchange) -> bytes:
+        if b" /v1/407 " in exchange.head:
+            return b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"
         return JSON_OK
 
     server = ScriptedServer(answer)
     url = await server.start(server_context)
+    yield server, url, client_context
+    await server.stop()
+
+
+async def test_an_https_provider_is_reached_through_a_tunnel(
+    env: pytest.MonkeyPatch,
+    proxy: HttpProxy,
+    tls_upstream: tuple[ScriptedServer, str, ssl.SSLContext],
+) -> None:
+    server, url, client_context = tls_upstream
     env.setenv("HTTPS_PROXY", proxy.url)
     transport = HttpTransport(timeout=5.0, connect_timeout=5.0, ssl_context=client_context)
     try:
-        answer_ = await transport.send(post(url + "/v1/chat/completions"))
-        assert await answer_.read() == b'{"ok":true}'
+        assert await (await transport.send(post(url + "/v1/x"))).read() == b'{"ok":true}'
+        assert (await transport.send(post(url + "/v1/407"))).status == 407  # the provider's
     finally:
         await transport.aclose()
-        await server.stop()
     # TLS ran end to end: the proxy saw a tunnel to the host, and added nothing inside it.
     assert server.exchanges[0].header("via") is None
     await proxy.wait_for_log(f"CONNECT localhost:{url.rsplit(':', 1)[1]}")
 
 
-async def test_proxy_credentials_from_its_url(
-    env: pytest.MonkeyPatch, tmp_path: Path, upstream: tuple[ScriptedServer, str]
+async def test_proxy_credentials_from_its_url_for_requests_and_tunnels(
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    upstream: tuple[ScriptedServer, str],
+    tls_upstream: tuple[ScriptedServer, str, ssl.SSLContext],
 ) -> None:
-    server, url = upstream
+    (server, url), (tls_server, tls_url, client_context) = upstream, tls_upstream
     with http_proxy(tmp_path, basic_auth="switch:p@ss") as guarded:
-        env.setenv("HTTP_PROXY", guarded.url)
-        transport = HttpTransport(timeout=5.0, connect_timeout=5.0)
-        with pytest.raises(UpstreamUnavailableError) as caught:
-            await transport.send(post(url + "/v1/x"))
-        await transport.aclose()
-        assert f"refused a request to {url.split('//')[1]}: 407" in str(caught.value)
-        assert "user:password" in str(caught.value)
         env.setenv("HTTP_PROXY", guarded.url.replace("//", "//switch:p%40ss@"))
-        transport = HttpTransport(timeout=5.0, connect_timeout=5.0)
+        env.setenv("HTTPS_PROXY", guarded.url.replace("//", "//switch:p%40ss@"))
+        transport = HttpTransport(timeout=5.0, connect_timeout=5.0, ssl_context=client_context)
         try:
-            assert await (await transport.send(post(url + "/v1/x"))).read() == b'{"ok":true}'
+            for base in (url, tls_url):
+                assert await (await transport.send(post(base + "/v1/x"))).read() == b'{"ok":true}'
         finally:
             await transport.aclose()
-    # The credentials were for the proxy: it took them off before forwarding.
+    # The credentials were for the proxy: none reached a provider.
     assert [e.header("proxy-authorization") for e in server.exchanges] == [None]
+    assert [e.header("proxy-authorization") for e in tls_server.exchanges] == [None]
 
 
-async def test_a_tunnel_refused_for_want_of_credentials_says_so(
-    env: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_a_proxy_wanting_credentials_says_so(
+    env: pytest.MonkeyPatch, tmp_path: Path, scheme: str
 ) -> None:
     with http_proxy(tmp_path, basic_auth="switch:secret") as guarded:
-        env.setenv("HTTPS_PROXY", guarded.url)
-        transport = HttpTransport(timeout=5.0, connect_timeout=5.0)
-        with pytest.raises(UpstreamUnavailableError) as caught:
-            await transport.send(post("https://localhost:1/v1/x"))
-        await transport.aclose()
-    message = str(caught.value)
-    assert "refused a tunnel to localhost:1: HTTP/1.1 407" in message
-    assert "user:password" in message and guarded.url in message
+        messages = []
+        for user in ("", "switch:wrong@"):
+            env.setenv(f"{scheme.upper()}_PROXY", guarded.url.replace("//", f"//{user}"))
+            transport = HttpTransport(timeout=5.0, connect_timeout=5.0)
+            with pytest.raises(UpstreamUnavailableError) as caught:
+                await transport.send(post(f"{scheme}://localhost:1/v1/x"))
+            await transport.aclose()
+            messages.append(str(caught.value))
+    variable = f"{scheme.upper()}_PROXY"
+    assert (
+        f"the proxy named by {variable} refused the request (407): it wants credentials"
+        in (messages[0])
+    )
+    assert "did not accept the credentials in the proxy's URL" in messages[1]
+    # Hosts are internal: the log has them, the client's message does not.
+    assert all("localhost" not in m and "127.0.0.1" not in m for m in messages)
 
 
 async def test_a_proxy_that_is_down_is_named_and_no_proxy_bypasses_it(
-    env: pytest.MonkeyPatch, upstream: tuple[ScriptedServer, str]
+    env: pytest.MonkeyPatch, upstream: tuple[ScriptedServer, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     server, url = upstream
-    env.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    port = free_port()
+    env.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
     transport = HttpTransport(timeout=2.0, connect_timeout=2.0)
-    with pytest.raises(UpstreamUnavailableError, match=r"the proxy http://127\.0\.0\.1:\d+ "):
+    with pytest.raises(UpstreamUnavailableError, match="the proxy named by HTTP_PROXY cannot be"):
         await transport.send(post(url + "/v1/x"))
     await transport.aclose()
+    assert f"the proxy http://127.0.0.1:{port} (HTTP_PROXY) cannot be reached" in caplog.text
     env.setenv("NO_PROXY", "localhost")
     transport = HttpTransport(timeout=2.0, connect_timeout=2.0)
     try:

@@ -67,7 +67,7 @@ def network_error(
         )
     if isinstance(err, ProxyError):
         return UpstreamUnavailableError(
-            f"{where} cannot be reached: {err}", provider_id=request.provider_id
+            f"{where} cannot be reached: {err.public}", provider_id=request.provider_id
         )
     return UpstreamUnavailableError(
         f"{where} cannot be reached ({type(err).__name__}: {err}); "

@@ -22,7 +22,7 @@ import aiohappyeyeballs
 
 from switchyard.upstream.base import UpstreamRequest, UpstreamResponse, network_error
 from switchyard.upstream.connection import ConnectionLostError, Http1Connection
-from switchyard.upstream.proxies import Proxy, ProxyError, open_tunnel, proxy_for, refusal
+from switchyard.upstream.proxies import Proxy, open_tunnel, proxy_for, refusal, unreachable
 from switchyard.upstream.response import HttpResponse
 
 log = logging.getLogger(__name__)
@@ -114,16 +114,17 @@ class HttpTransport:
             target = _target(request.url)
             proxy = self._proxy(target.origin)
             data = _request_bytes(request, target, proxy)
-            conn = await self._exchange(self._checkout(target.origin), target.origin, data)
-            if conn.status == 407 and proxy is not None:  # the proxy's answer, not the provider's
+            conn = await self._exchange(self._checkout(target.origin), target.origin, proxy, data)
+            # A 407 through a proxy (not a tunnel) is the proxy's, not the provider's.
+            if conn.status == 407 and proxy is not None and target.origin.scheme == "http":
                 conn.close()
-                raise refusal(proxy, f"a request to {target.host_header}", "407")
+                raise refusal(proxy, f"a request to {target.host_header}", 407)
         except (OSError, TimeoutError, ValueError) as err:  # ValueError: a bad URL or host
             raise network_error(request, err) from err
         return HttpResponse(conn, request, partial(self.release, target.origin))
 
     async def _exchange(
-        self, conn: Http1Connection | None, origin: Origin, data: bytes
+        self, conn: Http1Connection | None, origin: Origin, proxy: Proxy | None, data: bytes
     ) -> Http1Connection:
         """Send on ``conn`` (an idle one) or a new connection; wait for the answer's head."""
         if conn is not None:
@@ -133,21 +134,19 @@ class HttpTransport:
                 # The provider had dropped this idle connection: once more on a new one.
                 if not err.resendable:
                     raise
-        return await _send_on(await self._connect(origin), data)
+        return await _send_on(await self._connect(origin, proxy), data)
 
     def _proxy(self, origin: Origin) -> Proxy | None:
-        try:
+        if origin in self._proxies:
             return self._proxies[origin]
-        except KeyError:
-            proxy = self._proxies[origin] = proxy_for(*origin)
+        proxy = self._proxies[origin] = proxy_for(*origin)
         if proxy is not None:
             log.info("%s://%s:%d is reached through the proxy %s", *origin, proxy.shown)
         return proxy
 
-    async def _connect(self, origin: Origin) -> Http1Connection:
+    async def _connect(self, origin: Origin, proxy: Proxy | None) -> Http1Connection:
         loop = asyncio.get_running_loop()
         context = self._ssl_context() if origin.scheme == "https" else None
-        proxy = self._proxy(origin)
         async with asyncio.timeout(self._connect_timeout):
             if proxy is None:
                 sock = await _open_socket(origin.host, origin.port)
@@ -227,9 +226,7 @@ async def _open_proxy_socket(proxy: Proxy) -> socket.socket:
     try:
         return await _open_socket(proxy.host, proxy.port)
     except OSError as err:  # say it is the proxy, not the provider, that is unreachable
-        raise ProxyError(
-            f"the proxy {proxy.shown} cannot be reached ({type(err).__name__}: {err})"
-        ) from err
+        raise unreachable(proxy, err) from err
 
 
 async def _send_on(conn: Http1Connection, data: bytes) -> Http1Connection:

@@ -1,14 +1,17 @@
 """Reaching providers through an HTTP proxy named in the environment.
 
 ``HTTPS_PROXY`` serves https:// providers, ``HTTP_PROXY`` http:// ones, ``ALL_PROXY``
-both, and ``NO_PROXY`` lists hosts reached directly; upper or lower case, read the way
-curl, requests, httpx and openai-python read them (the standard library's parser), so a
-machine set up for those works for Switchyard too.
+both, and ``NO_PROXY`` lists hosts reached directly; read the way requests, httpx and
+openai-python read them (the standard library's parser: lower case wins, an empty value
+means none), so a machine set up for those works for Switchyard too.
 
 An https:// provider is reached through a ``CONNECT`` tunnel: the proxy sees the host
 name, TLS runs end to end. An http:// provider's requests go to the proxy in absolute
 form. Only http:// proxies are spoken (squid, tinyproxy, most corporate proxies); a
 ``socks5://`` or ``https://`` proxy is refused with a message, never silently bypassed.
+
+A :class:`ProxyError` has two texts: the full one, with hosts and ports, for the log,
+and ``public`` for the API client, which names only the variable (hosts are internal).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import re
 import socket
 import urllib.request
 from typing import NamedTuple
@@ -23,10 +27,15 @@ from urllib.parse import unquote, urlsplit
 
 # A proxy's answer to CONNECT is a status line and a few headers.
 MAX_TUNNEL_ANSWER = 64 * 1024
+_STATUS = re.compile(rb"HTTP/\d(?:\.\d)? (\d{3})")
 
 
 class ProxyError(ConnectionError):
-    """The proxy could not be used: unreachable, refused the tunnel, or not supported."""
+    """The proxy could not be used: unreachable, refused, or not supported."""
+
+    def __init__(self, message: str, public: str) -> None:
+        super().__init__(message)
+        self.public = public
 
 
 class Proxy(NamedTuple):
@@ -34,8 +43,12 @@ class Proxy(NamedTuple):
     port: int
     # The Proxy-Authorization value, from user:password in the proxy's URL.
     authorization: str | None
-    # For messages and logs: the URL without its password, and the variable it came from.
-    shown: str
+    variable: str  # where it was named: HTTPS_PROXY, HTTP_PROXY or ALL_PROXY
+
+    @property
+    def shown(self) -> str:
+        """For logs: the URL without its credentials, and where it was named."""
+        return f"http://{authority(self.host, self.port)} ({self.variable})"
 
 
 def proxy_for(scheme: str, host: str, port: int) -> Proxy | None:
@@ -46,20 +59,19 @@ def proxy_for(scheme: str, host: str, port: int) -> Proxy | None:
     url = proxies.get(key)
     if not url or bypassed(host, port, proxies.get("no", "")):
         return None
-    variable = f"{key.upper()}_PROXY"
-    return _parse(url if "://" in url else f"http://{url}", variable)
+    return _parse(url if "://" in url else f"http://{url}", f"{key.upper()}_PROXY")
 
 
 def bypassed(host: str, port: int, no_proxy: str) -> bool:
-    """Whether ``NO_PROXY`` lists the host, as curl reads it: ``*`` for every host; a
-    name for itself and its subdomains (a leading dot changes nothing); an IP address or
-    network (``10.0.0.0/8``); any of them with ``:port`` for that port only."""
-    host = host.lower().strip("[]")
-    for entry in no_proxy.lower().replace(" ", "").split(","):
+    """Whether ``NO_PROXY`` lists the host: ``*`` for every host; a name for itself and
+    its subdomains (leading and trailing dots change nothing); an IP address or network
+    (``10.0.0.0/8``); any of them with ``:port`` for that port only."""
+    host = host.lower().strip("[]").rstrip(".")
+    for entry in "".join(no_proxy.lower().split()).split(","):
         name, _, entry_port = entry.rpartition(":") if _has_port(entry) else (entry, "", "")
         if entry_port and entry_port != str(port):
             continue
-        name = name.strip("[]").lstrip(".")
+        name = name.strip("[]").strip(".")
         if name == "*" or (name and _matches(host, name)):
             return True
     return False
@@ -71,11 +83,13 @@ def _has_port(entry: str) -> bool:
 
 
 def _matches(host: str, name: str) -> bool:
-    if host == name or host.endswith("." + name):
-        return True
     try:
-        return ipaddress.ip_address(host) in ipaddress.ip_network(name, strict=False)
-    except ValueError:  # not an address, or not a network
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a name: itself or a subdomain
+        return host == name or host.endswith("." + name)
+    try:
+        return address in ipaddress.ip_network(name, strict=False)
+    except ValueError:  # a name listed, an address asked: no suffix match on addresses
         return False
 
 
@@ -83,20 +97,22 @@ def _parse(url: str, variable: str) -> Proxy:
     parts = urlsplit(url)
     try:
         port = parts.port or 80
-    except ValueError:
+    except ValueError:  # not a number: the URL is broken (say, a '/' in the password)
         port = 0
-    if parts.scheme != "http" or not parts.hostname or not port:
-        raise ProxyError(
-            f"{variable} names {parts.scheme}://{parts.hostname or ''}, and Switchyard speaks "
-            "to http:// proxies only (http://host:port); name one, or list the provider's "
-            "host in NO_PROXY to reach it directly"
+    if not parts.hostname or not port or "@" in parts.path:
+        text = f"{variable} is not a proxy URL; write it http://[user:password@]host:port"
+        raise ProxyError(text, text)
+    if parts.scheme != "http":
+        text = (
+            f"{variable} names a {parts.scheme}:// proxy, and Switchyard speaks to http:// "
+            "proxies only; name one, or list the provider's host in NO_PROXY"
         )
+        raise ProxyError(text, text)
     authorization = None
     if parts.username is not None:
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
-    shown = f"http://{parts.hostname}:{port} ({variable})"
-    return Proxy(parts.hostname, port, authorization, shown)
+    return Proxy(parts.hostname, port, authorization, variable)
 
 
 def authority(host: str, port: int) -> str:
@@ -104,8 +120,7 @@ def authority(host: str, port: int) -> str:
 
 
 async def open_tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy) -> None:
-    """Ask the proxy, connected on ``sock``, for a tunnel to ``host:port``. Nothing
-    follows the proxy's answer: in TLS the client speaks first."""
+    """Ask the proxy, connected on ``sock``, for a tunnel to ``host:port``."""
     loop = asyncio.get_running_loop()
     target = authority(host, port)
     head = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
@@ -113,17 +128,38 @@ async def open_tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy) -
         head += f"Proxy-Authorization: {proxy.authorization}\r\n"
     await loop.sock_sendall(sock, (head + "\r\n").encode())
     answer = b""
-    while b"\r\n\r\n" not in answer:
+    while b"\r\n\r\n" not in answer and len(answer) <= MAX_TUNNEL_ANSWER:
         data = await loop.sock_recv(sock, 4096)
-        if not data or len(answer) > MAX_TUNNEL_ANSWER:
-            raise ProxyError(f"the proxy {proxy.shown} gave no answer to CONNECT {target}")
+        if not data:
+            break
         answer += data
-    status = answer.split(b"\r\n", 1)[0].decode("latin-1")
-    code = status.split(" ", 2)[1] if status.count(" ") >= 1 else status
-    if not (code.isdigit() and 200 <= int(code) < 300):
-        raise refusal(proxy, f"a tunnel to {target}", status)
+    head_bytes, end, rest = answer.partition(b"\r\n\r\n")
+    status = _STATUS.match(head_bytes)
+    if status is None or not end:
+        raise _failure(proxy, f"gave no answer to CONNECT {target}", "gave no answer")
+    if not 200 <= int(status[1]) < 300:
+        raise refusal(proxy, f"a tunnel to {target}", int(status[1]))
+    if rest:  # in TLS the client speaks first: bytes here are not the provider's
+        raise _failure(proxy, f"sent bytes after opening a tunnel to {target}", "misbehaved")
 
 
-def refusal(proxy: Proxy, what: str, status: str) -> ProxyError:
-    hint = " (put user:password in the proxy's URL)" if " 407" in f" {status}" else ""
-    return ProxyError(f"the proxy {proxy.shown} refused {what}: {status}{hint}")
+def refusal(proxy: Proxy, what: str, code: int) -> ProxyError:
+    """The proxy answered ``code`` (not 2xx) to ``what`` (the request or the tunnel)."""
+    hint = ""
+    if code == 407:
+        hint = (
+            ": it wants credentials; put user:password in the proxy's URL"
+            if proxy.authorization is None
+            else ": it did not accept the credentials in the proxy's URL"
+        )
+    return _failure(proxy, f"refused {what} ({code}){hint}", f"refused the request ({code}){hint}")
+
+
+def unreachable(proxy: Proxy, err: OSError) -> ProxyError:
+    return _failure(proxy, f"cannot be reached ({type(err).__name__}: {err})", "cannot be reached")
+
+
+def _failure(proxy: Proxy, detail: str, public: str) -> ProxyError:
+    return ProxyError(
+        f"the proxy {proxy.shown} {detail}", f"the proxy named by {proxy.variable} {public}"
+    )
