@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from switchyard.recording import files
 from switchyard.recording.cassette import (
     Cassette,
     Interaction,
@@ -142,6 +143,38 @@ def test_a_new_record_session_overwrites_and_its_own_writes_append(tmp_path: Pat
     assert loaded.ignore_fields == ["seed"]
     append_interaction(path, _interaction("again"), session="run-2")
     assert len(load_cassette(path).interactions) == 1
+
+
+def test_appends_write_what_a_whole_save_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.json"
+    append_interaction(path, _interaction("first", stream=True), session="run-1")
+    # Later appends splice into the bytes written last: the cassette is not read again.
+    monkeypatch.setattr(files, "load_cassette", lambda path: pytest.fail("read again"))
+    for n in range(3):
+        append_interaction(path, _interaction(f"next-{n}", stream=n == 1), session="run-1")
+    monkeypatch.undo()
+    loaded = load_cassette(path)
+    contents = [i.request.body["messages"][0]["content"] for i in loaded.interactions]
+    assert contents == ["first", "next-0", "next-1", "next-2"]
+    whole = save_cassette(loaded, tmp_path / "whole.json")
+    assert path.read_bytes() == whole.read_bytes()
+
+
+def test_a_cassette_another_process_wrote_is_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    append_interaction(path, _interaction("mine-1"), session="shared")
+    theirs = load_cassette(path)
+    theirs.interactions.append(_interaction("theirs"))
+    save_cassette(theirs, path)  # as another worker would: this process did not write it
+    append_interaction(path, _interaction("mine-2"), session="shared")
+    loaded = load_cassette(path).interactions
+    assert [i.request.body["messages"][0]["content"] for i in loaded] == [
+        "mine-1",
+        "theirs",
+        "mine-2",
+    ]
 
 
 def _append_many(path: str, worker: int, count: int) -> None:
