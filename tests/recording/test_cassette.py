@@ -149,17 +149,37 @@ def test_appends_write_what_a_whole_save_would(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "c.json"
-    append_interaction(path, _interaction("first", stream=True), session="run-1")
+    save_cassette(Cassette("c", [_interaction("saved")], ignore_fields=["user"]), path)
+    append_interaction(path, _interaction("first", stream=True))
     # Later appends splice into the bytes written last: the cassette is not read again.
     monkeypatch.setattr(files, "load_cassette", lambda path: pytest.fail("read again"))
     for n in range(3):
-        append_interaction(path, _interaction(f"next-{n}", stream=n == 1), session="run-1")
+        append_interaction(path, _interaction(f"next-{n}", stream=n == 1))
     monkeypatch.undo()
     loaded = load_cassette(path)
     contents = [i.request.body["messages"][0]["content"] for i in loaded.interactions]
-    assert contents == ["first", "next-0", "next-1", "next-2"]
+    assert contents == ["saved", "first", "next-0", "next-1", "next-2"]
+    assert loaded.ignore_fields == ["user"]
     whole = save_cassette(loaded, tmp_path / "whole.json")
     assert path.read_bytes() == whole.read_bytes()
+
+
+def test_a_new_session_whose_first_write_failed_still_starts_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.json"
+    append_interaction(path, _interaction("last run"), session="run-1")
+
+    def disk_full(target: Path, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files, "_write", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        append_interaction(path, _interaction("lost"), session="run-2")
+    monkeypatch.undo()
+    append_interaction(path, _interaction("this run"), session="run-2")
+    loaded = load_cassette(path).interactions
+    assert [i.request.body["messages"][0]["content"] for i in loaded] == ["this run"]
 
 
 def test_a_cassette_another_process_wrote_is_read_again(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import hashlib
 import multiprocessing
 import os
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,7 @@ _ITEM_LEVEL = 2
 _END = b"\n  ]\n}\n"
 # The bytes this process last wrote to the cassettes it appended to last.
 _written: dict[Path, bytes] = {}
+_written_lock = threading.Lock()
 _REMEMBERED = 8
 
 
@@ -146,12 +148,12 @@ def append_interaction(path: Path, interaction: Interaction, session: str | None
         if data is None:
             data = _render(_added(path, interaction, fresh)) + b"\n"
         _write(path, data)
-        _remember(path, data)
-        if fresh:  # written after the cassette, so that a failed write starts afresh again
+        if fresh:  # noted once the cassette is written: a failed write starts afresh again
             lock.seek(0)
             lock.truncate()
             lock.write(str(session))
             lock.flush()
+        _remember(path, data)
 
 
 def _added(path: Path, interaction: Interaction, fresh: bool) -> Any:
@@ -165,18 +167,21 @@ def _added(path: Path, interaction: Interaction, fresh: bool) -> Any:
 
 
 def _remember(path: Path, data: bytes) -> None:
-    _written.pop(path.absolute(), None)
-    _written[path.absolute()] = data
-    while len(_written) > _REMEMBERED:  # the one appended to longest ago goes
-        del _written[next(iter(_written))]
+    # Appends to different cassettes run in different threads (asyncio.to_thread).
+    with _written_lock:
+        _written.pop(path.absolute(), None)
+        _written[path.absolute()] = data
+        while len(_written) > _REMEMBERED:  # the one appended to longest ago goes
+            del _written[next(iter(_written))]
 
 
 def _spliced(path: Path, interaction: Interaction) -> bytes | None:
     """The cassette with ``interaction`` added, made from the bytes this process last
     wrote there if the file still holds exactly them (no other process wrote since), or
-    None. Reading and rendering the whole cassette for each interaction made recording
-    n interactions take O(n^2) time: 80 s for 1,000 (bench/NOTES.md, section 18)."""
-    last = _written.get(path.absolute())
+    None. Reading and rendering the whole cassette for each interaction took most of the
+    time of a recording: 80 s for 1,000 interactions, 7.8 s now (bench/NOTES.md, 18)."""
+    with _written_lock:
+        last = _written.get(path.absolute())
     if last is None or not last.endswith(_END):
         return None
     try:
