@@ -19,6 +19,8 @@ from pathlib import Path
 
 from tests.support.server import free_port
 
+from switchyard.recording.harness import stop_process
+
 
 @dataclass
 class HttpProxy:
@@ -31,12 +33,7 @@ class HttpProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
     async def wait_for_log(self, text: str) -> str:
         """The proxy's log once it holds ``text`` (AssertionError after 10 s). The loop
@@ -59,11 +56,12 @@ def http_proxy(tmp_path: Path, basic_auth: str | None = None) -> Iterator[HttpPr
     log_path = tmp_path / f"proxy-{port}.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+    proxy = HttpProxy(port, log_path, proc)
     try:
         _wait_listening(port, proc, log_path)
-        yield HttpProxy(port, log_path, proc)
+        yield proxy
     finally:
-        HttpProxy(port, log_path, proc).stop()
+        proxy.stop()
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], log_path: Path) -> None:
