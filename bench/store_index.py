@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import sqlalchemy as sa
 from psycopg import sql
@@ -71,12 +72,20 @@ def make_rows(count: int) -> Iterator[dict[str, Any]]:
         }
 
 
+def values(row: dict[str, Any]) -> queries.Values:
+    """``row`` as the INSERT's parameters: JSON columns serialised, in column order."""
+    return tuple(
+        orjson.dumps(row[c]).decode() if c in queries.JSON_COLUMNS else row[c]
+        for c in queries.COLUMNS
+    )
+
+
 def fill(db: Database, count: int) -> float:
     """Insert ``count`` rows in batches; rows per second."""
     started = time.perf_counter()
     batch: list[queries.Values] = []
     for row in make_rows(count):
-        batch.append(queries.row_values(row))
+        batch.append(values(row))
         if len(batch) == BATCH:
             queries.insert_rows(db, batch)
             batch = []

@@ -13,8 +13,8 @@ from tests.store.helpers import call, make_store
 from switchyard.errors import InvalidRequestError, NotFoundError
 from switchyard.sink import StoredCall
 from switchyard.store import InferenceStore, ListQuery
-from switchyard.store.queries import count_rows, insert_rows, row_values
-from switchyard.store.record import record_of, row_of
+from switchyard.store.queries import count_rows, insert_rows
+from switchyard.store.record import record_of, row_values
 
 
 async def write_all(store: InferenceStore, calls: list[StoredCall]) -> None:
@@ -239,12 +239,13 @@ async def test_a_batch_of_any_size_is_written_whole_and_exactly_once(
     store: InferenceStore, size: int
 ) -> None:
     # 300 rows take statements of 256, 32, 8 and 4 rows; a repeated id is skipped.
-    dicts = [row_of(record_of(call(n))) for n in range(size)]
-    rows = [row_values(row) for row in dicts]
+    calls = [call(n) for n in range(size)]
+    rows = [row_values(record_of(c)) for c in calls]
     await asyncio.to_thread(insert_rows, store.db, rows)
     await asyncio.to_thread(insert_rows, store.db, rows[:2])  # a retried batch
     assert count_rows(store.db) == size
     page = (await store.list_completions(ListQuery(limit=100, order="asc"))).to_json()
-    assert [item["id"] for item in page["data"]] == [row["id"] for row in dicts[:100]]
-    first = await store.get_completion(dicts[0]["id"])
-    assert first["choices"] == dicts[0]["completion"]["choices"]
+    assert [item["id"] for item in page["data"]] == [row[0] for row in rows[:100]]
+    first = await store.get_completion(rows[0][0])
+    sent = calls[0].completion
+    assert isinstance(sent, dict) and first["choices"] == sent["choices"]

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from switchyard.store.engine import Database
 from switchyard.store.failures import is_transient, short_error
-from switchyard.store.queries import Values, insert_rows, row_values
-from switchyard.store.record import MalformedRecord, Record, row_of
+from switchyard.store.queries import Values, insert_rows
+from switchyard.store.record import MalformedRecord, Record, row_values
 
 
 class WriteFailed(Exception):
@@ -32,7 +32,7 @@ def write_records(db: Database, records: list[Record]) -> list[str]:
     problems: list[str] = []
     for record in records:
         try:
-            rows.append(row_values(row_of(record)))
+            rows.append(row_values(record))
         except MalformedRecord as err:
             problems.append(f"cannot convert a completion of {record[2]}: {err}")
         except Exception as err:  # a bug in the conversion must cost this row, not the batch

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
 import sqlalchemy as sa
 
 from switchyard.store.engine import Database
@@ -41,7 +40,7 @@ class ListQuery:
 # per batch rather than executemany: the driver releases and retakes the GIL around
 # every statement it steps, and under load each retake waited behind the event loop,
 # so executemany wrote ~2,200 rows/s against ~3,500 requests/s (section 6).
-_COLUMNS = (
+COLUMNS = (
     "id",
     "created_us",
     "finished_us",
@@ -55,7 +54,7 @@ _COLUMNS = (
     "request",
     "metadata",
 )
-_JSON_COLUMNS = frozenset({"completion", "input_messages", "request", "metadata"})
+JSON_COLUMNS = frozenset({"completion", "input_messages", "request", "metadata"})
 _PLACEHOLDERS = {"sqlite": ("?", "?"), "postgresql": ("%s", "CAST(%s AS JSON)")}
 # Rows per statement: powers of two, so that a batch of any size takes a few
 # statements of at most seven shapes (each kept prepared by the driver). 64 rows of 12
@@ -67,21 +66,15 @@ STATEMENT_SIZES = (64, 32, 16, 8, 4, 2, 1)
 @functools.cache
 def _insert_sql(backend: str, rows: int) -> str:
     placeholder, json_placeholder = _PLACEHOLDERS[backend]
-    one = ", ".join(json_placeholder if c in _JSON_COLUMNS else placeholder for c in _COLUMNS)
+    one = ", ".join(json_placeholder if c in JSON_COLUMNS else placeholder for c in COLUMNS)
     values = ", ".join([f"({one})"] * rows)
     return (
-        f"INSERT INTO {table.name} ({', '.join(_COLUMNS)}) VALUES {values} "
+        f"INSERT INTO {table.name} ({', '.join(COLUMNS)}) VALUES {values} "
         "ON CONFLICT (id) DO NOTHING"
     )
 
 
 Values = tuple[Any, ...]
-
-
-def row_values(row: dict[str, Any]) -> Values:
-    """A row as the INSERT's parameters, JSON serialised: only strings and numbers, so
-    that a queued row is nothing the garbage collector has to look at."""
-    return tuple(orjson.dumps(row[c]).decode() if c in _JSON_COLUMNS else row[c] for c in _COLUMNS)
 
 
 def _parts(rows: list[Values]) -> Iterator[list[Values]]:

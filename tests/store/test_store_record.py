@@ -1,0 +1,75 @@
+"""From a finished call to the row the writer inserts (``store/record.py``)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from switchyard.sink import StoredCall
+from switchyard.store.queries import COLUMNS
+from switchyard.store.record import MalformedRecord, record_of, row_values
+
+REQUEST = {
+    "model": "openai/gpt-x",
+    "messages": [{"role": "user", "content": "hi"}],
+    "metadata": {"team": "a"},
+    "temperature": 0.5,
+}
+
+
+def column(values: tuple[object, ...], name: str) -> object:
+    return values[COLUMNS.index(name)]
+
+
+def answer(completion_id: str = "chatcmpl-ours") -> bytes:
+    # Keys in an order orjson would not choose: the stored text must be this text.
+    return (
+        b'{"object":"chat.completion","id":"' + completion_id.encode() + b'","choices":'
+        b'[{"index":0,"message":{"role":"assistant","content":"h\\u00e9"},'
+        b'"finish_reason":"stop"}],  "model":"openai/gpt-x"}'
+    )
+
+
+def test_an_answer_is_stored_as_the_text_the_client_got_under_its_id() -> None:
+    call = StoredCall(
+        orjson.dumps(REQUEST),
+        "openai",
+        1.5,
+        2.0,
+        completion=answer(),
+        completion_id="chatcmpl-ours",
+    )
+    values = row_values(record_of(call))
+    assert column(values, "id") == "chatcmpl-ours"
+    assert column(values, "completion") == answer().decode()
+    assert column(values, "model") == "openai/gpt-x"
+    assert orjson.loads(str(column(values, "input_messages"))) == REQUEST["messages"]
+    assert orjson.loads(str(column(values, "request"))) == {"temperature": 0.5}
+    assert orjson.loads(str(column(values, "metadata"))) == {"team": "a"}
+    assert column(values, "created_us") == 1_500_000
+    assert column(values, "streamed") is False
+
+
+def test_an_answer_given_without_our_id_is_stored_under_the_id_it_holds() -> None:
+    call = StoredCall(REQUEST, "openai", 1.0, 2.0, completion=answer("chatcmpl-theirs"))
+    assert row_values(record_of(call))[0] == "chatcmpl-theirs"
+
+
+def test_a_parsed_answer_without_an_id_gets_the_id_it_is_stored_under() -> None:
+    completion = {"object": "chat.completion", "choices": []}
+    values = row_values(record_of(StoredCall(REQUEST, "openai", 1.0, 2.0, completion=completion)))
+    stored = orjson.loads(str(column(values, "completion")))
+    assert stored["id"] == values[0] and str(values[0]).startswith("chatcmpl-")
+
+
+@pytest.mark.parametrize("text", [b"", b"[1, 2]", b"not json"])
+def test_an_answer_that_is_not_a_json_object_is_refused(text: bytes) -> None:
+    call = StoredCall(REQUEST, "openai", 1.0, 2.0, completion=text, completion_id="chatcmpl-1")
+    with pytest.raises(MalformedRecord):
+        row_values(record_of(call))
+
+
+def test_a_request_that_is_not_a_json_object_is_refused() -> None:
+    call = StoredCall(b"[]", "openai", 1.0, 2.0, completion=answer(), completion_id="c")
+    with pytest.raises(MalformedRecord, match="request"):
+        row_values(record_of(call))
