@@ -16,9 +16,9 @@ class StoredCall:
     The handler passes what it already has as bytes: the ``request`` as the client
     sent it, and the ``completion`` JSON the client got or, for a stream, its SSE
     ``events`` (already carrying our id). Parsed forms (dicts, a stream's ``chunks``)
-    are accepted too; the store serialises them once. A ``completion`` given as bytes
-    is stored as it is, unchecked, so it must be the JSON object the client got, and
-    ``completion_id`` the id it holds.
+    are accepted too; the store serialises them once. A whole answer is stored under
+    the id inside it (the one the client got); as the very bytes given when that id is
+    ``completion_id``.
     """
 
     request: dict[str, Any] | bytes

@@ -22,7 +22,7 @@ def column(values: tuple[object, ...], name: str) -> object:
 
 
 def answer(completion_id: str = "chatcmpl-ours") -> bytes:
-    # Keys in an order orjson would not choose: the stored text must be this text.
+    # Spacing and an escape orjson would not write: the stored text must be this text.
     return (
         b'{"object":"chat.completion","id":"' + completion_id.encode() + b'","choices":'
         b'[{"index":0,"message":{"role":"assistant","content":"h\\u00e9"},'
@@ -50,9 +50,34 @@ def test_an_answer_is_stored_as_the_text_the_client_got_under_its_id() -> None:
     assert column(values, "streamed") is False
 
 
-def test_an_answer_given_without_our_id_is_stored_under_the_id_it_holds() -> None:
-    call = StoredCall(REQUEST, "openai", 1.0, 2.0, completion=answer("chatcmpl-theirs"))
-    assert row_values(record_of(call))[0] == "chatcmpl-theirs"
+@pytest.mark.parametrize("given", [None, "chatcmpl-other"])
+def test_an_answer_is_stored_under_the_id_it_holds_whatever_id_came_with_it(
+    given: str | None,
+) -> None:
+    call = StoredCall(
+        REQUEST, "openai", 1.0, 2.0, completion=answer("chatcmpl-theirs"), completion_id=given
+    )
+    values = row_values(record_of(call))
+    assert values[0] == "chatcmpl-theirs"
+    assert orjson.loads(str(column(values, "completion"))) == orjson.loads(
+        answer("chatcmpl-theirs")
+    )
+
+
+def test_an_answer_without_an_id_is_stored_with_the_id_of_its_row() -> None:
+    text = b'{"object": "chat.completion", "choices": []}'
+    call = StoredCall(REQUEST, "openai", 1.0, 2.0, completion=text, completion_id="chatcmpl-1")
+    values = row_values(record_of(call))
+    assert values[0] == "chatcmpl-1"
+    assert orjson.loads(str(column(values, "completion")))["id"] == "chatcmpl-1"
+
+
+def test_a_parsed_answer_keeps_its_own_id() -> None:
+    completion = {"id": 7, "object": "chat.completion", "choices": []}
+    call = StoredCall(REQUEST, "openai", 1.0, 2.0, completion=completion, completion_id="c-2")
+    values = row_values(record_of(call))
+    assert values[0] == "7"
+    assert orjson.loads(str(column(values, "completion")))["id"] == 7
 
 
 def test_a_parsed_answer_without_an_id_gets_the_id_it_is_stored_under() -> None:
@@ -62,10 +87,19 @@ def test_a_parsed_answer_without_an_id_gets_the_id_it_is_stored_under() -> None:
     assert stored["id"] == values[0] and str(values[0]).startswith("chatcmpl-")
 
 
-@pytest.mark.parametrize("text", [b"", b"[1, 2]", b"not json"])
-def test_an_answer_that_is_not_a_json_object_is_refused(text: bytes) -> None:
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (b"", "not JSON"),
+        (b"not json", "not JSON"),
+        (b'{"id":"chatcmpl-1"', "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"id":"chatcmpl-1","x":"\xff"}', "not JSON"),
+    ],
+)
+def test_an_answer_that_is_not_a_json_object_is_refused(text: bytes, why: str) -> None:
     call = StoredCall(REQUEST, "openai", 1.0, 2.0, completion=text, completion_id="chatcmpl-1")
-    with pytest.raises(MalformedRecord):
+    with pytest.raises(MalformedRecord, match=why):
         row_values(record_of(call))
 
 

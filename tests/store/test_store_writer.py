@@ -352,7 +352,7 @@ async def test_a_completion_that_cannot_be_stored_costs_only_itself(
     await store.close()
     assert count_rows(store.db) == 2
     assert snap.added("STORE_DROPPED") == 1
-    assert "not stored (malformed completion)" in caplog.text
+    assert "cannot convert a completion of fake: the answer is not a JSON object" in caplog.text
 
 
 async def test_batches_fit_an_old_sqlite_bound_parameter_limit(url: str) -> None:

@@ -3,8 +3,8 @@
 A handler hands over the bytes it already has (the client's request as sent, the
 answer as the client got it: a JSON object, or a stream's SSE events), so the request
 path serialises nothing twice and parses nothing for the store. The writer (in its own
-process by default) parses the request and assembles a stream's events; a whole answer
-goes into its row as it is. A record is a flat tuple of bytes,
+process by default) parses the request and assembles a stream's events; the handler's
+whole answer goes into its row as it is. A record is a flat tuple of bytes,
 strings and numbers: cheap to marshal, and nothing the garbage collector traverses
 while it waits in the queue (bench/NOTES.md, section 7).
 """
@@ -40,18 +40,21 @@ def record_of(call: StoredCall) -> Record:
     completion = call.completion
     streamed = completion is None
     our_id = call.completion_id
-    if completion is not None:
-        # A whole answer is stored under the id it holds, unparsed by the writer.
-        if isinstance(completion, bytes):
-            answer = completion
-            our_id = our_id or _answer_id(completion)
+    if isinstance(completion, dict):
+        # The id inside the answer is the one the client saw: it names the row.
+        if completion.get("id"):
+            our_id = str(completion["id"])
+            completion = orjson.dumps(completion)
         else:
-            our_id = _answer_id(completion) or our_id or new_completion_id()
-            answer = orjson.dumps({**completion, "id": our_id})
-    elif call.events is not None:
+            our_id = our_id or new_completion_id()
+            completion = orjson.dumps({**completion, "id": our_id})
+    if completion is None:
         answer = call.events
+        if answer is None:
+            answer = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in call.chunks or ())
     else:
-        answer = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in call.chunks or ())
+        # Bytes as they are; anything else as its JSON, which the writer refuses, saying why.
+        answer = completion if isinstance(completion, bytes) else orjson.dumps(completion)
     # Plain str and float: a subclass (an enum's str, numpy's float) would not marshal.
     return (
         request,
@@ -68,16 +71,6 @@ def record_of(call: StoredCall) -> Record:
     )
 
 
-def _answer_id(completion: dict[str, Any] | bytes) -> str | None:
-    if isinstance(completion, bytes):
-        try:
-            completion = orjson.loads(completion)
-        except orjson.JSONDecodeError:
-            return None  # the writer reports it as malformed
-    answer_id = completion.get("id") if isinstance(completion, dict) else None
-    return None if answer_id is None else str(answer_id)
-
-
 def row_values(record: Record) -> Values:
     """The INSERT's parameters for ``record`` (in ``COLUMNS`` order); MalformedRecord if
     it has none.
@@ -85,34 +78,27 @@ def row_values(record: Record) -> Values:
     A stored completion is what the client got (our id, the model id it sent), plus
     ``metadata`` and ``input_messages`` (as Llama Stack returns them) and what only we
     know: the provider, the provider's own completion id, timings, whether it streamed.
-    A whole answer is stored as the very JSON text the client got, unparsed: parsing
-    and serialising it again was a third of the writer's CPU per row (bench/NOTES.md,
-    section 20). Only a stream's events are parsed, to assemble its completion.
     """
     request_raw, answer, provider_id, started, finished, upstream_id, streamed, caller, our_id = (
         record
     )
     try:
         request = orjson.loads(request_raw)
-        if streamed:
-            completion = _assembled(answer, our_id)
-            completion_text = orjson.dumps(completion).decode()
-        elif answer[:1] == b"{":
-            completion, completion_text = None, answer.decode()
-        else:
-            raise MalformedRecord("the answer is not a JSON object")
+        row_id, completion_text, completion = _completion(answer, streamed, our_id)
+    except MalformedRecord:
+        raise
     except orjson.JSONDecodeError as err:
         raise MalformedRecord(f"not JSON: {err}") from None
     except (AttributeError, TypeError, KeyError, ValueError) as err:
-        raise MalformedRecord(f"a stream that cannot be assembled: {err!r}") from None
+        raise MalformedRecord(f"an answer that cannot be made a completion: {err!r}") from None
     if not isinstance(request, dict):
         raise MalformedRecord("the request is not a JSON object")
     messages = request.get("messages")
     metadata = request.get("metadata")
-    model = request.get("model") or (completion or {}).get("model") or ""
+    model = request.get("model") or completion.get("model") or ""
     rest = {k: v for k, v in request.items() if k not in _REQUEST_OWN_COLUMNS}
     return (
-        str(completion["id"]) if completion is not None else our_id,
+        row_id,
         int(started * 1_000_000),
         int(finished * 1_000_000),
         str(model),
@@ -127,11 +113,27 @@ def row_values(record: Record) -> Values:
     )
 
 
-def _assembled(answer: bytes, our_id: str) -> dict[str, Any]:
-    completion = assemble(_events(answer))
+def _completion(answer: bytes, streamed: bool, our_id: str) -> tuple[str, str, dict[str, Any]]:
+    """The row's id, its completion as JSON text, and the completion.
+
+    A whole answer holding the record's id (the handler's, always) goes in as the very
+    text the client got: it is parsed, to be sure it is a JSON object, but not
+    serialised again, nor made into a row by way of a dict (a quarter of the writer's
+    instructions per row; bench/NOTES.md, section 20). Otherwise (a stream's events, an
+    answer under another id or none) the row takes the id inside it, the one its client
+    saw, and the completion is serialised from what was parsed.
+    """
+    if streamed:
+        completion = assemble(_events(answer))
+    else:
+        completion = orjson.loads(answer)
+        if not isinstance(completion, dict):
+            raise MalformedRecord("the answer is not a JSON object")
+        if completion.get("id") == our_id:
+            return our_id, answer.decode(), completion
     if not completion.get("id"):
         completion["id"] = our_id  # a stream that ended before its first chunk
-    return completion
+    return str(completion["id"]), orjson.dumps(completion).decode(), completion
 
 
 def _events(raw: bytes) -> list[Any]:
