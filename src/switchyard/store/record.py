@@ -118,7 +118,7 @@ def _completion(answer: bytes, streamed: bool, our_id: str) -> tuple[str, str, d
 
     A whole answer holding the record's id (the handler's, always) goes in as the very
     text the client got: it is parsed, to be sure it is a JSON object, but not
-    serialised again, nor made into a row by way of a dict (a quarter of the writer's
+    serialised again, nor made into a row by way of a dict (17% of the writer's
     instructions per row; bench/NOTES.md, section 20). Otherwise (a stream's events, an
     answer under another id or none) the row takes the id inside it, the one its client
     saw, and the completion is serialised from what was parsed.
