@@ -274,7 +274,7 @@ def test_rate_limits_pass_the_providers_retry_after(server: ServerHandle) -> Non
     assert response.headers["retry-after"] == "7"
 
 
-@pytest.mark.parametrize("model", ["up/break-stream", "up/cut-stream"])
+@pytest.mark.parametrize("model", ["up/break-stream", "up/break-batch", "up/cut-stream"])
 def test_errors_after_the_first_byte_end_the_stream_with_an_error_event(
     server: ServerHandle, model: str
 ) -> None:

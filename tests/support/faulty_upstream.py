@@ -4,6 +4,7 @@ ok            a normal chat completion / stream / embedding
 status-NNN    answers HTTP NNN with an OpenAI-shaped error body
 slow          answers after ``slow_seconds`` (for timeouts)
 break-stream  streams one chunk, then an error event
+break-batch   the same in one write, so that the chunk and the error arrive together
 cut-stream    streams one chunk, then drops the connection
 endless       streams a chunk every 20 ms for 10 s
 silent-stream sends the headers, then only SSE comments (no event) for 10 s
@@ -19,6 +20,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 from tests.support.threaded_app import ThreadedApp
+
+_ERROR_EVENT = b'data: {"error": {"message": "model crashed"}}\n\n'
 
 
 def _chunk(model: str, content: str, finish: str | None = None) -> bytes:
@@ -78,8 +81,8 @@ class FaultyUpstream(ThreadedApp):
         return response
 
     async def _models(self, request: web.Request) -> web.Response:
-        names = ["ok", "slow", "break-stream", "cut-stream", "endless", "silent-stream", "flaky"]
-        names.append("text-embed")
+        names = ["ok", "slow", "break-stream", "break-batch", "cut-stream", "endless"]
+        names += ["silent-stream", "flaky", "text-embed"]
         data = [{"id": n, "object": "model", "created": 1, "owned_by": "test"} for n in names]
         return web.json_response({"object": "list", "data": data})
 
@@ -120,9 +123,12 @@ class FaultyUpstream(ThreadedApp):
         await response.prepare(request)
         if model == "silent-stream":
             return await self._endless(response, b": still thinking\n\n")
+        if model == "break-batch":
+            await response.write(_chunk(model, "first") + _ERROR_EVENT)
+            return response
         await response.write(_chunk(model, "first"))
         if model == "break-stream":
-            await response.write(b'data: {"error": {"message": "model crashed"}}\n\n')
+            await response.write(_ERROR_EVENT)
             return response
         if model == "endless":
             return await self._endless(response, _chunk(model, "more"))

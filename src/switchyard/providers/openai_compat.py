@@ -143,19 +143,40 @@ class OpenAICompatProvider:
             )
         return payload
 
-    async def _events(self, response: UpstreamResponse) -> AsyncIterator[JSON]:
+    async def _events(self, response: UpstreamResponse) -> AsyncIterator[list[JSON]]:
+        """The stream's chunks, a list per read: what arrived together is relayed
+        together, each read as soon as it arrives (one write for a read's events, not
+        one each; bench/NOTES.md, section 22)."""
         parser = SSEParser()
         # aclosing: the connection goes back to the pool (or is closed, if the client
         # left early) now, not when the garbage collector finds the iterator.
         async with contextlib.aclosing(response.aiter_bytes()) as body:
-            async for chunk in body:
-                for data in parser.feed(chunk):
-                    if data == DONE:
-                        return
-                    yield self._event(data)
-        for data in parser.flush():
-            if data != DONE:
-                yield self._event(data)
+            async for data in body:
+                chunks, ended, error = self._chunks(parser.feed(data))
+                if chunks:
+                    yield chunks
+                if error is not None:
+                    raise error
+                if ended:
+                    return
+        chunks, _, error = self._chunks(parser.flush())
+        if chunks:
+            yield chunks
+        if error is not None:
+            raise error
+
+    def _chunks(self, payloads: list[bytes]) -> tuple[list[JSON], bool, UpstreamError | None]:
+        """The chunks of ``payloads`` up to ``[DONE]``, whether the stream ended, and the
+        error of an event that failed: raised once the chunks before it are relayed."""
+        chunks: list[JSON] = []
+        for data in payloads:
+            if data == DONE:
+                return chunks, True, None
+            try:
+                chunks.append(self._event(data))
+            except UpstreamError as err:
+                return chunks, True, err
+        return chunks, False, None
 
     def _event(self, data: bytes) -> JSON:
         event = self._decode(data)
@@ -183,14 +204,14 @@ class OpenAICompatProvider:
     async def chat(self, body: JSON) -> JSON:
         return await self._json("/chat/completions", self.prepare_chat(body))
 
-    async def chat_stream(self, body: JSON) -> AsyncIterator[JSON]:
+    async def chat_stream(self, body: JSON) -> AsyncIterator[list[JSON]]:
         response = await self._send("POST", "/chat/completions", self.prepare_chat(body), True)
         return self._events(response)
 
     async def completions(self, body: JSON) -> JSON:
         return await self._json("/completions", self.prepare_completions(body))
 
-    async def completions_stream(self, body: JSON) -> AsyncIterator[JSON]:
+    async def completions_stream(self, body: JSON) -> AsyncIterator[list[JSON]]:
         response = await self._send("POST", "/completions", self.prepare_completions(body), True)
         return self._events(response)
 

@@ -96,13 +96,13 @@ class SentenceTransformersProvider:
     async def chat(self, body: JSON) -> JSON:
         raise self._only_embeddings("chat completions")
 
-    async def chat_stream(self, body: JSON) -> AsyncIterator[JSON]:
+    async def chat_stream(self, body: JSON) -> AsyncIterator[list[JSON]]:
         raise self._only_embeddings("chat completions")
 
     async def completions(self, body: JSON) -> JSON:
         raise self._only_embeddings("completions")
 
-    async def completions_stream(self, body: JSON) -> AsyncIterator[JSON]:
+    async def completions_stream(self, body: JSON) -> AsyncIterator[list[JSON]]:
         raise self._only_embeddings("completions")
 
     def _only_embeddings(self, what: str) -> UnsupportedParameterError:

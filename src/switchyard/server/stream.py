@@ -1,7 +1,8 @@
 """Relaying a provider's chunks to the client as Server-Sent Events.
 
 Each chunk is parsed once (by the provider), gets the client's model id (and our
-completion id), and is written as soon as it arrives: nothing is buffered. An error
+completion id), and is written as soon as it arrives: nothing is buffered. Chunks that
+arrive together (one read from the provider) are written together. An error
 after the first byte cannot change the status any more, so it becomes one final
 ``data: {"error": ...}`` event, which the openai SDK raises as an APIError.
 """
@@ -34,7 +35,7 @@ class Tap:
 
 
 async def relay(
-    chunks: AsyncIterator[dict[str, Any]],
+    chunks: AsyncIterator[list[dict[str, Any]]],
     overrides: dict[str, Any],
     tap: Tap | None = None,
     on_complete: Callable[[], Awaitable[None]] | None = None,
@@ -42,18 +43,11 @@ async def relay(
     """SSE bytes for ``chunks``. ``on_complete`` runs after the last chunk and before
     ``[DONE]``, so a store that writes synchronously has the row before the client
     hears the stream is over."""
-    dumps = orjson.dumps
     completed = False
     try:
-        async for chunk in chunks:
-            if tap is not None and not tap.provider_completion_id:
-                # The first id given (Azure's first chunk has an empty one), before ours.
-                tap.provider_completion_id = chunk.get("id")
-            chunk.update(overrides)
-            event = b"data: " + dumps(chunk) + b"\n\n"
-            if tap is not None:
-                tap.events.append(event)
-            yield event
+        async for batch in chunks:
+            if batch:
+                yield _events(batch, overrides, tap)
         if on_complete is not None:
             await on_complete()
         completed = True
@@ -71,3 +65,17 @@ async def relay(
         closer = getattr(chunks, "aclose", None)
         if closer is not None:
             await closer()
+
+
+def _events(chunks: list[dict[str, Any]], overrides: dict[str, Any], tap: Tap | None) -> bytes:
+    """The SSE events of chunks that arrived together, as one piece."""
+    events = []
+    for chunk in chunks:
+        if tap is not None and not tap.provider_completion_id:
+            # The first id given (Azure's first chunk has an empty one), before ours.
+            tap.provider_completion_id = chunk.get("id")
+        chunk.update(overrides)
+        events.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    if tap is not None:
+        tap.events.extend(events)
+    return events[0] if len(events) == 1 else b"".join(events)
