@@ -82,7 +82,7 @@ class Provider(Protocol):
     async def chat_stream(self, body: JSON) -> AsyncIterator[list[JSON]]:
         """Sends the request and checks its status, so that a refusal is raised before
         the client sees a byte; then returns the chunks, a list of those that arrived
-        together at a time."""
+        together at a time (a provider yielding one chunk at a time still works)."""
         ...
 
     async def completions(self, body: JSON) -> JSON: ...

@@ -165,7 +165,7 @@ class OpenAICompatProvider:
         if error is not None:
             raise error
 
-    def _chunks(self, payloads: list[bytes]) -> tuple[list[JSON], bool, UpstreamError | None]:
+    def _chunks(self, payloads: list[bytes]) -> tuple[list[JSON], bool, Exception | None]:
         """The chunks of ``payloads`` up to ``[DONE]``, whether the stream ended, and the
         error of an event that failed: raised once the chunks before it are relayed."""
         chunks: list[JSON] = []
@@ -174,7 +174,7 @@ class OpenAICompatProvider:
                 return chunks, True, None
             try:
                 chunks.append(self._event(data))
-            except UpstreamError as err:
+            except Exception as err:  # raised by _events, once the chunks before it are out
                 return chunks, True, err
         return chunks, False, None
 

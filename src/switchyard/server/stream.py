@@ -35,7 +35,7 @@ class Tap:
 
 
 async def relay(
-    chunks: AsyncIterator[list[dict[str, Any]]],
+    chunks: AsyncIterator[list[dict[str, Any]]] | AsyncIterator[dict[str, Any]],
     overrides: dict[str, Any],
     tap: Tap | None = None,
     on_complete: Callable[[], Awaitable[None]] | None = None,
@@ -46,8 +46,9 @@ async def relay(
     completed = False
     try:
         async for batch in chunks:
+            # A dict: a plugin provider written for one chunk at a time.
             if batch:
-                yield _events(batch, overrides, tap)
+                yield _sse([batch] if isinstance(batch, dict) else batch, overrides, tap)
         if on_complete is not None:
             await on_complete()
         completed = True
@@ -67,7 +68,7 @@ async def relay(
             await closer()
 
 
-def _events(chunks: list[dict[str, Any]], overrides: dict[str, Any], tap: Tap | None) -> bytes:
+def _sse(chunks: list[dict[str, Any]], overrides: dict[str, Any], tap: Tap | None) -> bytes:
     """The SSE events of chunks that arrived together, as one piece."""
     events = []
     for chunk in chunks:

@@ -1,0 +1,43 @@
+"""Relaying a provider's chunks as SSE (``server/stream.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from switchyard.server.stream import DONE_EVENT, Tap, relay
+
+OURS = {"id": "chatcmpl-ours", "model": "up/m"}
+
+
+def chunk(n: int) -> dict[str, Any]:
+    return {"id": "up-1", "model": "m", "choices": [{"index": 0, "delta": {"content": str(n)}}]}
+
+
+def event(n: int) -> bytes:
+    return b"data: " + orjson.dumps({**chunk(n), **OURS}) + b"\n\n"
+
+
+async def reads(*batches: Any) -> AsyncIterator[Any]:
+    for batch in batches:
+        yield batch
+
+
+async def relayed(chunks: AsyncIterator[Any], tap: Tap | None = None) -> list[bytes]:
+    return [piece async for piece in relay(chunks, dict(OURS), tap)]
+
+
+async def test_the_chunks_of_one_read_go_out_as_one_piece() -> None:
+    tap = Tap()
+    pieces = await relayed(reads([chunk(1), chunk(2)], [], [chunk(3)]), tap)
+    assert pieces == [event(1) + event(2), event(3), DONE_EVENT]
+    assert b"".join(tap.events) == event(1) + event(2) + event(3)
+    assert tap.provider_completion_id == "up-1"
+
+
+async def test_a_provider_yielding_one_chunk_at_a_time_is_relayed_too() -> None:
+    # A plugin provider written before streams came in lists.
+    pieces = await relayed(reads(chunk(1), chunk(2)))
+    assert pieces == [event(1), event(2), DONE_EVENT]
