@@ -8,11 +8,13 @@ import time
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from tests.store.helpers import call, make_store
 
 from switchyard.errors import InvalidRequestError, NotFoundError
 from switchyard.sink import StoredCall
 from switchyard.store import InferenceStore, ListQuery
+from switchyard.store.failures import is_transient
 from switchyard.store.queries import count_rows, insert_rows
 from switchyard.store.record import record_of, row_values
 
@@ -249,3 +251,19 @@ async def test_a_batch_of_any_size_is_written_whole_and_exactly_once(
     first = await store.get_completion(rows[0][0])
     sent = calls[0].completion
     assert isinstance(sent, dict) and first["choices"] == sent["choices"]
+
+
+async def test_a_refused_batch_leaves_no_row_and_the_next_one_goes_in(
+    store: InferenceStore,
+) -> None:
+    # The writer's transaction runs on the driver itself: what the database refuses
+    # must still come out as SQLAlchemy's error (told apart as not worth a retry),
+    # undo the whole batch, and leave the writer a connection that works.
+    good = row_values(record_of(call(1)))
+    broken = (None, *good[1:])  # no id: NOT NULL
+    with pytest.raises(sa.exc.IntegrityError) as refused:
+        await asyncio.to_thread(insert_rows, store.db, [good, broken])
+    assert not is_transient(refused.value)
+    assert count_rows(store.db) == 0
+    await asyncio.to_thread(insert_rows, store.db, [good])
+    assert count_rows(store.db) == 1

@@ -24,6 +24,7 @@ from switchyard import metrics
 from switchyard.sink import StoredCall
 from switchyard.store import StoreUnavailableError, backends, batch, spill, writer
 from switchyard.store.engine import Database
+from switchyard.store.failures import is_transient
 from switchyard.store.queries import count_rows, insert_rows
 from switchyard.store.record import record_of, row_values
 
@@ -390,6 +391,27 @@ async def test_rows_are_written_by_a_process_of_their_own(url: str) -> None:
     finally:
         await store.close()
     assert child.returncode == 0  # it ended when the worker closed its input
+
+
+async def test_a_locked_database_is_a_failure_worth_retrying(url: str) -> None:
+    store = await make_store(url)
+    db = store.db
+    blocker = sqlite3.connect(db.sqlite_path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        writer_dbapi = db.writer_connection().connection.dbapi_connection
+        assert writer_dbapi is not None
+        writer_dbapi.execute("PRAGMA busy_timeout = 50")
+        rows = [row_values(record_of(call(1)))]
+        with pytest.raises(sa.exc.OperationalError, match="locked") as locked:
+            await asyncio.to_thread(insert_rows, db, rows)
+        assert is_transient(locked.value)
+        blocker.execute("ROLLBACK")
+        await asyncio.to_thread(insert_rows, db, rows)  # on a fresh connection
+        assert count_rows(db) == 1
+    finally:
+        blocker.close()
+        await store.close()
 
 
 @pytest.mark.usefixtures("fast_retries")

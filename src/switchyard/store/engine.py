@@ -14,6 +14,8 @@ seconds (and it is retried) rather than holding the writer thread.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,44 @@ class Database:
         if self._writer is None or self._writer.closed or self._writer.invalidated:
             self._writer = self.writes.connect()
         return self._writer
+
+    @contextlib.contextmanager
+    def writer_transaction(self) -> Iterator[Any]:
+        """A cursor of the writer's connection, in one transaction committed on exit.
+
+        The driver's own (sqlite3, psycopg) cursor and commit: SQLAlchemy's begin,
+        execute and commit around them cost as much as a one-row insert itself (66 ->
+        35 us per one-row batch on SQLite; bench/NOTES.md, section 23). A driver error
+        comes out wrapped as SQLAlchemy would wrap it (``OperationalError`` and so on),
+        so that it is told apart as from any other query, and the connection is dropped:
+        the next batch starts on a fresh one."""
+        dbapi_connection = self.writer_connection().connection.dbapi_connection
+        assert dbapi_connection is not None
+        dialect = self.writes.dialect
+        cursor = dbapi_connection.cursor()
+        try:
+            if self.is_sqlite:
+                # The connection is in autocommit mode (engine events below): the write
+                # lock is taken up front, as SQLAlchemy's begin event does for other writes.
+                cursor.execute("BEGIN IMMEDIATE")
+            yield cursor
+            dbapi_connection.commit()
+        except dialect.loaded_dbapi.Error as err:
+            disconnected = dialect.is_disconnect(err, dbapi_connection, cursor)
+            with contextlib.suppress(dialect.loaded_dbapi.Error):
+                dbapi_connection.rollback()
+            self.drop_writer_connection()
+            raise sa.exc.DBAPIError.instance(
+                None,
+                None,
+                err,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=disconnected,
+                dialect=dialect,
+            ) from err
+        finally:
+            with contextlib.suppress(dialect.loaded_dbapi.Error):
+                cursor.close()
 
     def drop_writer_connection(self) -> None:
         """After a failed write: the next batch starts on a fresh connection."""
@@ -155,6 +195,10 @@ def _sqlite_engine(url: URL, begin: str, sync_commits: bool, pool_size: int) -> 
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
+        # A multi-row INSERT keeps a statement journal (to undo its rows if one fails);
+        # in a file, that was an open, write, close and unlink of a temporary file for
+        # every statement the writer ran (bench/NOTES.md, section 23).
+        cursor.execute("PRAGMA temp_store = MEMORY")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")

@@ -88,15 +88,10 @@ def _parts(rows: list[Values]) -> Iterator[list[Values]]:
 def insert_rows(db: Database, rows: list[Values]) -> None:
     """One transaction on the writer's connection; on failure that connection is dropped."""
     backend = db.url.get_backend_name()
-    connection = db.writer_connection()
-    try:
-        with connection.begin():
-            for part in _parts(rows):
-                params = tuple(value for row in part for value in row)
-                connection.exec_driver_sql(_insert_sql(backend, len(part)), params)
-    except sa.exc.SQLAlchemyError:
-        db.drop_writer_connection()
-        raise
+    with db.writer_transaction() as cursor:
+        for part in _parts(rows):
+            params = tuple(value for row in part for value in row)
+            cursor.execute(_insert_sql(backend, len(part)), params)
 
 
 def list_rows(db: Database, query: ListQuery) -> tuple[list[sa.Row[Any]], bool]:
