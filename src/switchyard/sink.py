@@ -5,19 +5,25 @@ Its own module so that the store depends on neither the server nor the providers
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+# A finished call as the handler hands it over: the bytes it already has, in one flat
+# tuple. (request JSON as the client sent it, the answer JSON as the client got it or a
+# stream's SSE events, provider id, started, finished (time.time()), the provider's
+# completion id, streamed, caller, our completion id: the id the client got.)
+Record = tuple[bytes, bytes, str, float, float, str | None, bool, str | None, str]
 
 
 @dataclass(slots=True)
 class StoredCall:
-    """A finished chat completion as the handler hands it to the store.
+    """A finished chat completion in parsed forms, for callers that have no
+    :data:`Record`'s bytes (tests, plugins).
 
-    The handler passes what it already has as bytes: the ``request`` as the client
-    sent it, and the ``completion`` JSON the client got or, for a stream, its SSE
-    ``events`` (already carrying our id). Parsed forms (dicts, a stream's ``chunks``)
-    are accepted too; the store serialises them once. A whole answer is stored under
-    the id inside it (the one the client got); as the very bytes given when that id is
+    ``request`` and ``completion`` may be bytes or dicts, a stream may be given as its
+    ``chunks``; the store serialises them once. A whole answer is stored under the id
+    inside it (the one the client got); as the very bytes given when that id is
     ``completion_id``.
     """
 
@@ -37,6 +43,11 @@ class CompletionSink(Protocol):
     """Receives every finished chat completion (the inference store implements it)."""
 
     def should_store(self, body: dict[str, Any]) -> bool: ...
+
+    def hand_over(self, record: Record) -> Awaitable[None] | None:
+        """Queue ``record``; must not raise. None when the answer need not wait for
+        it, else what to await before answering (``durability: sync``)."""
+        ...
 
     async def completion_finished(self, call: StoredCall) -> None:
         """Queue (or, with sync durability, write) the call; must not raise."""

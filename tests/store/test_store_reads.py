@@ -267,3 +267,17 @@ async def test_a_refused_batch_leaves_no_row_and_the_next_one_goes_in(
     assert count_rows(store.db) == 0
     await asyncio.to_thread(insert_rows, store.db, [good])
     assert count_rows(store.db) == 1
+
+
+async def test_a_handed_over_record_waits_only_with_sync_durability(store_url: str) -> None:
+    quick = await make_store(store_url, flush_interval=0)
+    assert quick.hand_over(record_of(call(1))) is None
+    await quick.writer.wait_all_settled()
+    assert count_rows(quick.db) == 1
+    await quick.close()
+    careful = await make_store(store_url, durability="sync")
+    waiting = careful.hand_over(record_of(call(2)))
+    assert waiting is not None
+    await waiting
+    assert count_rows(careful.db) == 2  # committed before the wait ended
+    await careful.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -16,7 +17,7 @@ from switchyard.server.http import EventStream, bytes_response, parse_json, read
 from switchyard.server.state import AppState
 from switchyard.server.stream import Tap, relay
 from switchyard.server.validation import CHAT, check_body, check_messages
-from switchyard.sink import StoredCall
+from switchyard.sink import Record
 
 # Ours, not the provider's: consumed by the inference store, never sent upstream.
 LOCAL_FIELDS = frozenset({"store", "metadata"})
@@ -47,33 +48,49 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
             tap = Tap()
 
             async def store_stream() -> None:
-                call = StoredCall(
-                    raw,
-                    entry.provider_id,
-                    started,
-                    time.time(),
-                    events=b"".join(tap.events),
-                    provider_completion_id=tap.provider_completion_id,
-                    completion_id=overrides["id"],
+                events = b"".join(tap.events)
+                upstream_id = tap.provider_completion_id
+                record = _record(
+                    raw, events, entry.provider_id, started, upstream_id, True, overrides
                 )
-                await sink.completion_finished(call)
+                waiting = sink.hand_over(record)
+                if waiting is not None:
+                    await waiting
 
             return EventStream(relay(chunks, overrides, tap, store_stream))
         result = await provider.chat(upstream)
-        provider_completion_id = result.get("id")
+        upstream_id = result.get("id")
         result.update(overrides)
         answer = orjson.dumps(result)
         if sink is not None:
-            call = StoredCall(
-                raw,
-                entry.provider_id,
-                started,
-                time.time(),
-                completion=answer,
-                provider_completion_id=provider_completion_id,
-                completion_id=overrides["id"],
-            )
-            await sink.completion_finished(call)
+            record = _record(raw, answer, entry.provider_id, started, upstream_id, False, overrides)
+            waiting = sink.hand_over(record)
+            if waiting is not None:
+                await waiting
         return bytes_response(answer)
 
     return create_chat_completion
+
+
+def _record(
+    raw: bytes,
+    answer: bytes,
+    provider_id: str,
+    started: float,
+    upstream_id: Any,
+    streamed: bool,
+    overrides: dict[str, Any],
+) -> Record:
+    """What the store keeps of a call: bytes the handler has, as they are. Not a
+    StoredCall: the fewer calls between here and the queue, the cheaper (writer.put)."""
+    return (
+        raw,
+        answer,
+        provider_id,
+        started,
+        time.time(),
+        upstream_id,
+        streamed,
+        None,
+        overrides["id"],
+    )

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from switchyard.store.batch import WriteFailed, write_records
 from switchyard.store.engine import Database
 from switchyard.store.frames import HEADER, READY, frame, frame_parts, parse
-from switchyard.store.record import Record
+from switchyard.store.record import Record, plain_record
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,10 @@ def _child_env() -> dict[str, str]:
 
 async def _exchange(child: asyncio.subprocess.Process, records: list[Record]) -> Any:
     assert child.stdin is not None and child.stdout is not None
-    header, data = frame_parts(records)
+    try:
+        header, data = frame_parts(records)
+    except ValueError:  # a value marshal does not take, from a provider's answer
+        header, data = frame_parts([plain_record(record) for record in records])
     child.stdin.write(header)
     child.stdin.write(data)
     await child.stdin.drain()

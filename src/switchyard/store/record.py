@@ -17,13 +17,11 @@ import orjson
 
 from switchyard.ids import new_completion_id
 from switchyard.recording.sse import DONE, SSEParser
-from switchyard.sink import StoredCall
+from switchyard.sink import Record, StoredCall
 from switchyard.store.assemble import assemble
 from switchyard.store.queries import Values
 
-# (request JSON, answer JSON or SSE bytes, provider id, started, finished,
-#  provider's completion id, streamed, caller, our completion id)
-Record = tuple[bytes, bytes, str, float, float, str | None, bool, str | None, str]
+__all__ = ["MalformedRecord", "Record", "plain_record", "record_id", "record_of", "row_values"]
 
 
 # Kept in their own columns, so not repeated in the stored request.
@@ -55,19 +53,38 @@ def record_of(call: StoredCall) -> Record:
     else:
         # Bytes as they are; anything else as its JSON, which the writer refuses, saying why.
         answer = completion if isinstance(completion, bytes) else orjson.dumps(completion)
-    # Plain str and float: a subclass (an enum's str, numpy's float) would not marshal.
+    return plain_record(
+        (
+            request,
+            answer,
+            call.provider_id,
+            call.started,
+            call.finished,
+            call.provider_completion_id,
+            streamed,
+            call.caller,
+            # Fixed here, once: a row made again on a retry must keep its id, so that
+            # the insert's ON CONFLICT (id) sees it as the same row.
+            our_id or new_completion_id(),
+        )
+    )
+
+
+def plain_record(record: Record) -> Record:
+    """``record`` with plain types only (str, float, bytes): what marshal takes. A
+    handler's record holds what the provider gave it as it is, and a plugin's id may
+    be a ``str`` subclass, say."""
+    request, answer, provider_id, started, finished, upstream_id, streamed, caller, our_id = record
     return (
-        request,
-        answer,
-        str(call.provider_id),
-        float(call.started),
-        float(call.finished),
-        call.provider_completion_id,
-        streamed,
-        None if call.caller is None else str(call.caller),
-        # Fixed here, once: a row made again on a retry must keep its id, so that the
-        # insert's ON CONFLICT (id) sees it as the same row.
-        our_id or new_completion_id(),
+        bytes(request),
+        bytes(answer),
+        str(provider_id),
+        float(started),
+        float(finished),
+        None if upstream_id is None else str(upstream_id),
+        bool(streamed),
+        None if caller is None else str(caller),
+        str(our_id),
     )
 
 
@@ -103,7 +120,8 @@ def row_values(record: Record) -> Values:
         int(finished * 1_000_000),
         str(model),
         provider_id,
-        upstream_id,
+        # The provider's own id as it sent it: a handler takes it unchecked.
+        None if upstream_id is None else str(upstream_id),
         caller,
         streamed,
         completion_text,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from switchyard.config import StoreConfig
 from switchyard.errors import InvalidRequestError, NotFoundError, SwitchyardError
-from switchyard.sink import StoredCall
+from switchyard.sink import Record, StoredCall
 from switchyard.store import queries
 from switchyard.store.engine import Database
 from switchyard.store.failures import is_transient
@@ -75,6 +75,11 @@ class InferenceStore:
         self.db = db
         self.config = config
         self.writer = Writer(db, config, spill_dir)
+        # The sink's hand-over, once per completion on the request's path: with async
+        # durability the writer's own put, so that nothing stands between.
+        self.hand_over: Callable[[Record], Awaitable[None] | None] = (
+            self.writer.put if config.durability == "async" else self._hand_over_sync
+        )
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="switchyard-store-read")
 
     async def open(self) -> None:
@@ -89,13 +94,17 @@ class InferenceStore:
         return wanted is True or self.config.policy == "all"
 
     async def completion_finished(self, call: StoredCall) -> None:
-        if self.config.durability == "async":
-            self.writer.submit(call)
-            return
+        record = self.writer.to_record(call)
+        waiting = None if record is None else self.hand_over(record)
+        if waiting is not None:
+            await waiting
+
+    async def _hand_over_sync(self, record: Record) -> None:
+        """Sync durability: wait (up to ``sync_timeout``) until the row is committed."""
         position: int | None = None
         try:
             async with asyncio.timeout(self.config.sync_timeout):
-                position = await self.writer.submit_waiting(call)
+                position = await self.writer.put_waiting(record)
                 if position is not None:
                     await self.writer.wait_settled(position)
         except TimeoutError:

@@ -1,6 +1,6 @@
 """The write path: a bounded queue, drained in batches, retried until written.
 
-A handler only appends its call to the queue (``submit``), as a record of the bytes
+A handler only appends its call to the queue (``put``), as a record of the bytes
 it already has; one task takes batches off it and hands each to the backend (a writer
 process by default, see ``backends``), which parses and inserts it, so the event loop
 neither waits for the database nor spends its CPU on the store. A batch that fails
@@ -15,8 +15,8 @@ a file (``spill``) that the next start writes, rather than holding the process f
 or were given up (refused, dropped), in queue order, so ``wait_settled(position)``
 serves sync durability and read-your-writes.
 
-``submit`` runs once per chat completion at full request rate, so it does as little as
-it can: one tuple, one append, a few integers. The queue is a deque, not an
+``put`` runs once per chat completion at full request rate, so it does as little as
+it can: one append, a few integers. The queue is a deque, not an
 ``asyncio.Queue`` (whose put and get are a dozen Python calls), the writer task is
 woken only when it sleeps, and the unwritten gauge is computed when scraped
 (bench/NOTES.md, section 16).
@@ -70,6 +70,7 @@ class Writer:
     def __init__(self, db: Database, config: StoreConfig, spill_dir: Path | None = None) -> None:
         self._db = db
         self._config = config
+        self._queue_size = config.queue_size
         self._spill_dir = spill_dir  # where what shutdown could not write is saved
         self._more_saved = spill_dir is not None  # files there may wait to be claimed
         self._claims = spill.Claims()
@@ -101,32 +102,34 @@ class Writer:
         self._backend.start()
         self._task = asyncio.create_task(self._run(), name="switchyard-store-writer")
 
-    def submit(self, call: StoredCall) -> int | None:
-        """Queue ``call``: its position for :meth:`wait_settled`, None if dropped."""
-        record = self._record(call)
-        if record is None:
-            return None
-        if self._closed:
-            self._drops.note(1, "store closed")
-            return None
-        size = _size(record)
+    def put(self, record: Record) -> None:
+        """Queue ``record``, or count it as dropped (queue full, store closed).
+
+        Runs once per completion on the request's path, so it is one frame that does
+        everything inline: at saturation the old way there (a StoredCall, a coroutine,
+        a conversion and four calls) cost the worker 6-10 us more per request than
+        this, though a tight loop timed it at 1.5 us (bench/NOTES.md, section 23)."""
+        size = len(record[0]) + len(record[1])
         if (
-            len(self._queue) >= self._config.queue_size
+            self._closed
+            or len(self._queue) >= self._queue_size
             or self._queued_bytes + size > MAX_QUEUED_BYTES
         ):
-            self._drops.note(1, "queue full")
-            return None
-        return self._append(record, size)
+            self._drops.note(1, "store closed" if self._closed else "queue full")
+            return
+        self._queue.append(record)
+        self._queued_bytes += size
+        self.accepted += 1
+        if self._waiter is not None:
+            self._wake_writer()
 
-    async def submit_waiting(self, call: StoredCall) -> int | None:
-        """Like :meth:`submit`, but wait for room in the queue (bound it with a timeout)."""
-        record = self._record(call)
-        if record is None:
-            return None
+    async def put_waiting(self, record: Record) -> int | None:
+        """Queue ``record`` once the queue has room (bound it with a timeout): its
+        position for :meth:`wait_settled`, None if the store is closed."""
         if self._closed:
             self._drops.note(1, "store closed")
             return None
-        while len(self._queue) >= self._config.queue_size:
+        while len(self._queue) >= self._queue_size:
             self._room.clear()
             await self._room.wait()
         return self._append(record, _size(record))
@@ -144,7 +147,8 @@ class Writer:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _record(self, call: StoredCall) -> Record | None:
+    def to_record(self, call: StoredCall) -> Record | None:
+        """The record of a call in parsed forms; None (counted as dropped) if it has none."""
         try:
             return record_of(call)
         except TypeError:  # parsed fields that are not JSON (a bug upstream of the store)
@@ -163,7 +167,7 @@ class Writer:
             await self._progress.wait_for(lambda: self.settled >= position)
 
     async def wait_all_settled(self) -> None:
-        """Wait until every call handed over so far, by any ``submit``, is settled."""
+        """Wait until every call handed over so far, by ``put`` or ``put_waiting``, is settled."""
         await self.wait_settled(self.accepted)
 
     async def close(self) -> None:
