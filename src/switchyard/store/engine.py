@@ -83,8 +83,9 @@ class Database:
         """A cursor of the writer's connection, in one transaction committed on exit.
 
         The driver's own (sqlite3, psycopg) cursor and commit: SQLAlchemy's begin,
-        execute and commit around them cost as much as a one-row insert itself (66 ->
-        35 us per one-row batch on SQLite; bench/NOTES.md, section 23). A driver error
+        execute and commit around them cost as much as a one-row insert itself (a
+        one-row batch on SQLite: 66 us through them, 44 us this way; bench/NOTES.md,
+        section 23). A driver error
         comes out wrapped as SQLAlchemy would wrap it (``OperationalError`` and so on),
         so that it is told apart as from any other query, and the connection is dropped:
         the next batch starts on a fresh one."""
