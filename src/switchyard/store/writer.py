@@ -16,7 +16,7 @@ or were given up (refused, dropped), in queue order, so ``wait_settled(position)
 serves sync durability and read-your-writes.
 
 ``put`` runs once per chat completion at full request rate, so it does as little as
-it can: one append, a few integers. The queue is a list, not an
+it can: one append, a few integers. The queue is a deque, not an
 ``asyncio.Queue`` (whose put and get are a dozen Python calls), the writer task is
 woken only when it sleeps, and the unwritten gauge is computed when scraped
 (bench/NOTES.md, section 16).
@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 import weakref
-from operator import itemgetter
+from collections import deque
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -76,7 +76,7 @@ class Writer:
         self._claims = spill.Claims()
         self._losses = 0  # rows neither written nor saved (a failed save, a writer error)
         self._in_flight: Records = []
-        self._queue: Records = []
+        self._queue: deque[Record] = deque()
         self._waiter: asyncio.Future[None] | None = None  # the writer task, asleep
         self._room = asyncio.Event()  # set when a batch leaves the queue
         self._closing = False
@@ -206,7 +206,7 @@ class Writer:
                 log.exception("inference store writer failed on a batch")
                 self._drops.note(len(batch), "writer error")
                 self._losses += len(batch)
-            self._queued_bytes -= _total_size(batch)
+            self._queued_bytes -= sum(map(_size, batch))
             self._in_flight = []
             await self._settle(len(batch))
             await self._release_settled()
@@ -271,9 +271,7 @@ class Writer:
         size = len(queue) if self._past_deadline() else self._config.batch_size
         if self._lingers() and len(queue) < size:
             await asyncio.sleep(self._config.flush_interval)
-        # Slices, not a pop per record: the queue's per-record work stays in C.
-        batch = queue[:size]
-        del queue[:size]
+        batch = [queue.popleft() for _ in range(min(size, len(queue)))]
         self._room.set()
         return batch
 
@@ -375,11 +373,3 @@ STORE_UNWRITTEN.set_function(_unwritten)
 
 def _size(record: Record) -> int:
     return len(record[0]) + len(record[1])
-
-
-_REQUEST, _ANSWER = itemgetter(0), itemgetter(1)
-
-
-def _total_size(records: Records) -> int:
-    """``_size`` summed over a batch, without a Python call per record."""
-    return sum(map(len, map(_REQUEST, records))) + sum(map(len, map(_ANSWER, records)))
