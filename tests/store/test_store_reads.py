@@ -259,19 +259,23 @@ async def test_a_refused_batch_leaves_no_row_and_the_next_one_goes_in(
     # The writer's transaction runs on the driver itself: what the database refuses
     # must still come out as SQLAlchemy's error (told apart as not worth a retry),
     # undo the whole batch, and leave the writer a connection that works.
-    good = row_values(record_of(call(1)))
-    broken = (None, *good[1:])  # no id: NOT NULL
+    first, second = row_values(record_of(call(1))), row_values(record_of(call(2)))
+    no_id = (None, *first[1:])  # NOT NULL
     with pytest.raises(sa.exc.IntegrityError) as refused:
-        await asyncio.to_thread(insert_rows, store.db, [good, broken])
+        await asyncio.to_thread(insert_rows, store.db, [first, no_id])
     assert not is_transient(refused.value)
-    assert count_rows(store.db) == 0
-    await asyncio.to_thread(insert_rows, store.db, [good])
-    assert count_rows(store.db) == 1
+    # A value the driver cannot even bind (SQLite: OverflowError, not a database
+    # error): no transaction may stay open on the writer's connection either.
+    too_late = (first[0], 10**30, *first[2:])
+    with pytest.raises((OverflowError, sa.exc.DataError)):
+        await asyncio.to_thread(insert_rows, store.db, [first, too_late])
+    await asyncio.to_thread(insert_rows, store.db, [second])
+    assert count_rows(store.db) == 1  # the second batch's row alone
 
 
 async def test_a_handed_over_record_waits_only_with_sync_durability(store_url: str) -> None:
     quick = await make_store(store_url, flush_interval=0)
-    assert quick.hand_over(record_of(call(1))) is None
+    quick.hand_over(record_of(call(1)))
     await quick.writer.wait_all_settled()
     assert count_rows(quick.db) == 1
     await quick.close()

@@ -393,24 +393,6 @@ async def test_rows_are_written_by_a_process_of_their_own(url: str) -> None:
     assert child.returncode == 0  # it ended when the worker closed its input
 
 
-class ProviderId(str):
-    """What a plugin provider might hand back as its completion's id."""
-
-
-async def test_a_record_holding_what_marshal_refuses_is_still_written(url: str) -> None:
-    # A handler hands over the provider's own id unchecked; the batch it is in must not
-    # fail on its way to the writer process.
-    store = await make_store(url, flush_interval=0)
-    try:
-        record = record_of(call(1))
-        assert store.hand_over((*record[:5], ProviderId("prov-1"), *record[6:])) is None
-        await store.writer.wait_all_settled()
-        stored = await store.get_completion("chatcmpl-test-000001")
-        assert stored["switchyard"]["provider_completion_id"] == "prov-1"
-    finally:
-        await store.close()
-
-
 async def test_a_locked_database_is_a_failure_worth_retrying(url: str) -> None:
     store = await make_store(url)
     db = store.db

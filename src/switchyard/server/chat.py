@@ -82,7 +82,11 @@ def _record(
     overrides: dict[str, Any],
 ) -> Record:
     """What the store keeps of a call: bytes the handler has, as they are. Not a
-    StoredCall: the fewer calls between here and the queue, the cheaper (writer.put)."""
+    StoredCall: the fewer calls between here and the queue, the cheaper (writer.put).
+    The provider's id is made a plain str, as the record's marshal needs (a plugin's
+    provider may give anything)."""
+    if upstream_id is not None and type(upstream_id) is not str:
+        upstream_id = str(upstream_id)
     return (
         raw,
         answer,

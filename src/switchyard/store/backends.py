@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from switchyard.store.batch import WriteFailed, write_records
 from switchyard.store.engine import Database
 from switchyard.store.frames import HEADER, READY, frame, frame_parts, parse
-from switchyard.store.record import Record, plain_record
+from switchyard.store.record import Record
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +160,7 @@ def _child_env() -> dict[str, str]:
 
 async def _exchange(child: asyncio.subprocess.Process, records: list[Record]) -> Any:
     assert child.stdin is not None and child.stdout is not None
-    try:
-        header, data = frame_parts(records)
-    except ValueError:  # a value marshal does not take, from a provider's answer
-        header, data = frame_parts([plain_record(record) for record in records])
+    header, data = frame_parts(records)
     child.stdin.write(header)
     child.stdin.write(data)
     await child.stdin.drain()

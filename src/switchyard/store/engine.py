@@ -32,6 +32,7 @@ PG_CONNECT_TIMEOUT_S = 5
 PG_STATEMENT_TIMEOUT_MS = 30_000
 PG_TCP_USER_TIMEOUT_MS = 20_000
 DEFAULT_FILE = "switchyard.db"
+WRITE_BEGIN = "BEGIN IMMEDIATE"  # SQLite: writes take the write lock up front
 
 
 def store_url(config: Config) -> URL:
@@ -91,31 +92,42 @@ class Database:
         the next batch starts on a fresh one."""
         dbapi_connection = self.writer_connection().connection.dbapi_connection
         assert dbapi_connection is not None
-        dialect = self.writes.dialect
-        cursor = dbapi_connection.cursor()
+        dbapi = self.writes.dialect.loaded_dbapi
+        cursor = None
         try:
+            cursor = dbapi_connection.cursor()
             if self.is_sqlite:
                 # The connection is in autocommit mode (engine events below): the write
                 # lock is taken up front, as SQLAlchemy's begin event does for other writes.
-                cursor.execute("BEGIN IMMEDIATE")
+                cursor.execute(WRITE_BEGIN)
             yield cursor
             dbapi_connection.commit()
-        except dialect.loaded_dbapi.Error as err:
-            disconnected = dialect.is_disconnect(err, dbapi_connection, cursor)
-            with contextlib.suppress(dialect.loaded_dbapi.Error):
-                dbapi_connection.rollback()
-            self.drop_writer_connection()
+        except dbapi.Error as err:
+            disconnected = self.writes.dialect.is_disconnect(err, dbapi_connection, cursor)
+            self._abandon(dbapi_connection, rollback=not disconnected)
             raise sa.exc.DBAPIError.instance(
                 None,
                 None,
                 err,
-                dialect.loaded_dbapi.Error,
+                dbapi.Error,
                 connection_invalidated=disconnected,
-                dialect=dialect,
+                dialect=self.writes.dialect,
             ) from err
+        except BaseException:
+            # Not the database's (a value the driver cannot bind, say): no transaction
+            # may stay open on the kept connection, holding SQLite's write lock.
+            self._abandon(dbapi_connection, rollback=True)
+            raise
         finally:
-            with contextlib.suppress(dialect.loaded_dbapi.Error):
-                cursor.close()
+            if cursor is not None:
+                with contextlib.suppress(dbapi.Error):
+                    cursor.close()
+
+    def _abandon(self, dbapi_connection: Any, rollback: bool) -> None:
+        if rollback:
+            with contextlib.suppress(self.writes.dialect.loaded_dbapi.Error):
+                dbapi_connection.rollback()
+        self.drop_writer_connection()
 
     def drop_writer_connection(self) -> None:
         """After a failed write: the next batch starts on a fresh connection."""
@@ -151,7 +163,7 @@ def open_database(url: URL, *, sync_commits: bool = False) -> Database:
             raise ConfigError(
                 f"cannot create the store's folder {folder}: {err.strerror}"
             ) from None
-        writes = _sqlite_engine(url, "BEGIN IMMEDIATE", sync_commits, pool_size=2)
+        writes = _sqlite_engine(url, WRITE_BEGIN, sync_commits, pool_size=2)
         reads = _sqlite_engine(url, "BEGIN", sync_commits, pool_size=4)
         return Database(url, writes, reads)
     engine = sa.create_engine(
@@ -196,10 +208,11 @@ def _sqlite_engine(url: URL, begin: str, sync_commits: bool, pool_size: int) -> 
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
-        # A multi-row INSERT keeps a statement journal (to undo its rows if one fails);
-        # in a file, that was an open, write, close and unlink of a temporary file for
-        # every statement the writer ran (bench/NOTES.md, section 23).
-        cursor.execute("PRAGMA temp_store = MEMORY")
+        if begin == WRITE_BEGIN:
+            # A multi-row INSERT keeps a statement journal (to undo its rows if one
+            # fails); in a file, that was an open, write, close and unlink of a temporary
+            # file for every statement the writer ran (bench/NOTES.md, section 23).
+            cursor.execute("PRAGMA temp_store = MEMORY")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")

@@ -21,7 +21,7 @@ from switchyard.sink import Record, StoredCall
 from switchyard.store.assemble import assemble
 from switchyard.store.queries import Values
 
-__all__ = ["MalformedRecord", "Record", "plain_record", "record_id", "record_of", "row_values"]
+__all__ = ["MalformedRecord", "Record", "record_id", "record_of", "row_values"]
 
 
 # Kept in their own columns, so not repeated in the stored request.
@@ -71,9 +71,8 @@ def record_of(call: StoredCall) -> Record:
 
 
 def plain_record(record: Record) -> Record:
-    """``record`` with plain types only (str, float, bytes): what marshal takes. A
-    handler's record holds what the provider gave it as it is, and a plugin's id may
-    be a ``str`` subclass, say."""
+    """``record`` with plain types only (str, float, bytes): what marshal takes (a
+    subclass, an enum's str or numpy's float, it does not)."""
     request, answer, provider_id, started, finished, upstream_id, streamed, caller, our_id = record
     return (
         bytes(request),
@@ -120,8 +119,7 @@ def row_values(record: Record) -> Values:
         int(finished * 1_000_000),
         str(model),
         provider_id,
-        # The provider's own id as it sent it: a handler takes it unchecked.
-        None if upstream_id is None else str(upstream_id),
+        upstream_id,
         caller,
         streamed,
         completion_text,
