@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import proctree
+import store_rounds
 from common import BENCH_DIR, PREFIX, BenchError, Target, Variant, log
 from measure import memory_summary
 from phases import LoadGens, PhaseRunner
@@ -89,6 +90,8 @@ class Harness:
         self.run_direct()
         for variant in self.variants():
             self.run_switchyard(variant)
+        if self.a.store_rounds:
+            self.results["store_rounds"] = store_rounds.measure(self, self.a.store_rounds)
 
     def new_result(self, name: str, workers: int, store: bool | None) -> dict[str, Any]:
         """A variant's record, in the results at once so an interrupted run keeps it."""
@@ -124,19 +127,24 @@ class Harness:
             result["error"] = str(err)
             log(f"direct failed: {err}")
 
-    def run_switchyard(self, variant: Variant) -> None:
-        log(f"=== {variant.name}")
-        result = self.new_result(variant.name, variant.workers, variant.store)
+    def launch(self, variant: Variant) -> Target:
+        """Start ``variant`` in a home of its own; the target has its process."""
         home = self.workdir / variant.name
         (home / "data").mkdir(parents=True)
         port = free_port()
         argv = self.switchyard_argv(variant, home, port)
         proc = self.start(variant.name, argv, switchyard_env(home, self.upstream_url))
+        return Target(f"http://127.0.0.1:{port}/v1", PREFIX, proc)
+
+    def run_switchyard(self, variant: Variant) -> None:
+        log(f"=== {variant.name}")
+        result = self.new_result(variant.name, variant.workers, variant.store)
+        target = self.launch(variant)
+        proc = target.proc
+        assert proc is not None
         track = self.sampler.watch(proc)
         try:
-            self.serve_variant(
-                variant, Target(f"http://127.0.0.1:{port}/v1", PREFIX, proc), track, result
-            )
+            self.serve_variant(variant, target, track, result)
         except BenchError as err:
             result["error"] = str(err)
             result["log_tail"] = proc.log_tail()
@@ -204,6 +212,7 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
         "phases": args.phases,
         "workers_list": args.workers_list,
         "store_off_too": args.store_off_too,
+        "store_rounds": args.store_rounds,
         "soak_min": args.soak,
         "soak_rate": args.soak_rate,
         "switchyard": args.switchyard,

@@ -75,6 +75,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--pace-ms", type=float, default=5.0, help="gap between paced stream events (5)")
     add("--workers-list", default="1,2", help="Switchyard variants by --workers (1,2)")
     add("--store-off-too", action="store_true", help="add a 1-worker variant, store off")
+    add(
+        "--store-rounds",
+        type=int,
+        default=0,
+        metavar="N",
+        help="store on vs off side by side, N interleaved rounds per saturation phase",
+    )
     add("--soak", type=float, default=0.0, metavar="MINUTES", help="sustained load after w1")
     add("--soak-rate", type=float, default=100.0, help="requests/s during --soak (100)")
     add("--phases", default=",".join(PHASES), help="comma list, in order (all)")
@@ -104,11 +111,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [p for p in args.phases if p not in PHASES]
     if unknown:
         ap.error(f"unknown phases {unknown}; known: {','.join(PHASES)}")
+    _check_numbers(ap, args)
+    return args
+
+
+def _check_numbers(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if min(args.sat, args.fixed, args.rate, args.stream_rate, args.conns) <= 0:
         ap.error("durations, rates and --conns must be positive")
+    if args.store_rounds < 0:
+        ap.error("--store-rounds takes a number of rounds, 0 for none")
     if any(w < 1 for w in args.workers_list):
         ap.error("--workers-list entries must be >= 1")
-    return args
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

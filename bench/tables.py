@@ -8,6 +8,7 @@ of direct, which on one machine is mostly a measure of the harness (see README.m
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -242,13 +243,41 @@ def _scaling_targets(results: Result, base: Result) -> list[Result]:
     ok = None if ratio is None else ratio >= 1.7
     out = [_target("--workers 2: chat req/s vs 1 worker", ratio, ">= 1.7x", ok, "x")]
     off = _variant(results, lambda v: v["workers"] == 1 and not v["store"])
+    rounds = results.get("store_rounds") or {}
     for phase in ("sat_chat", "sat_stream"):
         kept = _throughput_ratio(off, base, phase)  # store on / store off
         cost = None if kept is None else (1.0 - kept) * 100.0
+        # Interleaved rounds, when run, are the steadier measure (store_rounds.py).
+        cost = rounds.get(phase, {}).get("cost_pct", cost)
         ok = None if cost is None else cost <= 10.0
         label = phase.removeprefix("sat_")
         out.append(_target(f"store on vs off: {label} req/s cost", cost, "<= 10 %", ok, "%"))
     return out
+
+
+def store_rounds_table(results: Result) -> list[str]:
+    """``--store-rounds``: each phase's rounds, store on against off, side by side."""
+    rounds = results.get("store_rounds") or {}
+    rows = []
+    for phase, r in rounds.items():
+        if not isinstance(r, dict):
+            continue
+        med = {k: statistics.median(r[k]) if r[k] else None for k in _ROUND_KEYS}
+        rows.append(
+            [phase, str(len(r["rps_on"]))]
+            + [fmt(med[k], 0 if k.startswith("rps") else 3) for k in _ROUND_KEYS]
+            + [f"{fmt(min(r['rps_on']), 0)}-{fmt(max(r['rps_on']), 0)}", fmt(r["cost_pct"], 1)]
+            + [str(r["errors"])]
+        )
+    header = ["phase", "rounds", "req/s on", "req/s off", "CPU ms/req on", "CPU ms/req off"]
+    header += ["req/s on, range", "cost %", "errors"]
+    title = "### Store on vs off, interleaved rounds (medians)"
+    if "error" in rounds:
+        return [title, "", f"failed: {rounds['error']}", ""]
+    return _table(title, header, rows)
+
+
+_ROUND_KEYS = ("rps_on", "rps_off", "cpu_ms_on", "cpu_ms_off")
 
 
 def _memory_targets(results: Result) -> list[Result]:
@@ -313,7 +342,15 @@ def render(results: Result) -> str:
         " Latencies in ms. Compare rows of one run only."
     )
     lines = [intro, ""]
-    for part in (fixed_table, sat_table, memory_table, soak_table, harness_table, targets_table):
+    for part in (
+        fixed_table,
+        sat_table,
+        store_rounds_table,
+        memory_table,
+        soak_table,
+        harness_table,
+        targets_table,
+    ):
         lines += part(results)
     problems = [f"- run: {results['error']}"] if results.get("error") else []
     problems += noise_warning(results)

@@ -1,0 +1,73 @@
+"""The store's cost in interleaved rounds: ``run.py --store-rounds N``.
+
+On a shared VM, throughput drifts between two variants measured one after the other
+by more than the store costs: three runs of ``--store-off-too`` on one VM put the
+store's cost on chat at 16%, 7% and 4% (bench/NOTES.md, section 26). Here a Switchyard
+with the store and one without run side by side, each idle while the other is under
+load, and every saturation phase goes to one and then the other in ABBA order, N times:
+a drift hits both alike, and the cost comes from the medians of the rounds.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import TYPE_CHECKING, Any
+
+from common import BenchError, Target, Variant, log
+from services import port_of, wait_ready
+
+if TYPE_CHECKING:
+    from harness import Harness
+
+PHASES = ("sat_chat", "sat_stream")
+VARIANTS = {
+    "on": Variant("rounds-store-on", 1, store=True),
+    "off": Variant("rounds-store-off", 1, store=False),
+}
+
+
+def measure(h: Harness, rounds: int) -> dict[str, Any]:
+    """Per phase: each round's requests/s with the store on and off, their medians and
+    the cost; or the error that stopped the rounds."""
+    log(f"=== store on vs off, side by side: {rounds} interleaved rounds per phase")
+    targets: dict[str, Target] = {}
+    try:
+        for key, variant in VARIANTS.items():
+            targets[key] = h.launch(variant)
+        for target in targets.values():
+            assert target.proc is not None
+            wait_ready(port_of(target.base_url), target.proc, h.a.startup_timeout)
+            h.phases.warm_up(target, ["chat", "stream"])
+        return {phase: _rounds(h, phase, targets, rounds) for phase in PHASES}
+    except BenchError as err:
+        log(f"store rounds failed: {err}")
+        return {"error": str(err)}
+    finally:
+        for target in targets.values():
+            assert target.proc is not None
+            h.stop(target.proc)
+
+
+def _rounds(h: Harness, phase: str, targets: dict[str, Target], rounds: int) -> dict[str, Any]:
+    rps: dict[str, list[float]] = {"on": [], "off": []}
+    cpu: dict[str, list[float]] = {"on": [], "off": []}  # ms per request, worker + writer
+    errors = 0
+    for n in range(rounds):
+        for key in ("on", "off") if n % 2 == 0 else ("off", "on"):
+            numbers = h.phases.measure(phase, targets[key])
+            rps[key].append(numbers["rps"] or 0.0)
+            cpu[key].append(numbers.get("cpu_ms_per_req") or 0.0)
+            errors += numbers["errors"]
+            time.sleep(h.a.pause)
+    on, off = statistics.median(rps["on"]), statistics.median(rps["off"])
+    cost = round((1.0 - on / off) * 100.0, 2) if off else None
+    log(f"  {phase}: store on {on:.0f} req/s, off {off:.0f} (medians): cost {cost} %")
+    return {
+        "rps_on": rps["on"],
+        "rps_off": rps["off"],
+        "cpu_ms_on": cpu["on"],
+        "cpu_ms_off": cpu["off"],
+        "cost_pct": cost,
+        "errors": errors,
+    }
