@@ -57,7 +57,8 @@ def _rounds(h: Harness, phase: str, targets: dict[str, Target], rounds: int) -> 
         for key in ("on", "off") if n % 2 == 0 else ("off", "on"):
             numbers = h.phases.measure(phase, targets[key])
             rps[key].append(numbers["rps"] or 0.0)
-            cpu[key].append(numbers.get("cpu_ms_per_req") or 0.0)
+            if numbers.get("cpu_ms_per_req") is not None:  # absent, not zero, if unread
+                cpu[key].append(numbers["cpu_ms_per_req"])
             errors += numbers["errors"]
             time.sleep(h.a.pause)
     on, off = statistics.median(rps["on"]), statistics.median(rps["off"])
