@@ -310,6 +310,32 @@ async def test_a_silent_provider_times_out_before_and_during_the_answer(serve: S
     await transport.aclose()
 
 
+async def test_the_read_timeout_counts_silence_not_the_answers_length(serve: Serve) -> None:
+    # The timeout is 0.2 s. The provider sends a piece every 0.08 s for 0.64 s, then
+    # is silent for 0.4 s. The caller waits for six pieces (0.4 s in all, twice the
+    # timeout), then stops reading for 0.3 s while the last two arrive. Only the
+    # provider's silence while the caller waits times out.
+    transport = HttpTransport(timeout=0.2, connect_timeout=1.0)
+
+    async def answer(exchange: Exchange) -> None:
+        exchange.writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for n in range(8):
+            exchange.writer.write(b"1\r\n%d\r\n" % n)
+            await asyncio.sleep(0.08)
+        await asyncio.sleep(0.4)
+        exchange.writer.write(b"4\r\nlate\r\n0\r\n\r\n")
+
+    _, base = await serve(answer)
+    pieces = (await transport.send(post(base))).aiter_bytes()
+    received = [await anext(pieces) for _ in range(6)]
+    await asyncio.sleep(0.3)  # a slow consumer: not the provider's silence
+    with pytest.raises(UpstreamTimeoutError):
+        while True:
+            received.append(await anext(pieces))
+    assert b"".join(received) == b"01234567"
+    await transport.aclose()
+
+
 async def test_a_refused_connection_is_unavailable(serve: Serve, transport: HttpTransport) -> None:
     server, base = await serve(_always(JSON_OK))
     await server.stop()  # nothing listens on that port any more

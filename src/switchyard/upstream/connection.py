@@ -55,6 +55,8 @@ class Http1Connection(asyncio.Protocol):
         # Set by the pool while the connection waits in it, so that a connection the
         # provider closes leaves the pool at once.
         self.on_idle_close: Callable[[Http1Connection], None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the read timeout, see _wait
+        self._deadline = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -89,6 +91,7 @@ class Http1Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
+        self._stop_timer()
         if self._drain is not None:
             self._drain.timer.cancel()
         if self.on_idle_close is not None:
@@ -203,23 +206,43 @@ class Http1Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.reusable = False
+        self._stop_timer()
         if self._transport is not None:
             self._transport.close()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     # -- waiting --------------------------------------------------------------------
 
     async def _wait(self) -> None:
         if self._error is not None:
             raise self._error
+        # One timer per connection, moved lazily: a wait only pushes the deadline on,
+        # and the timer, when it fires early, re-arms itself for the new deadline. A
+        # timer started and cancelled per wait cost ~2.6 us warm for every event a
+        # stream relays (bench/NOTES.md, section 28).
+        self._deadline = self._loop.time() + self._read_timeout
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
         waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(self._read_timeout, self._time_out)
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
         if self._error is not None:
             raise self._error
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self._waiter is None:
+            return  # nobody waits: a slow consumer never times out the provider
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
+            return
+        self._time_out()
 
     def _wake(self) -> None:
         waiter = self._waiter
