@@ -237,8 +237,8 @@ class Http1Connection(asyncio.Protocol):
 
     def _check_deadline(self) -> None:
         self._timer = None
-        if self._waiter is None:
-            return  # nobody waits: a slow consumer never times out the provider
+        if self._waiter is None or self._waiter.done():
+            return  # nobody waits (or bytes came): a slow consumer never times out a provider
         if self._loop.time() < self._deadline:
             self._timer = self._loop.call_at(self._deadline, self._check_deadline)
             return
