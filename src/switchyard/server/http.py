@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from switchyard.errors import InvalidRequestError, PayloadTooLargeError
+from switchyard.server.protocol import CLIENT_GONE
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -80,9 +81,9 @@ class EventStream(Response):
 
     Cheaper than Starlette's StreamingResponse, which starts an anyio task group per
     stream and hands a bound ``aclose`` to a BackgroundTask that runs it in a thread:
-    here one plain task watches for the client leaving. If the client leaves,
-    the stream is cancelled where it waits, and closing ``events`` closes the
-    provider's stream too.
+    here the server's protocol says when the client leaves (or, under another server,
+    one plain task waiting on ``receive()``). If the client leaves, the stream is
+    cancelled where it waits, and closing ``events`` closes the provider's stream too.
     """
 
     media_type = "text/event-stream"
@@ -96,7 +97,7 @@ class EventStream(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         stream = asyncio.current_task()
         assert stream is not None
-        watch = _DisconnectWatch(stream, receive)
+        watch = _DisconnectWatch(stream, scope, receive)
         try:
             await self._send_events(send)
         except asyncio.CancelledError:
@@ -121,20 +122,32 @@ class EventStream(Response):
 class _DisconnectWatch:
     """Cancels ``stream`` when the client disconnects, until :meth:`stop`."""
 
-    __slots__ = ("_stream", "_task", "client_left")
+    __slots__ = ("_stream", "_task", "_watch_client", "client_left")
 
-    def __init__(self, stream: asyncio.Task[Any], receive: Receive) -> None:
+    def __init__(self, stream: asyncio.Task[Any], scope: Scope, receive: Receive) -> None:
         self.client_left = False
         self._stream: asyncio.Task[Any] | None = stream
-        self._task = asyncio.get_running_loop().create_task(self._watch(receive))
+        self._task: asyncio.Task[None] | None = None
+        gone = scope.get("extensions", {}).get(CLIENT_GONE)
+        self._watch_client = None if gone is None else gone["watch"]
+        if self._watch_client is not None:
+            self._watch_client(self._client_gone)
+        else:
+            self._task = asyncio.get_running_loop().create_task(self._watch(receive))
 
     async def _watch(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
+        self._client_gone()
+
+    def _client_gone(self) -> None:
         if self._stream is not None:
             self.client_left = True
             self._stream.cancel()
 
     def stop(self) -> None:
         self._stream = None  # from here on a disconnect cancels nothing
-        self._task.cancel()
+        if self._watch_client is not None:
+            self._watch_client(None)
+        if self._task is not None:
+            self._task.cancel()

@@ -19,7 +19,7 @@ at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -32,6 +32,12 @@ HTTP_PROTOCOL = "switchyard.server.protocol:HttpProtocol"  # for uvicorn's --htt
 # is nginx's default.
 KEEP_ALIVE_SECONDS = 75
 _HEAD = b"HTTP/"  # how every response head uvicorn writes begins
+# An ASGI extension of ours: ``scope["extensions"][CLIENT_GONE]["watch"](callback)``
+# calls ``callback`` if the client's connection is lost, until ``watch(None)``. A
+# stream learns of a client leaving from the protocol itself, instead of from a task of
+# its own waiting on ``receive()``: a task per stream cost ~25 us before its first
+# byte and more CPU after (bench/NOTES.md, section 30).
+CLIENT_GONE = "switchyard.client_gone"
 
 
 class GatheringTransport:
@@ -110,10 +116,25 @@ class GatheringTransport:
 class HttpProtocol(HttpToolsProtocol):
     """``uvicorn --http switchyard.server.protocol:HttpProtocol``: the CLI's choice."""
 
+    _on_client_gone: Callable[[], None] | None = None
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         loop = asyncio.get_running_loop()
         self._gathering = GatheringTransport(transport, loop)
         super().connection_made(cast(asyncio.Transport, self._gathering))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope["extensions"] = {CLIENT_GONE: {"watch": self._watch_client}}
+
+    def _watch_client(self, callback: Callable[[], None] | None) -> None:
+        self._on_client_gone = callback
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        gone, self._on_client_gone = self._on_client_gone, None
+        super().connection_lost(exc)
+        if gone is not None:
+            gone()
 
     def on_response_complete(self) -> None:
         # The end of a stream (its last event, the chunked terminator) goes out now:
