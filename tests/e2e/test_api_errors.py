@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 from tests.support.faulty_upstream import FaultyUpstream
 from tests.support.server import ServerHandle, free_port, thread_server
@@ -310,6 +312,22 @@ def test_a_stream_answers_at_once_and_a_client_leaving_before_any_event_frees_th
     with httpx.Client(timeout=5) as client, client.stream("POST", url, json=body) as response:
         assert response.status_code == 200  # the head came before any event
         assert response.headers["content-type"].startswith("text/event-stream")
+    _provider_stream_closed(server, upstream, before)
+
+
+def test_a_client_leaving_before_the_providers_answer_frees_the_provider_once_it_answers(
+    server: ServerHandle, upstream: FaultyUpstream
+) -> None:
+    # The client leaves while the provider has not answered yet: the stream that then
+    # starts is for nobody, and must be closed, not relayed into a dead connection.
+    body = orjson.dumps({"model": "up/late-endless", "messages": MESSAGES, "stream": True})
+    before = upstream.aborted
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        sock.sendall(head.encode() + body)
+        time.sleep(0.1)
     _provider_stream_closed(server, upstream, before)
 
 

@@ -1,4 +1,5 @@
-"""The gathering transport: fewer writes, same bytes, same order, nothing left waiting."""
+"""The gathering transport (fewer writes, same bytes, same order, nothing left waiting)
+and the protocol's extension that tells a stream its client has left."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import Any, cast
 
 import httpx
 import pytest
+import uvicorn
 from tests.support.server import ServerHandle, thread_server
+from uvicorn.server import ServerState
 
-from switchyard.server.protocol import GatheringTransport
+from switchyard.server.protocol import CLIENT_GONE, GatheringTransport, HttpProtocol
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
 
@@ -39,6 +42,12 @@ class RecordingTransport:
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.1", 5)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
 
 
 async def _next_iteration() -> None:
@@ -190,3 +199,49 @@ def test_an_idle_connection_outlives_the_clients_own_idle_expiry(server: ServerH
         sock.sendall(get)
         (answer,) = _read_responses(sock, 1)
         assert answer.endswith(b'{"status":"OK"}')
+
+
+async def _client_of_a_stream() -> tuple[HttpProtocol, RecordingTransport, Any]:
+    """An HttpProtocol with a request in, and the request's CLIENT_GONE ``watch``."""
+    scopes: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scopes.append(scope)
+
+    config = uvicorn.Config(app, lifespan="off", log_level="warning")
+    protocol = HttpProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+    inner = RecordingTransport()
+    protocol.connection_made(cast(asyncio.Transport, inner))
+    protocol.data_received(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+    await _next_iteration()
+    return protocol, inner, scopes[0]["extensions"][CLIENT_GONE]["watch"]
+
+
+async def test_a_watched_client_that_leaves_is_reported_once_and_reading_resumes() -> None:
+    protocol, inner, watch = await _client_of_a_stream()
+    inner.reading = False  # as uvicorn leaves it after a large body in one piece
+    protocol.flow.read_paused = True
+    calls: list[str] = []
+    watch(lambda: calls.append("gone"))
+    assert inner.reading  # else the client's leaving goes unnoticed
+    protocol.connection_lost(None)
+    assert calls == ["gone"]
+    protocol.connection_lost(None)
+    assert calls == ["gone"]
+
+
+async def test_a_client_gone_before_the_watch_starts_is_reported_at_once() -> None:
+    protocol, _, watch = await _client_of_a_stream()
+    protocol.connection_lost(None)  # the client left while the provider was to answer
+    calls: list[str] = []
+    watch(lambda: calls.append("gone"))
+    assert calls == ["gone"]
+
+
+async def test_a_watch_withdrawn_is_not_called() -> None:
+    protocol, _, watch = await _client_of_a_stream()
+    calls: list[str] = []
+    watch(lambda: calls.append("gone"))
+    watch(None)  # the stream ended
+    protocol.connection_lost(None)
+    assert calls == []

@@ -8,6 +8,7 @@ break-batch   the same in one write, so that the chunk and the error arrive toge
 cut-stream    streams one chunk, then drops the connection
 endless       streams a chunk every 20 ms for 10 s
 silent-stream sends the headers, then only SSE comments (no event) for 10 s
+late-endless  waits 0.5 s before its headers (a queued request), then as endless
 flaky         fails with 503 (retry-after-ms: 1200) on the first try, then answers
     (status-429 also says Retry-After: 7)
 """
@@ -82,7 +83,7 @@ class FaultyUpstream(ThreadedApp):
 
     async def _models(self, request: web.Request) -> web.Response:
         names = ["ok", "slow", "break-stream", "break-batch", "cut-stream", "endless"]
-        names += ["silent-stream", "flaky", "text-embed"]
+        names += ["silent-stream", "late-endless", "flaky", "text-embed"]
         data = [{"id": n, "object": "model", "created": 1, "owned_by": "test"} for n in names]
         return web.json_response({"object": "list", "data": data})
 
@@ -119,6 +120,9 @@ class FaultyUpstream(ThreadedApp):
         return web.json_response(_completion(model))
 
     async def _stream(self, request: web.Request, model: str) -> web.StreamResponse:
+        if model == "late-endless":
+            await asyncio.sleep(0.5)
+            model = "endless"
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         if model == "silent-stream":

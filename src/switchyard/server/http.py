@@ -128,7 +128,7 @@ class _DisconnectWatch:
         self.client_left = False
         self._stream: asyncio.Task[Any] | None = stream
         self._task: asyncio.Task[None] | None = None
-        gone = scope.get("extensions", {}).get(CLIENT_GONE)
+        gone = (scope.get("extensions") or {}).get(CLIENT_GONE)
         self._watch_client = None if gone is None else gone["watch"]
         if self._watch_client is not None:
             self._watch_client(self._client_gone)
