@@ -34,10 +34,9 @@ KEEP_ALIVE_SECONDS = 75
 _HEAD = b"HTTP/"  # how every response head uvicorn writes begins
 # An ASGI extension of ours: ``scope["extensions"][CLIENT_GONE]["watch"](callback)``
 # calls ``callback`` when the client's connection is lost (at once if it already is),
-# until ``watch(None)``. A
-# stream learns of a client leaving from the protocol itself, instead of from a task of
-# its own waiting on ``receive()``: that task cost ~35 us of CPU per stream, a tenth
-# of the streams at saturation (bench/NOTES.md, section 30).
+# until ``watch(None)``. A stream learns of a client leaving from the protocol itself,
+# instead of from a task of its own waiting on ``receive()``: that task cost ~35 us of
+# CPU per stream, a tenth of the streams at saturation (bench/NOTES.md, section 30).
 CLIENT_GONE = "switchyard.client_gone"
 
 
