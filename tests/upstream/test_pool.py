@@ -130,6 +130,27 @@ async def test_a_chunked_stream_arrives_piece_by_piece(
     assert [p async for p in pieces] == [b"second"]
 
 
+async def test_pieces_that_arrived_while_nobody_read_come_as_one(
+    serve: Serve, transport: HttpTransport
+) -> None:
+    # A provider frames each stream event as a chunk of its own; those already here are
+    # handed on together, so that a burst crosses the relay once.
+    later = asyncio.Event()
+
+    async def answer(exchange: Exchange) -> None:
+        exchange.writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        exchange.writer.write(b"3\r\none\r\n3\r\ntwo\r\n5\r\nthree\r\n")
+        await later.wait()
+        exchange.writer.write(b"4\r\nfour\r\n0\r\n\r\n")
+
+    _, base = await serve(answer)
+    pieces = (await transport.send(post(base))).aiter_bytes()
+    await asyncio.sleep(0.05)  # all three chunks are in before the first read
+    assert await anext(pieces) == b"onetwothree"
+    later.set()
+    assert [p async for p in pieces] == [b"four"]
+
+
 async def test_a_body_without_length_ends_with_the_connection(
     serve: Serve, transport: HttpTransport
 ) -> None:

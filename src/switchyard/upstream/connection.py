@@ -14,7 +14,6 @@ provider, and a provider silent for longer than the timeout always does.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
 from typing import cast
 
@@ -63,7 +62,7 @@ class Http1Connection(asyncio.Protocol):
         self.reusable = False  # until this answer ends and the provider keeps the connection
         self.status = 0
         self.headers: dict[str, str] = {}
-        self._chunks: deque[bytes] = deque()
+        self._chunks: list[bytes] = []
         self._buffered = 0
         self._answered = False  # any byte of the answer seen
         self._sent_at = 0.0
@@ -173,16 +172,20 @@ class Http1Connection(asyncio.Protocol):
         return data
 
     async def next_chunk(self) -> bytes | None:
-        """The next piece of the body as it arrived, or None at its end."""
-        while not self._chunks:
+        """The body's bytes that arrived since the last call (waiting for some if none
+        did), or None at its end. Pieces that are already here go out as one: a
+        provider frames each stream event as a chunk of its own, and a burst of them
+        then crosses the relay's layers once, not once per event."""
+        chunks = self._chunks
+        while not chunks:
             if self._complete:
                 return None
             await self._wait()
-        chunk = self._chunks.popleft()
-        self._buffered -= len(chunk)
-        if self._buffered < LOW_WATER:
-            self._resume()
-        return chunk
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        self._resume()
+        return data
 
     def _resume(self) -> None:
         if self._paused and self._transport is not None:
