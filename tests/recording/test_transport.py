@@ -233,6 +233,19 @@ async def test_an_interrupted_stream_is_not_written(tmp_path: Path) -> None:
     assert not (tmp_path / "rec.json").exists()
 
 
+async def test_a_stream_is_written_when_done_comes_with_more_in_the_same_piece(
+    tmp_path: Path,
+) -> None:
+    # A burst arrives as one piece; the consumer stops at [DONE] whatever follows it.
+    burst = b"".join(STREAM) + b": keep-alive\n\ndata: {}\n\n"
+    transport = _recorder(tmp_path, "record", _Scripted(_Answer([burst, b"data: {}\n\n"])))
+    chunks = (await transport.send(_request("http://up/v1", CHAT_BODY))).aiter_bytes()
+    await anext(chunks)
+    await chunks.aclose()  # type: ignore[attr-defined]
+    (interaction,) = load_cassette(tmp_path / "rec.json").interactions
+    assert [e.raw() for e in interaction.response.events or []][:3] == _events(STREAM)
+
+
 async def test_streams_record_their_timing_and_replay_it_on_request(tmp_path: Path) -> None:
     record = _recorder(tmp_path, "record", _Scripted(_Answer(STREAM, pause=0.05)))
     await _drain(await record.send(_request("http://up/v1", CHAT_BODY)))

@@ -145,7 +145,7 @@ class _RecordingResponse:
 
     async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
         parser, events = SSEParser(), list[StreamEvent]()
-        last, written = self._started, False
+        last, done, written = self._started, False, False
         chunks = self._inner.aiter_bytes()
         try:
             async for chunk in chunks:
@@ -153,8 +153,10 @@ class _RecordingResponse:
                 for data in parser.feed(chunk):
                     events.append(StreamEvent.from_raw(data, (now - last) * 1000))
                     last = now
-                # The consumer stops reading at [DONE], so write before passing it on.
-                if not written and events and events[-1].raw() == DONE:
+                    done = done or data == DONE
+                # The consumer stops reading at [DONE] (even with more in the same piece:
+                # a burst comes as one), so write before passing it on.
+                if done and not written:
                     await self._finish(self._answer(events=events))
                     written = True
                 yield chunk

@@ -23,9 +23,8 @@ import httptools
 # of an answer, met a connection the provider had already dropped (see ConnectionLostError).
 RESEND_WINDOW = 0.5
 # Flow control for streamed bodies: stop reading from the provider while this much is
-# buffered and not yet taken, start again once it is drained below the low mark.
+# buffered and not yet taken; the next read takes all of it and reading starts again.
 HIGH_WATER = 256 * 1024
-LOW_WATER = 64 * 1024
 
 
 class ConnectionLostError(ConnectionError):
