@@ -91,3 +91,19 @@ def test_field_checks(fields: Any, body: dict[str, Any], param: str | None) -> N
         check_body(body, fields, ("model",))
     assert info.value.param == param
     assert param in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("bad", "param"),
+    [
+        ("hello", "messages[4]"),
+        ({"role": "user"}, "messages[4].content"),
+        ({"role": "user", "content": ["x"]}, "messages[4].content[0]"),
+        ({"role": "tool", "content": "42"}, "messages[4].tool_call_id"),
+    ],
+)
+def test_a_bad_message_is_named_by_its_place_in_the_list(bad: Any, param: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        check_messages([*OK_MESSAGES, bad, {"role": "user", "content": "fine"}])
+    assert info.value.param == param
+    assert f"'{param}'" in info.value.message

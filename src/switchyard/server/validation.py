@@ -163,31 +163,34 @@ def _content_part(part: Any) -> str | None:
     return None
 
 
-def _message(i: int, message: Any) -> tuple[str, str] | None:
-    where = f"messages[{i}]"
+def _message(message: Any) -> tuple[str, str] | None:
+    """What is wrong with one message, as (the field under it, the problem); its place
+    in the list is added only for a message that fails, not for each one that passes."""
     if not isinstance(message, dict):
-        return where, "must be an object with 'role' and 'content'"
+        return "", "must be an object with 'role' and 'content'"
     role = message.get("role")
     if role not in ROLES:
-        return f"{where}.role", "must be one of " + ", ".join(sorted(ROLES))
-    problem = _content(where, role, message.get("content"))
+        return ".role", "must be one of " + ", ".join(sorted(ROLES))
+    problem = _content(role, message.get("content"))
     if problem is None and role == "tool" and not isinstance(message.get("tool_call_id"), str):
-        return f"{where}.tool_call_id", "is required for a tool message"
+        return ".tool_call_id", "is required for a tool message"
     return problem
 
 
-def _content(where: str, role: str, content: Any) -> tuple[str, str] | None:
+def _content(role: str, content: Any) -> tuple[str, str] | None:
+    if type(content) is str:
+        return None
     if isinstance(content, list):
         for j, part in enumerate(content):
             problem = _content_part(part)
             if problem:
-                return f"{where}.content[{j}]", problem
+                return f".content[{j}]", problem
         return None
     if content is None:
         # An assistant turn that only called tools has no content.
-        return None if role == "assistant" else (f"{where}.content", "is required for this role")
+        return None if role == "assistant" else (".content", "is required for this role")
     if not isinstance(content, str):
-        return f"{where}.content", "must be a string or a list of content parts"
+        return ".content", "must be a string or a list of content parts"
     return None
 
 
@@ -195,9 +198,10 @@ def check_messages(messages: Any) -> None:
     if not isinstance(messages, list) or not messages:
         raise _invalid("messages", "must be a non-empty list of messages")
     for i, message in enumerate(messages):
-        problem = _message(i, message)
+        problem = _message(message)
         if problem:
-            raise _invalid(*problem)
+            field, text = problem
+            raise _invalid(f"messages[{i}]{field}", text)
 
 
 def _prompt(v: Any) -> str | None:
