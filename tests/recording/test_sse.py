@@ -127,3 +127,25 @@ def test_encode_then_parse_round_trips(payload: bytes) -> None:
     parser = SSEParser()
     expected = payload.replace(b"\r\n", b"\n")
     assert parser.feed(encode_event(payload)) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("burst", "expected"),
+    [
+        # Whole single-line events, the shape read in one split.
+        (b"data: a\n\ndata: \n\ndata: [DONE]\n\n", [b"a", b"", DONE]),
+        (b"data: a: b\n\ndata: data: c\n\n", [b"a: b", b"data: c"]),
+        # Shapes that start and end like it but are not: each takes the walk.
+        (b"data: a\n\n: ping\n\ndata: b\n\n", [b"a", b"b"]),
+        (b"data: a\n\ndata:b\n\n", [b"a", b"b"]),
+        (b"data: a\ndata: b\n\ndata: c\n\n", [b"a\nb", b"c"]),
+        (b"data: a\n\n\n\ndata: b\n\n", [b"a", b"b"]),
+        (b"data: a\n\nevent: x\ndata: b\n\n", [b"a", b"b"]),
+        (b"data: a\nid: 1\n\n", [b"a"]),
+    ],
+)
+def test_a_burst_of_whole_events(burst: bytes, expected: list[bytes]) -> None:
+    parser = SSEParser()
+    assert parser.feed(burst) == expected
+    assert parser.feed(b'data: {"next":1}\n\n') == [b'{"next":1}']
+    assert parser.flush() == []
