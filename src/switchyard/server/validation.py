@@ -178,7 +178,7 @@ def _message(message: Any) -> tuple[str, str] | None:
 
 
 def _content(role: str, content: Any) -> tuple[str, str] | None:
-    if type(content) is str:
+    if isinstance(content, str):
         return None
     if isinstance(content, list):
         for j, part in enumerate(content):
@@ -189,9 +189,7 @@ def _content(role: str, content: Any) -> tuple[str, str] | None:
     if content is None:
         # An assistant turn that only called tools has no content.
         return None if role == "assistant" else (".content", "is required for this role")
-    if not isinstance(content, str):
-        return ".content", "must be a string or a list of content parts"
-    return None
+    return ".content", "must be a string or a list of content parts"
 
 
 def check_messages(messages: Any) -> None:
