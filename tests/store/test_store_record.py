@@ -107,3 +107,33 @@ def test_a_request_that_is_not_a_json_object_is_refused() -> None:
     call = StoredCall(b"[]", "openai", 1.0, 2.0, completion=answer(), completion_id="c")
     with pytest.raises(MalformedRecord, match="request"):
         row_values(record_of(call))
+
+
+CHUNKS = [
+    {"id": "chatcmpl-s", "model": "openai/gpt-x", "choices": [{"index": 0, "delta": d}]}
+    for d in ({"role": "assistant", "content": ""}, {"content": "h\u00e9"}, {"content": "!"})
+]
+
+
+def _streamed(answer: bytes) -> tuple[object, ...]:
+    record = (orjson.dumps(REQUEST), answer, "openai", 1.0, 2.0, "up-1", True, None, "chatcmpl-s")
+    return row_values(record)
+
+
+def test_a_streams_chunks_as_a_json_array_or_as_sse_events_make_the_same_row() -> None:
+    # A handler hands over a JSON array; a record an earlier version saved at shutdown
+    # (and StoredCall.events) holds SSE events, the [DONE] included.
+    array = b"[" + b",".join(orjson.dumps(c) for c in CHUNKS) + b"]"
+    events = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in CHUNKS)
+    from_array, from_events = _streamed(array), _streamed(events + b"data: [DONE]\n\n")
+    assert from_array == from_events
+    completion = orjson.loads(str(column(from_array, "completion")))
+    assert completion["id"] == "chatcmpl-s"
+    assert completion["choices"][0]["message"] == {"role": "assistant", "content": "h\u00e9!"}
+    assert column(from_array, "streamed") is True
+
+
+@pytest.mark.parametrize("answer", [b"[1, 2]", b'[{"choices": []}, "x"]', b"[{"])
+def test_a_stream_whose_chunks_are_not_json_objects_is_refused(answer: bytes) -> None:
+    with pytest.raises(MalformedRecord):
+        _streamed(answer)

@@ -48,10 +48,9 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
             tap = Tap()
 
             async def store_stream() -> None:
-                events = b"".join(tap.events)
                 upstream_id = tap.provider_completion_id
                 record = _record(
-                    raw, events, entry.provider_id, started, upstream_id, True, overrides
+                    raw, tap.answer(), entry.provider_id, started, upstream_id, True, overrides
                 )
                 waiting = sink.hand_over(record)
                 if waiting is not None:

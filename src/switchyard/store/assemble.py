@@ -42,27 +42,25 @@ class _Choice:
             self.finish_reason = finish_reason
 
     def _add_delta(self, delta: JSON) -> None:
-        # One pass over the items: this runs for every chunk of every stored stream,
-        # so the usual delta ({"content": "..."}) costs a couple of dict operations.
+        # One frame, one pass over the items: this runs for every chunk of every stored
+        # stream, in the store's writer, so the usual delta ({"content": "..."}) costs a
+        # couple of dict operations (bench/NOTES.md, section 37).
         for key, value in delta.items():
             if type(value) is str:
-                self._add_text(key, value)
+                if key == "role":
+                    if self.role is None:
+                        self.role = value
+                elif key not in _STRUCTURED:
+                    parts = self.text.get(key)
+                    if parts is None:
+                        self.text[key] = [value]
+                    else:
+                        parts.append(value)
             elif key == "tool_calls" and isinstance(value, list):
                 for position, call in enumerate(value):
                     self._add_tool_call(position, call)
             elif key == "function_call" and isinstance(value, dict):
                 self._add_function_call(value)
-
-    def _add_text(self, key: str, value: str) -> None:
-        if key == "role":
-            if self.role is None:
-                self.role = value
-        elif key not in _STRUCTURED:
-            parts = self.text.get(key)
-            if parts is None:
-                self.text[key] = [value]
-            else:
-                parts.append(value)
 
     def _add_tool_call(self, position: int, delta: JSON) -> None:
         index = delta.get("index", position)
@@ -111,7 +109,6 @@ class _Choice:
 def assemble(chunks: list[JSON]) -> JSON:
     """The ``chat.completion`` object equivalent to ``chunks`` (one stream, in order)."""
     choices: dict[int, _Choice] = {}
-    top: JSON = {"usage": None, "system_fingerprint": None, "service_tier": None}
     for chunk in chunks:
         for position, choice in enumerate(chunk.get("choices") or ()):
             index = choice.get("index", position)
@@ -119,20 +116,23 @@ def assemble(chunks: list[JSON]) -> JSON:
             if assembled is None:
                 assembled = choices[index] = _Choice()
             assembled.add(choice)
-        for key in top:
-            value = chunk.get(key)
-            if value is not None:
-                top[key] = value
     return {
         "id": _first(chunks, "id"),
         "object": "chat.completion",
         "created": _first(chunks, "created"),
         "model": _first(chunks, "model"),
         "choices": [choices[i].result(i) for i in sorted(choices)],
-        **top,
+        "usage": _last(chunks, "usage"),
+        "system_fingerprint": _last(chunks, "system_fingerprint"),
+        "service_tier": _last(chunks, "service_tier"),
     }
 
 
 def _first(chunks: list[JSON], key: str) -> Any:
     # Azure's first chunk (prompt filter results) has an empty model and object.
     return next((c[key] for c in chunks if c.get(key) not in (None, "")), None)
+
+
+def _last(chunks: list[JSON], key: str) -> Any:
+    # The last non-null one: usage comes with the final chunk (include_usage).
+    return next((c[key] for c in reversed(chunks) if c.get(key) is not None), None)

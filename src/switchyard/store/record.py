@@ -1,8 +1,9 @@
 """What the write path carries: a finished call as bytes, turned into a row by the writer.
 
 A handler hands over the bytes it already has (the client's request as sent, the
-answer as the client got it: a JSON object, or a stream's SSE events), so the request
-path serialises nothing twice and parses nothing for the store. The writer (in its own
+answer as the client got it: a JSON object, or a stream's chunks as a JSON array of
+the very chunks its events carried), so the request path serialises nothing twice and
+parses nothing for the store. The writer (in its own
 process by default) parses the request and assembles a stream's events; the handler's
 whole answer goes into its row as it is. A record is a flat tuple of bytes,
 strings and numbers: cheap to marshal, and nothing the garbage collector traverses
@@ -49,7 +50,7 @@ def record_of(call: StoredCall) -> Record:
     if completion is None:
         answer = call.events
         if answer is None:
-            answer = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in call.chunks or ())
+            answer = orjson.dumps(list(call.chunks or ()))
     else:
         # Bytes as they are; anything else as its JSON, which the writer refuses, saying why.
         answer = completion if isinstance(completion, bytes) else orjson.dumps(completion)
@@ -140,7 +141,7 @@ def _completion(answer: bytes, streamed: bool, our_id: str) -> tuple[str, str, d
     saw, and the completion is serialised from what was parsed.
     """
     if streamed:
-        completion = assemble(_events(answer))
+        completion = assemble(_chunks(answer))
     else:
         completion = orjson.loads(answer)
         if not isinstance(completion, dict):
@@ -152,9 +153,15 @@ def _completion(answer: bytes, streamed: bool, our_id: str) -> tuple[str, str, d
     return str(completion["id"]), orjson.dumps(completion).decode(), completion
 
 
-def _events(raw: bytes) -> list[Any]:
+def _chunks(answer: bytes) -> list[Any]:
+    """A stream's chunks: a JSON array, as handlers hand them over (one parse for the
+    whole stream), or SSE events (``StoredCall.events``; records that an earlier
+    version saved at shutdown)."""
+    if answer[:1] == b"[":
+        chunks: list[Any] = orjson.loads(answer)  # a chunk not an object fails in assemble
+        return chunks
     parser = SSEParser()
-    return [orjson.loads(data) for data in parser.feed(raw) + parser.flush() if data != DONE]
+    return [orjson.loads(data) for data in parser.feed(answer) + parser.flush() if data != DONE]
 
 
 def record_id(record: Record) -> str:
