@@ -11,8 +11,9 @@ from typing import Any, Protocol
 
 # A finished call as the handler hands it over: the bytes it already has, in one flat
 # tuple. (request JSON as the client sent it, the answer JSON as the client got it or a
-# stream's chunks as a JSON array, provider id, started, finished (time.time()), the
-# provider's completion id, streamed, caller, our completion id: the id the client got.)
+# stream's chunks (a JSON array of them, or its SSE events), provider id, started,
+# finished (time.time()), the provider's completion id, streamed, caller, our
+# completion id: the id the client got.)
 Record = tuple[bytes, bytes, str, float, float, str | None, bool, str | None, str]
 
 

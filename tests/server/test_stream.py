@@ -42,3 +42,9 @@ async def test_a_provider_yielding_one_chunk_at_a_time_is_relayed_too() -> None:
     # A plugin provider written before streams came in lists.
     pieces = await relayed(reads(chunk(1), chunk(2)))
     assert pieces == [event(1), event(2), DONE_EVENT]
+
+
+async def test_an_empty_batch_that_is_not_a_list_makes_no_event() -> None:
+    # A plugin provider yielding a generator that turns out empty: nothing is sent.
+    pieces = await relayed(reads((c for c in ()), [chunk(1)]))
+    assert pieces == [b"", event(1), DONE_EVENT]

@@ -7,7 +7,7 @@ import pytest
 
 from switchyard.sink import StoredCall
 from switchyard.store.queries import COLUMNS
-from switchyard.store.record import MalformedRecord, record_of, row_values
+from switchyard.store.record import MalformedRecord, as_events, record_of, row_values
 
 REQUEST = {
     "model": "openai/gpt-x",
@@ -137,3 +137,12 @@ def test_a_streams_chunks_as_a_json_array_or_as_sse_events_make_the_same_row() -
 def test_a_stream_whose_chunks_are_not_json_objects_is_refused(answer: bytes) -> None:
     with pytest.raises(MalformedRecord):
         _streamed(answer)
+
+
+def test_a_stream_saved_for_later_is_kept_as_sse_events_which_every_version_reads() -> None:
+    array = b"[" + b",".join(orjson.dumps(c) for c in CHUNKS) + b"]"
+    events = as_events(array)
+    assert events.startswith(b"data: {") and events.count(b"\n\ndata: ") == len(CHUNKS) - 1
+    assert _streamed(events) == _streamed(array)
+    assert as_events(events) == events  # already events: as it is
+    assert as_events(b"[{") == b"[{"  # not JSON: refused when claimed, as now

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from tests.store.helpers import call, eventually, make_store, sqlite_url
@@ -219,6 +220,21 @@ async def test_a_saved_file_is_claimed_unless_a_live_process_holds_it(
         await store.close()
         holder.kill()
         await holder.wait()
+
+
+def test_a_saved_stream_is_written_as_sse_events_and_claimed_back_whole(tmp_path: Path) -> None:
+    # A handler hands over a stream's chunks as a JSON array; on disk they are SSE
+    # events, which the writers of earlier versions read too (after a rollback).
+    chunks = [{"id": "c-1", "choices": [{"index": 0, "delta": {"content": t}}]} for t in "ab"]
+    array = b"[" + b",".join(orjson.dumps(c) for c in chunks) + b"]"
+    record = (b'{"model": "m", "messages": []}', array, "p", 1.0, 2.0, None, True, None, "c-1")
+    path = spill.save(tmp_path, [record])
+    assert orjson.loads(path.read_bytes())["answer"].startswith("data: {")
+    claim = spill.claim_one(tmp_path)
+    assert claim is not None
+    (claimed,) = claim.records
+    assert claimed[1] != array and row_values(claimed) == row_values(record)
+    claim.release(delete=True)
 
 
 @pytest.mark.usefixtures("fast_retries")

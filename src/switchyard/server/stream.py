@@ -82,6 +82,8 @@ def _sse(chunks: list[dict[str, Any]], overrides: dict[str, Any], tap: Tap | Non
             tap.provider_completion_id = chunk.get("id")
         chunk.update(overrides)
         dumped.append(orjson.dumps(chunk))
+    if not dumped:  # a plugin's empty batch (say, a generator): no event at all
+        return b""
     if tap is not None:
         tap.chunks.extend(dumped)
     return b"data: " + b"\n\ndata: ".join(dumped) + b"\n\n"

@@ -4,7 +4,7 @@ A handler hands over the bytes it already has (the client's request as sent, the
 answer as the client got it: a JSON object, or a stream's chunks as a JSON array of
 the very chunks its events carried), so the request path serialises nothing twice and
 parses nothing for the store. The writer (in its own
-process by default) parses the request and assembles a stream's events; the handler's
+process by default) parses the request and assembles a stream's chunks; the handler's
 whole answer goes into its row as it is. A record is a flat tuple of bytes,
 strings and numbers: cheap to marshal, and nothing the garbage collector traverses
 while it waits in the queue (bench/NOTES.md, section 7).
@@ -22,7 +22,7 @@ from switchyard.sink import Record, StoredCall
 from switchyard.store.assemble import assemble
 from switchyard.store.queries import Values
 
-__all__ = ["MalformedRecord", "Record", "record_id", "record_of", "row_values"]
+__all__ = ["MalformedRecord", "Record", "as_events", "record_id", "record_of", "row_values"]
 
 
 # Kept in their own columns, so not repeated in the stored request.
@@ -136,7 +136,7 @@ def _completion(answer: bytes, streamed: bool, our_id: str) -> tuple[str, str, d
     A whole answer holding the record's id (the handler's, always) goes in as the very
     text the client got: it is parsed, to be sure it is a JSON object, but not
     serialised again, nor made into a row by way of a dict (17% of the writer's
-    instructions per row; bench/NOTES.md, section 20). Otherwise (a stream's events, an
+    instructions per row; bench/NOTES.md, section 20). Otherwise (a stream's chunks, an
     answer under another id or none) the row takes the id inside it, the one its client
     saw, and the completion is serialised from what was parsed.
     """
@@ -162,6 +162,19 @@ def _chunks(answer: bytes) -> list[Any]:
         return chunks
     parser = SSEParser()
     return [orjson.loads(data) for data in parser.feed(answer) + parser.flush() if data != DONE]
+
+
+def as_events(answer: bytes) -> bytes:
+    """A stream's answer as SSE events: the form every version of the writer reads, for
+    what outlives this process (``spill``: a file saved at shutdown may be claimed by
+    an older version after a rollback, whose parse would find no event in an array)."""
+    if answer[:1] != b"[":
+        return answer
+    try:
+        chunks = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return answer  # refused as it is when claimed, as it would be now
+    return b"".join(b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in chunks)
 
 
 def record_id(record: Record) -> str:

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import orjson
 
-from switchyard.store.record import Record
+from switchyard.store.record import Record, as_events
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def _line(record: Record) -> dict[str, Any]:
         "streamed": streamed,
         "caller": caller,
         **_text("request", request),
-        **_text("answer", answer),
+        **_text("answer", as_events(answer) if streamed else answer),
     }
 
 

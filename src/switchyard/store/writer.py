@@ -46,8 +46,8 @@ from switchyard.store.record import Record, record_id, record_of
 
 log = logging.getLogger(__name__)
 
-# What the queue may hold in bytes, besides its count: a stream's record is its SSE
-# events (~200 bytes per token), so while the database is down 10,000 long streams
+# What the queue may hold in bytes, besides its count: a stream's record holds all its
+# chunks (~200 bytes per token), so while the database is down 10,000 long streams
 # would otherwise hold gigabytes.
 MAX_QUEUED_BYTES = 256 * 1024 * 1024
 RETRY_FIRST_S = 0.2
