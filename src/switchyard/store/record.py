@@ -3,11 +3,11 @@
 A handler hands over the bytes it already has (the client's request as sent, the
 answer as the client got it: a JSON object, or a stream's chunks as a JSON array of
 the very chunks its events carried), so the request path serialises nothing twice and
-parses nothing for the store. The writer (in its own
-process by default) parses the request and assembles a stream's chunks; the handler's
-whole answer goes into its row as it is. A record is a flat tuple of bytes,
-strings and numbers: cheap to marshal, and nothing the garbage collector traverses
-while it waits in the queue (bench/NOTES.md, section 7).
+parses nothing for the store. The writer (in its own process by default) parses the
+request and assembles a stream's chunks; the handler's whole answer goes into its row
+as it is. A record is a flat tuple of bytes, strings and numbers: cheap to marshal, and
+nothing the garbage collector traverses while it waits in the queue (bench/NOTES.md,
+section 7).
 """
 
 from __future__ import annotations
