@@ -276,10 +276,21 @@ def test_rate_limits_pass_the_providers_retry_after(server: ServerHandle) -> Non
     assert response.headers["retry-after"] == "7"
 
 
-@pytest.mark.parametrize("model", ["up/break-stream", "up/break-batch", "up/cut-stream"])
+@pytest.mark.parametrize(
+    ("model", "sent"),
+    [
+        ("up/break-stream", ["first"]),
+        ("up/break-batch", ["first"]),
+        ("up/cut-stream", ["first"]),
+        # The body ends well, but without a finish_reason or [DONE]: cut short all the same.
+        ("up/unfinished-stream", ["first"]),
+        ("up/empty-stream", []),
+    ],
+)
 def test_errors_after_the_first_byte_end_the_stream_with_an_error_event(
-    server: ServerHandle, model: str
+    server: ServerHandle, model: str, sent: list[str]
 ) -> None:
+    unstored = _unfinished_streams(server)
     with openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
         received = []
         with pytest.raises(openai.APIError) as info:
@@ -287,8 +298,51 @@ def test_errors_after_the_first_byte_end_the_stream_with_an_error_event(
                 model=model, messages=MESSAGES, stream=True
             ):  # type: ignore[arg-type]
                 received.append(chunk.choices[0].delta.content)
-        assert received == ["first"]
+        assert received == sent
         assert "provider 'up'" in info.value.message
+    assert _unfinished_streams(server) == unstored + 1  # and not stored as if complete
+
+
+def _unfinished_streams(server: ServerHandle) -> float:
+    metrics = httpx.get(server.url + "/metrics").text
+    line = next(x for x in metrics.splitlines() if x.startswith("switchyard_store_unfinished"))
+    return float(line.split()[-1])
+
+
+def test_a_stream_that_finished_may_end_without_done(server: ServerHandle) -> None:
+    with openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model="up/finished-stream", messages=MESSAGES, stream=True
+        )  # type: ignore[arg-type]
+        chunks = list(stream)
+    assert [c.choices[0].delta.content for c in chunks] == ["first", " second"]
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_a_stream_answered_with_one_json_document_is_502(server: ServerHandle) -> None:
+    body = {"model": "up/json-stream", "messages": MESSAGES, "stream": True}
+    error = _error(_post(server, "/chat/completions", json=body), 502)
+    assert error["type"] == "upstream_error"
+    assert "Server-Sent Events" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/chat/completions", {"model": "up/ok", "messages": MESSAGES}),
+        ("/chat/completions", {"model": "up/ok", "messages": MESSAGES, "stream": True}),
+        ("/embeddings", {"model": "up/text-embed", "input": "x"}),
+    ],
+)
+def test_json_nested_too_deeply_to_forward_is_400(
+    server: ServerHandle, path: str, body: dict[str, Any]
+) -> None:
+    # orjson reads 1,024 levels but writes 254: a body in between is read, then refused.
+    deep = orjson.dumps(body)[:-1] + b', "x": ' + b"[" * 300 + b"]" * 300 + b"}"
+    headers = {"Content-Type": "application/json"}
+    error = _error(_post(server, path, content=deep, headers=headers), 400)
+    assert error["type"] == "invalid_request_error"
+    assert "less deeply" in error["message"]
 
 
 def test_too_large_is_413(server: ServerHandle) -> None:

@@ -109,6 +109,17 @@ def test_a_request_that_is_not_a_json_object_is_refused() -> None:
         row_values(record_of(call))
 
 
+@pytest.mark.parametrize("field", ["messages", "temperature"])
+def test_a_request_nested_deeper_than_json_can_be_written_is_refused(field: str) -> None:
+    # Read from a client (orjson reads 1,024 levels), beyond what it writes (254): a
+    # plugin provider may have answered it, and the writer must refuse it, not fail.
+    deep = b"[" * 300 + b"]" * 300
+    request = orjson.dumps({**REQUEST, field: "X"}).replace(b'"X"', deep)
+    call = StoredCall(request, "openai", 1.0, 2.0, completion=answer(), completion_id="c")
+    with pytest.raises(MalformedRecord, match="cannot be made a row"):
+        row_values(record_of(call))
+
+
 CHUNKS = [
     {"id": "chatcmpl-s", "model": "openai/gpt-x", "choices": [{"index": 0, "delta": d}]}
     for d in ({"role": "assistant", "content": ""}, {"content": "h\u00e9"}, {"content": "!"})

@@ -10,6 +10,10 @@ endless       streams a chunk every 20 ms for 10 s
 silent-stream sends the headers, then only SSE comments (no event) for 10 s
 late-endless  waits 0.5 s before its headers (a queued request), then as endless
 flaky         fails with 503 (retry-after-ms: 1200) on the first try, then answers
+json-stream   answers a stream with one JSON completion (application/json)
+empty-stream  answers a stream with text/event-stream and no event at all
+unfinished-stream   streams one chunk, then ends its body: no finish_reason, no [DONE]
+finished-stream     streams two chunks, the last with its finish_reason; no [DONE]
     (status-429 also says Retry-After: 7)
 """
 
@@ -83,7 +87,8 @@ class FaultyUpstream(ThreadedApp):
 
     async def _models(self, request: web.Request) -> web.Response:
         names = ["ok", "slow", "break-stream", "break-batch", "cut-stream", "endless"]
-        names += ["silent-stream", "late-endless", "flaky", "text-embed"]
+        names += ["silent-stream", "late-endless", "flaky", "text-embed", "json-stream"]
+        names += ["empty-stream", "unfinished-stream", "finished-stream"]
         data = [{"id": n, "object": "model", "created": 1, "owned_by": "test"} for n in names]
         return web.json_response({"object": "list", "data": data})
 
@@ -115,7 +120,7 @@ class FaultyUpstream(ThreadedApp):
             )
         if model == "slow":
             await asyncio.sleep(self.slow_seconds)
-        if body.get("stream"):
+        if body.get("stream") and model != "json-stream":
             return await self._stream(request, model)
         return web.json_response(_completion(model))
 
@@ -127,19 +132,27 @@ class FaultyUpstream(ThreadedApp):
         await response.prepare(request)
         if model == "silent-stream":
             return await self._endless(response, b": still thinking\n\n")
-        if model == "break-batch":
-            await response.write(_chunk(model, "first") + _ERROR_EVENT)
-            return response
-        await response.write(_chunk(model, "first"))
-        if model == "break-stream":
-            await response.write(_ERROR_EVENT)
-            return response
         if model == "endless":
+            await response.write(_FIRST)
             return await self._endless(response, _chunk(model, "more"))
-        if model == "cut-stream":
-            assert request.transport is not None
-            request.transport.close()
-            return response
-        await response.write(_chunk(model, " second", "stop"))
-        await response.write(b"data: [DONE]\n\n")
+        for piece in _SCRIPTS.get(model, _SCRIPTS["ok"]):
+            if piece is None:  # the connection dropped mid-stream
+                assert request.transport is not None
+                request.transport.close()
+                break
+            await response.write(piece)
         return response
+
+
+_FIRST = _chunk("up", "first")
+_LAST = _chunk("up", " second", "stop")
+# What each stream model writes, a write per item (None: the connection is cut there).
+_SCRIPTS: dict[str, list[bytes | None]] = {
+    "ok": [_FIRST, _LAST, b"data: [DONE]\n\n"],
+    "empty-stream": [],
+    "break-stream": [_FIRST, _ERROR_EVENT],
+    "break-batch": [_FIRST + _ERROR_EVENT],
+    "cut-stream": [_FIRST, None],
+    "unfinished-stream": [_FIRST],
+    "finished-stream": [_FIRST, _LAST],
+}

@@ -21,6 +21,7 @@ from switchyard._version import __version__
 from switchyard.config import ModelType, ProviderConfig
 from switchyard.errors import (
     ConfigError,
+    InvalidRequestError,
     UnsupportedParameterError,
     UpstreamError,
     UpstreamStatusError,
@@ -111,7 +112,7 @@ class OpenAICompatProvider:
             if body is None
             else {**self._headers, "Content-Type": "application/json"},
             json=body,
-            content=None if body is None else orjson.dumps(body),
+            content=None if body is None else _encode(body),
             stream=stream,
         )
         response = await self._transport.send(request)
@@ -143,17 +144,44 @@ class OpenAICompatProvider:
             )
         return payload
 
+    async def _stream(self, path: str, body: JSON) -> AsyncIterator[list[JSON]]:
+        response = await self._send("POST", path, body, stream=True)
+        if response.headers.get("content-type", "").startswith("application/json"):
+            # One JSON document where events were asked for: its SSE parse would find
+            # no event, and the client would get an empty stream that looks complete.
+            raise self._not_a_stream(await response.read())
+        return self._events(response)
+
+    def _not_a_stream(self, raw: bytes) -> UpstreamError:
+        try:
+            payload = self._decode(raw)
+        except UpstreamError as err:
+            return err
+        error = payload.get("error")
+        if error is not None:
+            message, _, _, _ = _error_fields(raw)
+            return UpstreamError(f"provider '{self.id}' failed: {message}", provider_id=self.id)
+        return UpstreamError(
+            f"provider '{self.id}' answered a streaming request with one JSON document, "
+            "not Server-Sent Events; send the request without stream=true",
+            provider_id=self.id,
+        )
+
     async def _events(self, response: UpstreamResponse) -> AsyncIterator[list[JSON]]:
         """The stream's chunks, a list per read: what arrived together is relayed
         together, each read as soon as it arrives (one write for a read's events, not
         one each; bench/NOTES.md, section 22)."""
         parser = SSEParser()
+        # A stream may end without [DONE] once a choice has finished; one that ends with
+        # neither was cut (its body's end may be no more than the connection closing).
+        finished = False
         # aclosing: the connection goes back to the pool (or is closed, if the client
         # left early) now, not when the garbage collector finds the iterator.
         async with contextlib.aclosing(response.aiter_bytes()) as body:
             async for data in body:
                 chunks, ended, error = self._chunks(parser.feed(data))
                 if chunks:
+                    finished = finished or _finishes(chunks)
                     yield chunks
                 if error is not None:
                     raise error
@@ -161,9 +189,16 @@ class OpenAICompatProvider:
                     return
         chunks, _, error = self._chunks(parser.flush())
         if chunks:
+            finished = finished or _finishes(chunks)
             yield chunks
         if error is not None:
             raise error
+        if not finished:
+            raise UpstreamError(
+                f"provider '{self.id}' ended the stream before it finished "
+                "(no finish_reason and no [DONE]): its answer is incomplete",
+                provider_id=self.id,
+            )
 
     def _chunks(self, payloads: list[bytes]) -> tuple[list[JSON], bool, Exception | None]:
         """The chunks of ``payloads`` up to ``[DONE]``, whether the stream ended, and the
@@ -205,15 +240,13 @@ class OpenAICompatProvider:
         return await self._json("/chat/completions", self.prepare_chat(body))
 
     async def chat_stream(self, body: JSON) -> AsyncIterator[list[JSON]]:
-        response = await self._send("POST", "/chat/completions", self.prepare_chat(body), True)
-        return self._events(response)
+        return await self._stream("/chat/completions", self.prepare_chat(body))
 
     async def completions(self, body: JSON) -> JSON:
         return await self._json("/completions", self.prepare_completions(body))
 
     async def completions_stream(self, body: JSON) -> AsyncIterator[list[JSON]]:
-        response = await self._send("POST", "/completions", self.prepare_completions(body), True)
-        return self._events(response)
+        return await self._stream("/completions", self.prepare_completions(body))
 
     async def embeddings(self, body: JSON) -> JSON:
         result = await self._json("/embeddings", self.prepare_embeddings(body))
@@ -314,6 +347,18 @@ class OpenAICompatProvider:
         }
 
 
+def _encode(body: JSON) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as err:
+        # orjson reads JSON nested up to 1,024 levels deep but writes at most 254, so a
+        # body between the two was read and cannot be sent on: the client's to change.
+        raise InvalidRequestError(
+            f"The request body cannot be forwarded to the provider ({err}): "
+            "nest its JSON less deeply (at most 254 levels)."
+        ) from None
+
+
 MASK = "********"
 _SECRET_WORDS = ("key", "token", "secret", "password", "auth")
 
@@ -328,6 +373,17 @@ def _without_userinfo(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _finishes(chunks: list[JSON]) -> bool:
+    """Whether a choice of ``chunks`` has its finish_reason."""
+    for chunk in chunks:
+        choices = chunk.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict) and choice.get("finish_reason"):
+                    return True
+    return False
 
 
 def _error_fields(raw: bytes) -> tuple[str, str | None, str | None, str | None]:

@@ -101,19 +101,27 @@ def row_values(record: Record) -> Values:
     )
     try:
         request = orjson.loads(request_raw)
+        if not isinstance(request, dict):
+            raise MalformedRecord("the request is not a JSON object")
         row_id, completion_text, completion = _completion(answer, streamed, our_id)
+        messages = request.get("messages")
+        metadata = request.get("metadata")
+        model = request.get("model") or completion.get("model") or ""
+        rest = {k: v for k, v in request.items() if k not in _REQUEST_OWN_COLUMNS}
+        # Serialised here, inside the try: JSON read from a client can nest deeper than
+        # orjson writes (1,024 against 254 levels), which must refuse the record, not
+        # fail the writer's batch.
+        columns = (
+            orjson.dumps(messages if isinstance(messages, list) else []).decode(),
+            orjson.dumps(rest).decode(),
+            orjson.dumps(metadata if isinstance(metadata, dict) else None).decode(),
+        )
     except MalformedRecord:
         raise
     except orjson.JSONDecodeError as err:
         raise MalformedRecord(f"not JSON: {err}") from None
     except (AttributeError, TypeError, KeyError, ValueError) as err:
-        raise MalformedRecord(f"an answer that cannot be made a completion: {err!r}") from None
-    if not isinstance(request, dict):
-        raise MalformedRecord("the request is not a JSON object")
-    messages = request.get("messages")
-    metadata = request.get("metadata")
-    model = request.get("model") or completion.get("model") or ""
-    rest = {k: v for k, v in request.items() if k not in _REQUEST_OWN_COLUMNS}
+        raise MalformedRecord(f"a record that cannot be made a row: {err!r}") from None
     return (
         row_id,
         int(started * 1_000_000),
@@ -124,9 +132,7 @@ def row_values(record: Record) -> Values:
         caller,
         streamed,
         completion_text,
-        orjson.dumps(messages if isinstance(messages, list) else []).decode(),
-        orjson.dumps(rest).decode(),
-        orjson.dumps(metadata if isinstance(metadata, dict) else None).decode(),
+        *columns,
     )
 
 
