@@ -88,6 +88,13 @@ def run(
         "SWITCHYARD_CASSETTES": os.path.abspath(cassettes) if cassettes else None,
     }
     config = _load({k: v for k, v in updates.items() if v})
+    from switchyard.server.app import check_config
+
+    try:
+        check_config(config, updates["SWITCHYARD_CONFIG"] or "the default config")
+    except ConfigError as err:
+        click.echo(f"switchyard: {err.message}", err=True)
+        sys.exit(2)
     server = config.server
     import uvicorn
 

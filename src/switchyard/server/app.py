@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute
 
 from switchyard import metrics
 from switchyard.config import Config, config_from_environment
+from switchyard.errors import ConfigError
 from switchyard.providers import create_provider
 from switchyard.providers.base import Provider
 from switchyard.registry import ModelRegistry
@@ -26,6 +27,7 @@ from switchyard.server.errors import HANDLERS
 from switchyard.server.fastpath import FastPath, fixed_routes
 from switchyard.server.state import AppState
 from switchyard.store import open_sink
+from switchyard.store.engine import open_database, store_url
 from switchyard.transports import transport_for
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,26 @@ log = logging.getLogger(__name__)
 
 def build_providers(config: Config) -> dict[str, Provider]:
     return {p.id: create_provider(p, transport_for(config, p)) for p in config.providers}
+
+
+def check_config(config: Config, source: str) -> None:
+    """Refuse, before any worker starts, what each worker's start-up would refuse: a
+    provider type that does not load or misses a setting, a store that cannot be
+    placed. A ConfigError names the file and the field, as a malformed file's does."""
+    for index, provider in enumerate(config.providers):
+        try:
+            create_provider(provider)
+        except ConfigError as err:
+            raise _config_error(source, f"providers.{index}", err) from None
+    if config.store.enabled:
+        try:
+            open_database(store_url(config)).dispose()  # makes the SQLite file's folder
+        except ConfigError as err:
+            raise _config_error(source, "store.url", err) from None
+
+
+def _config_error(source: str, field: str, err: ConfigError) -> ConfigError:
+    return ConfigError(f"invalid configuration in {source}:\n  {field}: {err.message}")
 
 
 def create_app(config: Config, providers: dict[str, Provider] | None = None) -> FastPath:

@@ -1,0 +1,36 @@
+"""The command line: a config that start-up would refuse fails at once, in one message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from switchyard.cli import main
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "words"),
+    [
+        ("providers: [{id: a, type: bogus}]", "providers.0: unknown provider type 'bogus'"),
+        (
+            "providers: [{id: a, type: openai_compatible}]",
+            "providers.0: provider 'a' (type openai_compatible) needs a base_url",
+        ),
+        ('store: {url: "sqlite:////proc/nope/x.db"}', "store.url: cannot create the store's"),
+    ],
+)
+def test_a_config_start_up_would_refuse_names_file_and_field_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, yaml_text: str, words: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    # The command exports its options for the workers; these restore the test's own.
+    for name in ("SWITCHYARD_CONFIG", "HOME", "XDG_DATA_HOME"):
+        monkeypatch.setenv(name, str(tmp_path))
+    result = CliRunner().invoke(main, ["run", "--config", str(path), "--port", "1"])
+    assert result.exit_code == 2
+    assert f"invalid configuration in {path}:" in result.output
+    assert words in result.output
+    assert "Traceback" not in result.output
