@@ -59,6 +59,7 @@ def server(upstream: FaultyUpstream) -> Iterator[ServerHandle]:
             {"id": "groq", "type": "groq", "base_url": upstream.url + "/v1", "max_retries": 0},
             {"id": "st", "type": "sentence-transformers"},
         ],
+        "models": [{"id": "declared-chat", "provider_id": "up", "provider_model_id": "ok"}],
     }
     with thread_server(config) as handle:
         yield handle
@@ -177,6 +178,14 @@ def test_malformed_embeddings_are_400(
     assert _error(_post(server, "/embeddings", json=body), 400)["param"] == param
 
 
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_a_body_not_in_utf8_is_400_saying_so(server: ServerHandle, encoding: str) -> None:
+    text = '{"model": "up/ok", "messages": [{"role": "user", "content": "caf\u00e9"}]}'
+    headers = {"Content-Type": "application/json"}
+    response = _post(server, "/chat/completions", content=text.encode(encoding), headers=headers)
+    assert "not UTF-8" in _error(response, 400)["message"]
+
+
 def test_unknown_model_is_404_with_a_way_forward(server: ServerHandle) -> None:
     with openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
         with pytest.raises(openai.NotFoundError) as info:
@@ -193,9 +202,21 @@ def test_model_of_the_wrong_type_is_400(server: ServerHandle) -> None:
     chat = {"model": "st/all-MiniLM-L6-v2", "messages": MESSAGES}
     error = _error(_post(server, "/chat/completions", json=chat), 400)
     assert "embedding model" in error["message"] and "/v1/embeddings" in error["message"]
-    embed = {"model": "up/ok", "input": "x"}
+    embed = {"model": "declared-chat", "input": "x"}
     error = _error(_post(server, "/embeddings", json=embed), 400)
     assert "language model" in error["message"]
+
+
+def test_a_listed_model_not_known_as_an_embedding_model_is_tried_for_embeddings(
+    server: ServerHandle, upstream: FaultyUpstream
+) -> None:
+    # The provider's list gave "ok" no type, and its name no hint: its provider decides.
+    listed = httpx.get(server.base_url + "/models/up/ok").json()
+    assert listed["model_type"] == "llm"
+    response = _post(server, "/embeddings", json={"model": "up/ok", "input": "x"})
+    assert response.status_code == 200, response.text
+    assert response.json()["data"][0]["embedding"] == [0.5, -0.25, 1.0]
+    assert upstream.bodies[-1] == {"model": "ok", "input": "x"}
 
 
 @pytest.mark.parametrize(
@@ -354,6 +375,9 @@ def test_too_large_is_413(server: ServerHandle) -> None:
 def test_unknown_routes_and_methods(server: ServerHandle) -> None:
     _error(httpx.get(server.url + "/v1/nothing-here"), 404)
     _error(httpx.delete(server.base_url + "/models"), 405)
+    for method, path in [("POST", "/chat/completions/"), ("GET", "/chat/completions/x/")]:
+        response = httpx.request(method, server.base_url + path, json={})
+        assert "trailing slash" in _error(response, 404)["message"]  # not an empty redirect
 
 
 def test_a_stream_answers_at_once_and_a_client_leaving_before_any_event_frees_the_provider(

@@ -152,6 +152,9 @@ def test_store_false_is_never_stored(client: openai.OpenAI) -> None:
         ("limit=ten", "limit"),
         ("order=sideways", "order"),
         ("after=chatcmpl-unknown", "after"),
+        ("metadata[]=x", "metadata[]"),
+        ("metadata[k=v", "metadata[k"),
+        ("metadata=k", "metadata"),
     ],
 )
 def test_bad_listing_parameters_are_400s(server: ServerHandle, query: str, param: str) -> None:

@@ -99,6 +99,9 @@ def create_app(config: Config, providers: dict[str, Provider] | None = None) -> 
                     log.exception("provider %s did not close cleanly", provider.id)
 
     app = Starlette(routes=routes, exception_handlers=dict(HANDLERS), lifespan=lifespan)
+    # A path with a slash too many gets OpenAI's answer, a 404 that says so, not an
+    # empty redirect to a URL built from the client's Host header.
+    app.router.redirect_slashes = False
     app.state.switchyard = state
     return FastPath(app, fixed_routes(routes))
 

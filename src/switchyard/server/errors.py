@@ -36,9 +36,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     error: SwitchyardError
     if exc.status_code == 404:
-        error = NotFoundError(
-            f"No route {request.method} {request.url.path}; see GET /openapi.json."
-        )
+        path = request.url.path
+        hint = " (drop the trailing slash)" if len(path) > 1 and path.endswith("/") else ""
+        error = NotFoundError(f"No route {request.method} {path}{hint}; see GET /openapi.json.")
     elif exc.status_code == 405:
         error = MethodNotAllowedError(
             f"Method {request.method} is not allowed on {request.url.path}."

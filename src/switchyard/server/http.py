@@ -54,6 +54,11 @@ def parse_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as err:
+        if "UTF-8" in err.msg:
+            # orjson's own words ("surrogates not allowed") mislead for Latin-1 or UTF-16.
+            raise InvalidRequestError(
+                "The request body is not UTF-8; send JSON encoded as UTF-8."
+            ) from None
         raise InvalidRequestError(
             f"The request body is not valid JSON ({err}). Send a JSON object with "
             "Content-Type: application/json."

@@ -111,6 +111,11 @@ def _metadata_filter(params: QueryParams) -> dict[str, str]:
         match = _METADATA_PARAM.match(name)
         if match:
             found[match.group(1)] = value
+        elif name.startswith("metadata"):
+            # Ignored, it would list every completion where the client meant a filter.
+            raise InvalidRequestError(
+                f"{name!r} is not a metadata filter; write metadata[key]=value.", param=name
+            )
     return found
 
 
