@@ -19,6 +19,9 @@ from switchyard.cli import main
             "providers.0: provider 'a' (type openai_compatible) needs a base_url",
         ),
         ('store: {url: "sqlite:////proc/nope/x.db"}', "store.url: cannot create the store's"),
+        ('store: {url: "mysql://x/y"}', "\n  store.url uses 'mysql';"),
+        ("recording: {mode: replay, cassettes: /nonexistent}", "recording.cassettes: replay"),
+        ("recording: {mode: record}", "recording.cassettes: recording.mode is 'record' but"),
     ],
 )
 def test_a_config_start_up_would_refuse_names_file_and_field_without_a_traceback(

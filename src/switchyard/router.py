@@ -17,7 +17,7 @@ _ENDPOINT = {"llm": "/v1/chat/completions or /v1/completions", "embedding": "/v1
 def route(registry: ModelRegistry, model_id: str, want: ModelType) -> tuple[ModelEntry, Provider]:
     """The model's entry and provider; a model of the other type is a clear 400."""
     entry = registry.resolve(model_id)
-    if entry.model_type is not None and entry.model_type != want and _certain(entry):
+    if entry.model_type is not None and entry.model_type != want:
         kind = "an embedding model" if entry.model_type == "embedding" else "a language model"
         raise WrongModelTypeError(
             f"'{model_id}' is {kind}; use it with {_ENDPOINT[entry.model_type]}, "
@@ -26,11 +26,3 @@ def route(registry: ModelRegistry, model_id: str, want: ModelType) -> tuple[Mode
             code="wrong_model_type",
         )
     return entry, registry.provider(entry.provider_id)
-
-
-def _certain(entry: ModelEntry) -> bool:
-    """Whether the entry's type can refuse a request: a type from the config, or a
-    listed model known as an embedding model (its listing or its family's name says so).
-    A listed model is "llm" by default, not by knowledge, so it is tried as an embedding
-    model too, and its provider decides, as for a model routed by its prefix alone."""
-    return entry.source == "config" or entry.model_type == "embedding"

@@ -179,6 +179,7 @@ class _Answer:
     def __init__(self, chunks: list[bytes], status: int = 200, pause: float = 0.0) -> None:
         self.status = status
         self.headers: Mapping[str, str] = {"Content-Type": "text/event-stream"}
+        self.ends_at_close = False
         self._chunks = chunks
         self._pause = pause
         self.closed = False

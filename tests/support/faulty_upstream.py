@@ -12,8 +12,11 @@ late-endless  waits 0.5 s before its headers (a queued request), then as endless
 flaky         fails with 503 (retry-after-ms: 1200) on the first try, then answers
 json-stream   answers a stream with one JSON completion (application/json)
 empty-stream  answers a stream with text/event-stream and no event at all
-unfinished-stream   streams one chunk, then ends its body: no finish_reason, no [DONE]
+unfinished-stream   streams one chunk, then ends its (chunked) body: no finish_reason, no [DONE]
 finished-stream     streams two chunks, the last with its finish_reason; no [DONE]
+close-cut-stream    a body that ends when the connection closes (no length, not chunked),
+                    after one chunk: no finish_reason, no [DONE]
+close-finished-stream   the same framing, after the finish chunk: no [DONE]
     (status-429 also says Retry-After: 7)
 """
 
@@ -88,7 +91,8 @@ class FaultyUpstream(ThreadedApp):
     async def _models(self, request: web.Request) -> web.Response:
         names = ["ok", "slow", "break-stream", "break-batch", "cut-stream", "endless"]
         names += ["silent-stream", "late-endless", "flaky", "text-embed", "json-stream"]
-        names += ["empty-stream", "unfinished-stream", "finished-stream"]
+        names += ["empty-stream", "unfinished-stream", "finished-stream", "close-cut-stream"]
+        names += ["close-finished-stream"]
         data = [{"id": n, "object": "model", "created": 1, "owned_by": "test"} for n in names]
         return web.json_response({"object": "list", "data": data})
 
@@ -128,6 +132,12 @@ class FaultyUpstream(ThreadedApp):
         if model == "late-endless":
             await asyncio.sleep(0.5)
             model = "endless"
+        if model in _CLOSE_DELIMITED:
+            # Written past aiohttp, which frames every HTTP/1.1 body it writes.
+            assert request.transport is not None
+            request.transport.write(_CLOSE_DELIMITED[model])
+            request.transport.close()  # after what is written: the body's end
+            return web.Response()
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         if model == "silent-stream":
@@ -155,4 +165,9 @@ _SCRIPTS: dict[str, list[bytes | None]] = {
     "cut-stream": [_FIRST, None],
     "unfinished-stream": [_FIRST],
     "finished-stream": [_FIRST, _LAST],
+}
+_HEAD_TO_CLOSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+_CLOSE_DELIMITED = {
+    "close-cut-stream": _HEAD_TO_CLOSE + _FIRST,
+    "close-finished-stream": _HEAD_TO_CLOSE + _FIRST + _LAST,
 }

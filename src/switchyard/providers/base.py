@@ -20,7 +20,8 @@ class ModelInfo:
     """A model as a provider lists it (before it gets its Switchyard id)."""
 
     provider_model_id: str
-    model_type: ModelType = "llm"
+    # None: the listing does not say (listed as "llm"; both endpoints may try it).
+    model_type: ModelType | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     created: int = 0
     owned_by: str = ""
@@ -33,7 +34,7 @@ class ModelEntry:
     id: str
     provider_id: str
     provider_model_id: str
-    model_type: ModelType | None  # None: routed by provider prefix, type unknown
+    model_type: ModelType | None  # None: unknown (routed by prefix, or listed without one)
     metadata: dict[str, Any] = field(default_factory=dict)
     created: int = 0
     owned_by: str = ""

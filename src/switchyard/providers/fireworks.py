@@ -16,7 +16,7 @@ class FireworksProvider(OpenAICompatProvider):
     base_url_env: ClassVar[str | None] = "FIREWORKS_BASE_URL"
     embedding_dropped_fields: ClassVar[frozenset[str]] = frozenset({"user"})
 
-    def classify_model(self, entry: JSON) -> ModelType:
+    def classify_model(self, entry: JSON) -> ModelType | None:
         # Fireworks' list says ``kind``; embedding models have "EMBEDDING" in it.
         kind = entry.get("kind")
         if isinstance(kind, str) and "EMBEDDING" in kind.upper():

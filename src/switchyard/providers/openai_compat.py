@@ -172,16 +172,17 @@ class OpenAICompatProvider:
         together, each read as soon as it arrives (one write for a read's events, not
         one each; bench/NOTES.md, section 22)."""
         parser = SSEParser()
-        # A stream may end without [DONE] once a choice has finished; one that ends with
-        # neither was cut (its body's end may be no more than the connection closing).
-        finished = False
+        # The last two reads' chunks (a finish may be followed by a usage chunk): looked
+        # at only if the body ends without [DONE], so nothing is spent on them per read.
+        before: list[JSON] = []
+        last: list[JSON] = []
         # aclosing: the connection goes back to the pool (or is closed, if the client
         # left early) now, not when the garbage collector finds the iterator.
         async with contextlib.aclosing(response.aiter_bytes()) as body:
             async for data in body:
                 chunks, ended, error = self._chunks(parser.feed(data))
                 if chunks:
-                    finished = finished or _finishes(chunks)
+                    before, last = last, chunks
                     yield chunks
                 if error is not None:
                     raise error
@@ -189,14 +190,27 @@ class OpenAICompatProvider:
                     return
         chunks, _, error = self._chunks(parser.flush())
         if chunks:
-            finished = finished or _finishes(chunks)
+            before, last = last, chunks
             yield chunks
         if error is not None:
             raise error
-        if not finished:
+        self._check_end(response, before + last)
+
+    def _check_end(self, response: UpstreamResponse, tail: list[JSON]) -> None:
+        """A body that ended without [DONE]: refused if it held no event at all, or if
+        its end was the connection closing and no choice had finished (then it may have
+        been cut). A body framed by its length or chunks that ends without either marker
+        is whole as the provider sent it (older TGI sends no [DONE])."""
+        if not tail:
             raise UpstreamError(
-                f"provider '{self.id}' ended the stream before it finished "
-                "(no finish_reason and no [DONE]): its answer is incomplete",
+                f"provider '{self.id}' answered the stream with no event (an empty or "
+                "non-SSE body); try again, or without stream=true",
+                provider_id=self.id,
+            )
+        if response.ends_at_close and not _finishes(tail):
+            raise UpstreamError(
+                f"provider '{self.id}' closed the connection before the stream finished "
+                "(no finish_reason, no [DONE]): the answer is incomplete; try again",
                 provider_id=self.id,
             )
 
@@ -329,12 +343,15 @@ class OpenAICompatProvider:
             owned_by=str(entry.get("owned_by") or ""),
         )
 
-    def classify_model(self, entry: JSON) -> ModelType:
+    def classify_model(self, entry: JSON) -> ModelType | None:
+        """The listed model's type; None when nothing says, so that a request of either
+        kind reaches the provider, which decides (a name outside the hints is no proof
+        of a language model)."""
         model_id = str(entry["id"])
         if model_id in self.embedding_metadata:
             return "embedding"
         lowered = model_id.lower()
-        return "embedding" if any(h in lowered for h in EMBEDDING_HINTS) else "llm"
+        return "embedding" if any(h in lowered for h in EMBEDDING_HINTS) else None
 
     def describe(self) -> JSON:
         """The config for ``/v1/providers``: anything that may be a secret is masked."""

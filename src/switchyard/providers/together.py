@@ -53,7 +53,7 @@ class TogetherProvider(OpenAICompatProvider):
             models = [m for m in models if kinds.get(m.provider_model_id) in _TYPES]
         return models
 
-    def classify_model(self, entry: JSON) -> ModelType:
+    def classify_model(self, entry: JSON) -> ModelType | None:
         kind = entry.get("type")
         if isinstance(kind, str) and kind in _TYPES:
             return _TYPES[kind]

@@ -156,12 +156,9 @@ _LIBRARIES: weakref.WeakValueDictionary[tuple[object, ...], CassetteLibrary] = (
 )
 
 
-def library_for(config: RecordingConfig) -> CassetteLibrary:
-    """The library of a server's recording config (mode other than ``live``).
-
-    A :class:`ConfigError` (at start) when the directory is not set, or is missing in
-    replay mode.
-    """
+def cassette_directory(config: RecordingConfig) -> Path:
+    """The cassette directory of a recording config (mode other than ``live``); a
+    :class:`ConfigError` when it is not set, or is missing in replay mode."""
     if not config.cassettes:
         raise ConfigError(
             f"recording.mode is '{config.mode}' but no cassette directory is set; "
@@ -170,6 +167,12 @@ def library_for(config: RecordingConfig) -> CassetteLibrary:
     directory = Path(config.cassettes).expanduser().resolve()
     if config.mode == "replay" and not directory.is_dir():
         raise ConfigError(f"replay mode: the cassette directory {directory} does not exist")
+    return directory
+
+
+def library_for(config: RecordingConfig) -> CassetteLibrary:
+    """The library of a server's recording config (mode other than ``live``)."""
+    directory = cassette_directory(config)
     key = (
         directory,
         config.cassette,

@@ -130,6 +130,7 @@ class _RecordingResponse:
         self._finish = finish
         self.status = inner.status
         self.headers: Mapping[str, str] = inner.headers
+        self.ends_at_close = inner.ends_at_close
 
     def _answer(self, **content: Any) -> RecordedResponse:
         return RecordedResponse(self.status, scrub.response_headers(self.headers), **content)
@@ -182,6 +183,7 @@ class ReplayedResponse:
         self.status = recorded.status
         kind = "events" if recorded.is_stream else "text" if recorded.text is not None else "body"
         self.headers: Mapping[str, str] = {"content-type": _CONTENT_TYPES[kind], **recorded.headers}
+        self.ends_at_close = False  # the recorded body is whole, however it was framed
 
     async def read(self) -> bytes:
         recorded = self._recorded

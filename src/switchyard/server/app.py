@@ -21,6 +21,7 @@ from switchyard.config import Config, config_from_environment
 from switchyard.errors import ConfigError
 from switchyard.providers import create_provider
 from switchyard.providers.base import Provider
+from switchyard.recording.library import cassette_directory
 from switchyard.registry import ModelRegistry
 from switchyard.server import chat, completions, embeddings, meta, models, openapi, stored
 from switchyard.server.errors import HANDLERS
@@ -51,10 +52,16 @@ def check_config(config: Config, source: str) -> None:
             open_database(store_url(config)).dispose()  # makes the SQLite file's folder
         except ConfigError as err:
             raise _config_error(source, "store.url", err) from None
+    if config.recording.mode != "live":
+        try:
+            cassette_directory(config.recording)  # not the library: that reads every cassette
+        except ConfigError as err:
+            raise _config_error(source, "recording.cassettes", err) from None
 
 
 def _config_error(source: str, field: str, err: ConfigError) -> ConfigError:
-    return ConfigError(f"invalid configuration in {source}:\n  {field}: {err.message}")
+    message = err.message if err.message.startswith(field) else f"{field}: {err.message}"
+    return ConfigError(f"invalid configuration in {source}:\n  {message}")
 
 
 def create_app(config: Config, providers: dict[str, Provider] | None = None) -> FastPath:

@@ -37,6 +37,9 @@ class UpstreamResponse(Protocol):
 
     status: int
     headers: Mapping[str, str]
+    # The body ends only when the connection closes (no length, not chunked): where it
+    # stops, a cut cannot be told from the end.
+    ends_at_close: bool
 
     async def read(self) -> bytes: ...
 
@@ -49,6 +52,11 @@ class Transport(Protocol):
     async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
 
     async def aclose(self) -> None: ...
+
+
+def ends_at_close(headers: Mapping[str, str]) -> bool:
+    """Whether an answer with these headers has neither a length nor chunked coding."""
+    return "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
 
 
 def network_error(

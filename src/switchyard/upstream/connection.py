@@ -19,6 +19,8 @@ from typing import cast
 
 import httptools
 
+from switchyard.upstream.base import ends_at_close
+
 # A request whose connection is closed sooner than this after it was sent, with no byte
 # of an answer, met a connection the provider had already dropped (see ConnectionLostError).
 RESEND_WINDOW = 0.5
@@ -96,7 +98,7 @@ class Http1Connection(asyncio.Protocol):
             self.on_idle_close(self)
         if self._complete or self._error is not None:
             return
-        if self._head_done and exc is None and self._ends_at_close():
+        if self._head_done and exc is None and ends_at_close(self.headers):
             self._complete = True  # a body delimited by the end of the connection
             self._wake()
             return
@@ -259,12 +261,6 @@ class Http1Connection(asyncio.Protocol):
             self._error = err
         self.close()
         self._wake()
-
-    def _ends_at_close(self) -> bool:
-        """An answer with neither a length nor chunked coding ends when the connection does."""
-        return "content-length" not in self.headers and "chunked" not in self.headers.get(
-            "transfer-encoding", ""
-        )
 
 
 class _Drain:

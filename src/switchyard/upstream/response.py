@@ -6,7 +6,7 @@ import contextlib
 import zlib
 from collections.abc import AsyncGenerator, Callable, Mapping
 
-from switchyard.upstream.base import UpstreamRequest, broken_answer
+from switchyard.upstream.base import UpstreamRequest, broken_answer, ends_at_close
 from switchyard.upstream.connection import Http1Connection
 
 # gzip or zlib-wrapped deflate, told apart by their headers.
@@ -16,7 +16,7 @@ _ANY_ZLIB = 32 + zlib.MAX_WBITS
 class HttpResponse:
     """An answer whose head has arrived; the body is read from the connection on demand."""
 
-    __slots__ = ("_conn", "_release", "_request", "headers", "status")
+    __slots__ = ("_conn", "_release", "_request", "ends_at_close", "headers", "status")
 
     def __init__(
         self,
@@ -29,6 +29,7 @@ class HttpResponse:
         self._request = request
         self.status = conn.status
         self.headers: Mapping[str, str] = conn.headers
+        self.ends_at_close = ends_at_close(conn.headers)
 
     async def read(self) -> bytes:
         conn = self._take()
