@@ -123,3 +123,14 @@ def test_switchyard_variables_override(tmp_path: Path) -> None:
     assert config.recording.mode == "replay"
     with pytest.raises(ConfigError, match=r"recording\.mode"):
         config_from_environment({**env, "SWITCHYARD_RECORD_MODE": "sometimes"})
+
+
+def test_api_keys_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("server: {api_keys: [sk-file]}")
+    assert config_from_environment({"SWITCHYARD_CONFIG": str(path)}).server.api_keys == ["sk-file"]
+    env = {"SWITCHYARD_CONFIG": str(path), "SWITCHYARD_API_KEYS": "sk-a, sk-b,"}
+    assert config_from_environment(env).server.api_keys == ["sk-a", "sk-b"]
+    path.write_text('server: {api_keys: ["sk with a space"]}')
+    with pytest.raises(ConfigError, match=r"c\.yaml(.|\n)*server\.api_keys\.0"):
+        config_from_environment({"SWITCHYARD_CONFIG": str(path)})

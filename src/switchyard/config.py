@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -105,6 +105,10 @@ class ServerConfig(_Strict):
     discovery_timeout: float = Field(default=10.0, gt=0)
     log_level: str = "info"
     access_log: bool = False
+    # Keys a client must send as "Authorization: Bearer <key>"; none: no key needed.
+    api_keys: list[Annotated[str, Field(min_length=1, pattern=r"^\S+$")]] = Field(
+        default_factory=list
+    )
 
 
 class Config(_Strict):
@@ -258,6 +262,7 @@ def apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
         "SWITCHYARD_RECORD_MODE": ("recording", "mode", str),
         "SWITCHYARD_CASSETTES": ("recording", "cassettes", str),
         "SWITCHYARD_DATA_DIR": ("", "data_dir", str),
+        "SWITCHYARD_API_KEYS": ("server", "api_keys", _comma_list),
     }
     raw = config.model_dump()
     changed = False
@@ -272,6 +277,10 @@ def apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
         return Config.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation(err, "environment (SWITCHYARD_*)")) from None
+
+
+def _comma_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def config_from_environment(env: Mapping[str, str] | None = None) -> Config:

@@ -24,6 +24,7 @@ from switchyard.providers.base import Provider
 from switchyard.recording.library import cassette_directory
 from switchyard.registry import ModelRegistry
 from switchyard.server import chat, completions, embeddings, meta, models, openapi, stored
+from switchyard.server.auth import KeyCheck
 from switchyard.server.errors import HANDLERS
 from switchyard.server.fastpath import FastPath, fixed_routes
 from switchyard.server.state import AppState
@@ -110,7 +111,8 @@ def create_app(config: Config, providers: dict[str, Provider] | None = None) -> 
     # empty redirect to a URL built from the client's Host header.
     app.router.redirect_slashes = False
     app.state.switchyard = state
-    return FastPath(app, fixed_routes(routes))
+    keys = KeyCheck(config.server.api_keys) if config.server.api_keys else None
+    return FastPath(app, fixed_routes(routes), keys)
 
 
 def _freeze_startup_objects() -> None:

@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from switchyard.errors import SwitchyardError
+from switchyard.server.auth import KeyCheck
 from switchyard.server.errors import switchyard_error, unexpected_error
 
 log = logging.getLogger(__name__)
@@ -36,17 +37,28 @@ def fixed_routes(routes: list[BaseRoute]) -> dict[tuple[str, str], Endpoint]:
 
 
 class FastPath:
-    """ASGI app: fixed routes straight to their endpoint, the rest to ``fallback``."""
+    """ASGI app: fixed routes straight to their endpoint, the rest to ``fallback``; with
+    ``keys``, every request checked for one first (``server.auth``)."""
 
-    def __init__(self, fallback: Starlette, table: dict[tuple[str, str], Endpoint]) -> None:
+    def __init__(
+        self,
+        fallback: Starlette,
+        table: dict[tuple[str, str], Endpoint],
+        keys: KeyCheck | None = None,
+    ) -> None:
         self.fallback = fallback
         self.table = table
+        self.keys = keys
         self.state = fallback.state  # app.state.switchyard, as on the Starlette app
         self.routes = fallback.routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = None
         if scope["type"] == "http":
+            if self.keys is not None and (refused := self.keys.refusal(scope)) is not None:
+                response = await switchyard_error(Request(scope, receive), refused)
+                await response(scope, receive, send)
+                return
             endpoint = self.table.get((scope["method"], scope["path"]))
         if endpoint is None:
             await self.fallback(scope, receive, send)
