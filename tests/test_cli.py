@@ -37,3 +37,19 @@ def test_a_config_start_up_would_refuse_names_file_and_field_without_a_traceback
     assert f"invalid configuration in {path}:" in result.output
     assert words in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
+def test_serving_beyond_loopback_without_keys_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, warned: bool
+) -> None:
+    for name in ("SWITCHYARD_CONFIG", "HOME", "XDG_DATA_HOME"):
+        monkeypatch.setenv(name, str(tmp_path))
+    path = tmp_path / "c.yaml"
+    path.write_text("store: {enabled: false}")
+    served: list[str] = []
+    monkeypatch.setattr("uvicorn.run", lambda *a, **kw: served.append(kw["host"]))
+    result = CliRunner().invoke(main, ["run", "--config", str(path), "--host", host])
+    assert result.exit_code == 0, result.output
+    assert served == [host]
+    assert ("no server.api_keys" in result.output) is warned

@@ -131,6 +131,12 @@ def test_api_keys_from_the_file_or_the_environment(tmp_path: Path) -> None:
     assert config_from_environment({"SWITCHYARD_CONFIG": str(path)}).server.api_keys == ["sk-file"]
     env = {"SWITCHYARD_CONFIG": str(path), "SWITCHYARD_API_KEYS": "sk-a, sk-b,"}
     assert config_from_environment(env).server.api_keys == ["sk-a", "sk-b"]
-    path.write_text('server: {api_keys: ["sk with a space"]}')
-    with pytest.raises(ConfigError, match=r"c\.yaml(.|\n)*server\.api_keys\.0"):
-        config_from_environment({"SWITCHYARD_CONFIG": str(path)})
+    for bad in ("sk with a space", "sk-\u00e9", "sk,two"):
+        path.write_text(f"server: {{api_keys: [{bad!r}]}}")
+        with pytest.raises(ConfigError, match=r"c\.yaml(.|\n)*server\.api_keys\.0"):
+            config_from_environment({"SWITCHYARD_CONFIG": str(path)})
+    # "$K1,$K2" with neither set must not turn the file's keys off.
+    path.write_text("server: {api_keys: [sk-file]}")
+    for empty in (",", " , "):
+        with pytest.raises(ConfigError, match="SWITCHYARD_API_KEYS is set but holds no key"):
+            config_from_environment({**env, "SWITCHYARD_API_KEYS": empty})

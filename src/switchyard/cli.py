@@ -7,6 +7,7 @@ environment variables, so every worker process (``--workers N``) builds the same
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
 import sys
 from typing import get_args
@@ -37,6 +38,15 @@ def _load(env_updates: dict[str, str]) -> Config:
     except ConfigError as err:
         click.echo(f"switchyard: {err.message}", err=True)
         sys.exit(2)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 @main.command()
@@ -96,6 +106,13 @@ def run(
         click.echo(f"switchyard: {err.message}", err=True)
         sys.exit(2)
     server = config.server
+    host = host or server.host
+    if not server.api_keys and not _loopback(host):
+        click.echo(
+            f"switchyard: warning: serving on {host} with no server.api_keys: whoever "
+            "reaches it uses the providers' keys. Set server.api_keys or SWITCHYARD_API_KEYS.",
+            err=True,
+        )
     import uvicorn
 
     from switchyard.server.protocol import HTTP_PROTOCOL, KEEP_ALIVE_SECONDS
@@ -108,7 +125,7 @@ def run(
     uvicorn.run(
         "switchyard.server.app:app_from_environment",
         factory=True,
-        host=host or server.host,
+        host=host,
         port=server.port if port is None else port,
         workers=workers or server.workers,
         loop="uvloop",

@@ -106,7 +106,9 @@ class ServerConfig(_Strict):
     log_level: str = "info"
     access_log: bool = False
     # Keys a client must send as "Authorization: Bearer <key>"; none: no key needed.
-    api_keys: list[Annotated[str, Field(min_length=1, pattern=r"^\S+$")]] = Field(
+    # Printable ASCII without commas: what an HTTP header carries, and SWITCHYARD_API_KEYS
+    # separates with commas.
+    api_keys: list[Annotated[str, Field(pattern=r"^[\x21-\x2b\x2d-\x7e]+$")]] = Field(
         default_factory=list
     )
 
@@ -280,7 +282,11 @@ def apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
 
 
 def _comma_list(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
+    items = [item.strip(" \t") for item in value.split(",")]
+    if not any(items):
+        # "$K1,$K2" with neither set: the keys would be turned off without a word.
+        raise ConfigError(f"SWITCHYARD_API_KEYS is set but holds no key ({value!r})")
+    return [item for item in items if item]
 
 
 def config_from_environment(env: Mapping[str, str] | None = None) -> Config:

@@ -46,19 +46,39 @@ def test_a_wrong_key_is_401_invalid_api_key(server: ServerHandle, key: str) -> N
     assert "server.api_keys" in info.value.message
 
 
+def test_the_scheme_and_spaces_around_the_key_do_not_matter(server: ServerHandle) -> None:
+    for value in (f"bearer {KEYS[0]}", f"BEARER  {KEYS[0]}"):
+        response = httpx.get(server.base_url + "/models", headers={"Authorization": value})
+        assert response.status_code == 200, value
+
+
+def test_two_authorization_headers_are_refused_whichever_holds_the_key(
+    server: ServerHandle,
+) -> None:
+    for pair in ([KEYS[0], "sk-wrong"], ["sk-wrong", KEYS[0]]):
+        headers = [("Authorization", f"Bearer {key}") for key in pair]
+        response = httpx.get(server.base_url + "/models", headers=headers)
+        assert response.status_code == 401
+        assert "one Authorization header" in response.json()["error"]["message"]
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
         ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/completions"),
         ("POST", "/v1/embeddings"),
         ("GET", "/v1/models"),
+        ("GET", "/v1/providers"),
+        ("GET", "/v1/version"),
         ("GET", "/v1/chat/completions"),
         ("GET", "/v1/chat/completions/chatcmpl-x"),
         ("DELETE", "/v1/chat/completions/chatcmpl-x"),
         ("GET", "/v1/nowhere"),
+        ("GET", "/elsewhere"),
     ],
 )
-def test_no_key_is_401_on_every_v1_route(server: ServerHandle, method: str, path: str) -> None:
+def test_no_key_is_401_on_every_route(server: ServerHandle, method: str, path: str) -> None:
     for headers in ({}, {"Authorization": "Basic eDp5"}, {"Authorization": "Bearer"}):
         response = httpx.request(method, server.url + path, headers=headers, json={})
         assert response.status_code == 401, response.text
@@ -73,3 +93,13 @@ def test_health_metrics_and_the_openapi_document_need_no_key(server: ServerHandl
     assert httpx.get(server.base_url + "/health").json() == {"status": "OK"}
     assert httpx.get(server.url + "/metrics").status_code == 200
     assert httpx.get(server.url + "/openapi.json").status_code == 200
+
+
+def test_behind_a_root_path_the_same_paths_need_a_key(server: ServerHandle) -> None:
+    # uvicorn --root-path /api puts the prefix in front of the path the check reads.
+    from switchyard.server.auth import KeyCheck
+
+    check = KeyCheck(KEYS)
+    scope = {"path": "/api/v1/models", "root_path": "/api", "headers": []}
+    assert check.refusal(scope) is not None
+    assert check.refusal({**scope, "path": "/api/v1/health"}) is None

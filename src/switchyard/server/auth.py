@@ -1,7 +1,7 @@
-"""API keys. When the config lists any, every request under ``/v1`` but the health check
-must carry one as ``Authorization: Bearer <key>``: the header the openai SDK sends for
-its ``api_key``. ``/metrics`` and ``/openapi.json`` stay open, as vLLM leaves its own
-(scrapers and documentation tools rarely hold a key); keep them behind a firewall."""
+"""API keys. When the config lists any, every request but the health check, ``/metrics``
+and ``/openapi.json`` must carry one as ``Authorization: Bearer <key>``: the header the
+openai SDK sends for its ``api_key``. The open ones are open as vLLM leaves its own;
+``/metrics`` holds provider ids and counters, no secret: keep it behind a firewall."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from starlette.types import Scope
 
 from switchyard.errors import AuthenticationError
 
-# Probed by load balancers and orchestrators, which hold no key.
-OPEN_PATHS = frozenset({"/v1/health"})
+# Open without a key: probes, scrapers and documentation tools hold none. Every other
+# path needs one, so that a route added later is closed until it is listed here.
+OPEN_PATHS = frozenset({"/v1/health", "/metrics", "/openapi.json"})
 _BEARER = b"bearer "
 
 
@@ -26,11 +27,13 @@ class KeyCheck:
         self._keys = tuple(key.encode() for key in keys)
 
     def refusal(self, scope: Scope) -> AuthenticationError | None:
-        path: str = scope["path"]
-        if not path.startswith("/v1") or path in OPEN_PATHS:
+        if _route_path(scope) in OPEN_PATHS:
             return None
-        given = _bearer_token(scope["headers"])
-        if given is None:
+        given = [v for k, v in scope["headers"] if k == b"authorization"]
+        if len(given) > 1:  # which one counts would depend on who reads it: neither does
+            return _refused("Send one Authorization header, not several.", code=None)
+        token = _bearer_token(given[0]) if given else None
+        if token is None:
             return _refused(
                 "No API key given. Send one as 'Authorization: Bearer <key>' (the openai "
                 "SDK's api_key); the server's keys are server.api_keys in its config.",
@@ -38,7 +41,7 @@ class KeyCheck:
             )
         # Every key compared in full, in constant time: how much of a guess was right
         # shows in no response time.
-        if not any([hmac.compare_digest(given, key) for key in self._keys]):
+        if not any([hmac.compare_digest(token, key) for key in self._keys]):
             return _refused(
                 "Incorrect API key given. Send one of the keys in server.api_keys of the "
                 "server's config as 'Authorization: Bearer <key>'.",
@@ -47,13 +50,18 @@ class KeyCheck:
         return None
 
 
-def _bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
-    for name, value in headers:
-        if name == b"authorization":
-            if value[: len(_BEARER)].lower() == _BEARER:
-                return value[len(_BEARER) :].strip()
-            return None
-    return None
+def _route_path(scope: Scope) -> str:
+    """The path the routes see: uvicorn's ``--root-path`` prefixes ``path`` with it,
+    and Starlette takes it off again before matching."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _bearer_token(value: bytes) -> bytes | None:
+    if value[: len(_BEARER)].lower() != _BEARER:
+        return None  # another scheme (Basic), or none
+    return value[len(_BEARER) :].strip() or None
 
 
 def _refused(message: str, code: str | None) -> AuthenticationError:
