@@ -42,7 +42,8 @@ def build_providers(config: Config) -> dict[str, Provider]:
 def check_config(config: Config, source: str) -> None:
     """Refuse, before any worker starts, what each worker's start-up would refuse: a
     provider type that does not load or misses a setting, a store that cannot be
-    placed. A ConfigError names the file and the field, as a malformed file's does."""
+    placed, record or replay without its cassette folder. A ConfigError names the file
+    and the field, as a malformed file's does."""
     for index, provider in enumerate(config.providers):
         try:
             create_provider(provider)
