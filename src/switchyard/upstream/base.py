@@ -37,9 +37,11 @@ class UpstreamResponse(Protocol):
 
     status: int
     headers: Mapping[str, str]
-    # The body ends only when the connection closes (no length, not chunked): where it
-    # stops, a cut cannot be told from the end.
-    ends_at_close: bool
+
+    @property
+    def ends_at_close(self) -> bool:
+        """The body ends only when the connection closes (no length, not chunked):
+        where it stops, a cut cannot be told from the end."""
 
     async def read(self) -> bytes: ...
 

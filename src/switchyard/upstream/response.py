@@ -16,7 +16,7 @@ _ANY_ZLIB = 32 + zlib.MAX_WBITS
 class HttpResponse:
     """An answer whose head has arrived; the body is read from the connection on demand."""
 
-    __slots__ = ("_conn", "_release", "_request", "ends_at_close", "headers", "status")
+    __slots__ = ("_conn", "_release", "_request", "headers", "status")
 
     def __init__(
         self,
@@ -29,7 +29,11 @@ class HttpResponse:
         self._request = request
         self.status = conn.status
         self.headers: Mapping[str, str] = conn.headers
-        self.ends_at_close = ends_at_close(conn.headers)
+
+    @property
+    def ends_at_close(self) -> bool:
+        # Asked only of a stream that ended without [DONE]: nothing on every answer.
+        return ends_at_close(self.headers)
 
     async def read(self) -> bytes:
         conn = self._take()
