@@ -389,6 +389,9 @@ def test_unknown_routes_and_methods(server: ServerHandle) -> None:
     for method, path in [("POST", "/chat/completions/"), ("GET", "/chat/completions/x/")]:
         response = httpx.request(method, server.base_url + path, json={})
         assert "trailing slash" in _error(response, 404)["message"]  # not an empty redirect
+    for path in ["/models/", "/models/up/ok/"]:
+        error = _error(httpx.get(server.base_url + path), 404)
+        assert "trailing slash" in error["message"] and error["code"] == "model_not_found"
 
 
 def test_a_stream_answers_at_once_and_a_client_leaving_before_any_event_frees_the_provider(

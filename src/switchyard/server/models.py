@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from switchyard.errors import ModelNotFoundError
+from switchyard.errors import ModelNotFoundError, NotFoundError
 from switchyard.server.http import json_response
 from switchyard.server.state import AppState
 
@@ -18,6 +18,15 @@ def routes(state: AppState) -> list[Route]:
 
     async def retrieve_model(request: Request) -> Response:
         model_id = request.path_params["model_id"]
+        if not model_id or model_id.endswith("/"):
+            # The path route takes any tail, so a trailing slash lands here, not in
+            # the router's 404 that gives the same hint.
+            raise NotFoundError(
+                f"No model '{model_id}': drop the trailing slash "
+                f"(GET /v1/models lists the models, GET /v1/models/{{id}} gets one).",
+                param="model",
+                code="model_not_found",
+            )
         entry = state.registry.resolve(model_id)
         if entry.source == "prefix":  # routable, but not a model we know of
             raise ModelNotFoundError(model_id)
