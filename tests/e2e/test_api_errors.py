@@ -306,6 +306,8 @@ def test_rate_limits_pass_the_providers_retry_after(server: ServerHandle) -> Non
         # The body's end is the connection closing, with no finish_reason or [DONE]: it
         # may have been cut anywhere.
         ("up/close-cut-stream", ["first"]),
+        # Two choices side by side (n=2): the first finished, the second was cut.
+        ("up/close-cut-n2-stream", ["first", "other", " second"]),
         ("up/empty-stream", []),
     ],
 )

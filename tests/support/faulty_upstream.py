@@ -17,6 +17,7 @@ finished-stream     streams two chunks, the last with its finish_reason; no [DON
 close-cut-stream    a body that ends when the connection closes (no length, not chunked),
                     after one chunk: no finish_reason, no [DONE]
 close-finished-stream   the same framing, after the finish chunk: no [DONE]
+close-cut-n2-stream     the same framing, two choices (n=2): only the first finishes
     (status-429 also says Retry-After: 7)
 """
 
@@ -32,13 +33,13 @@ from tests.support.threaded_app import ThreadedApp
 _ERROR_EVENT = b'data: {"error": {"message": "model crashed"}}\n\n'
 
 
-def _chunk(model: str, content: str, finish: str | None = None) -> bytes:
+def _chunk(model: str, content: str, finish: str | None = None, index: int = 0) -> bytes:
     chunk = {
         "id": "chatcmpl-up",
         "object": "chat.completion.chunk",
         "created": 1,
         "model": model,
-        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
+        "choices": [{"index": index, "delta": {"content": content}, "finish_reason": finish}],
     }
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
@@ -92,7 +93,7 @@ class FaultyUpstream(ThreadedApp):
         names = ["ok", "slow", "break-stream", "break-batch", "cut-stream", "endless"]
         names += ["silent-stream", "late-endless", "flaky", "text-embed", "json-stream"]
         names += ["empty-stream", "unfinished-stream", "finished-stream", "close-cut-stream"]
-        names += ["close-finished-stream"]
+        names += ["close-finished-stream", "close-cut-n2-stream"]
         data = [{"id": n, "object": "model", "created": 1, "owned_by": "test"} for n in names]
         return web.json_response({"object": "list", "data": data})
 
@@ -170,4 +171,5 @@ _HEAD_TO_CLOSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnect
 _CLOSE_DELIMITED = {
     "close-cut-stream": _HEAD_TO_CLOSE + _FIRST,
     "close-finished-stream": _HEAD_TO_CLOSE + _FIRST + _LAST,
+    "close-cut-n2-stream": _HEAD_TO_CLOSE + _FIRST + _chunk("up", "other", index=1) + _LAST,
 }

@@ -393,14 +393,20 @@ def _without_userinfo(url: str) -> str:
 
 
 def _finishes(chunks: list[JSON]) -> bool:
-    """Whether a choice of ``chunks`` has its finish_reason."""
+    """Whether every choice that ``chunks`` carry has its finish_reason among them (and
+    one does): with n > 1 the choices stream side by side, so one finished says nothing
+    of the others."""
+    finished: dict[int, bool] = {}
     for chunk in chunks:
         choices = chunk.get("choices")
-        if isinstance(choices, list):
-            for choice in choices:
-                if isinstance(choice, dict) and choice.get("finish_reason"):
-                    return True
-    return False
+        if not isinstance(choices, list):
+            continue
+        for choice in choices:
+            if isinstance(choice, dict):
+                index = choice.get("index")
+                key = index if isinstance(index, int) else 0
+                finished[key] = finished.get(key, False) or bool(choice.get("finish_reason"))
+    return bool(finished) and all(finished.values())
 
 
 def _error_fields(raw: bytes) -> tuple[str, str | None, str | None, str | None]:
