@@ -278,6 +278,24 @@ def test_upstream_failures_map_to_gateway_statuses(
     assert model.split("/", maxsplit=1)[0] in error["message"]
 
 
+def test_a_providers_key_refused_points_at_the_config_not_the_clients_key(
+    server: ServerHandle,
+) -> None:
+    body = {"model": "up/status-401", "messages": MESSAGES}
+    error = _error(_post(server, "/chat/completions", json=body), 502)
+    assert "api_key of provider 'up'" in error["message"]
+    assert error["code"] is None  # the provider's code would name the client's key
+
+
+def test_an_error_in_a_200_answer_is_a_502_and_not_stored(server: ServerHandle) -> None:
+    body = {"model": "up/error-200", "messages": MESSAGES, "metadata": {"probe": "error-200"}}
+    error = _error(_post(server, "/chat/completions", json=body), 502)
+    assert "model overloaded" in error["message"] and "provider 'up'" in error["message"]
+    # The list waits for this worker's accepted writes: a stored row would be seen.
+    listed = httpx.get(server.base_url + "/chat/completions?metadata[probe]=error-200")
+    assert listed.status_code == 200 and listed.json()["data"] == []
+
+
 def test_retries_honour_retry_after(server: ServerHandle, upstream: FaultyUpstream) -> None:
     started = time.monotonic()
     response = _post(

@@ -2,6 +2,7 @@
 
 ok            a normal chat completion / stream / embedding
 status-NNN    answers HTTP NNN with an OpenAI-shaped error body
+error-200     answers HTTP 200 with an OpenAI-shaped error body (no choices)
 slow          answers after ``slow_seconds`` (for timeouts)
 break-stream  streams one chunk, then an error event
 break-batch   the same in one write, so that the chunk and the error arrive together
@@ -93,7 +94,7 @@ class FaultyUpstream(ThreadedApp):
         names = ["ok", "slow", "break-stream", "break-batch", "cut-stream", "endless"]
         names += ["silent-stream", "late-endless", "flaky", "text-embed", "json-stream"]
         names += ["empty-stream", "unfinished-stream", "finished-stream", "close-cut-stream"]
-        names += ["close-finished-stream", "close-cut-n2-stream"]
+        names += ["close-finished-stream", "close-cut-n2-stream", "error-200"]
         data = [{"id": n, "object": "model", "created": 1, "owned_by": "test"} for n in names]
         return web.json_response({"object": "list", "data": data})
 
@@ -119,6 +120,8 @@ class FaultyUpstream(ThreadedApp):
             }
             headers = {"Retry-After": "7"} if status == 429 else None
             return web.json_response({"error": error}, status=status, headers=headers)
+        if model == "error-200":
+            return web.json_response({"error": {"message": "model overloaded", "type": "x"}})
         if model == "flaky" and self.calls[model] == 1:
             return web.json_response(
                 {"error": {"message": "busy"}}, status=503, headers={"retry-after-ms": "1200"}

@@ -127,7 +127,17 @@ class OpenAICompatProvider:
 
     async def _json(self, path: str, body: JSON) -> JSON:
         response = await self._send("POST", path, body, stream=False)
-        return self._decode(await response.read())
+        payload = self._decode(await response.read())
+        error = payload.get("error")
+        if error:
+            # Some providers fail with HTTP 200 and an error object: relayed as it is,
+            # it would reach the client (and the store) as if it were an answer.
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise UpstreamError(
+                f"provider '{self.id}' failed (an error in an HTTP 200 answer): {message}",
+                provider_id=self.id,
+            )
+        return payload
 
     def _decode(self, raw: bytes) -> JSON:
         try:
@@ -239,6 +249,11 @@ class OpenAICompatProvider:
 
     def _status_error(self, status: int, raw: bytes) -> UpstreamStatusError:
         message, error_type, param, code = _error_fields(raw)
+        if status in (401, 403):
+            # The provider refused Switchyard's key, not the client's: its code (say
+            # invalid_api_key) would send the client after the wrong key.
+            message += f"; check the api_key of provider '{self.id}' in Switchyard's config"
+            code = None
         return UpstreamStatusError(
             f"provider '{self.id}' refused the request (HTTP {status}): {message}",
             provider_id=self.id,
