@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 
 # Our own generator, not os.urandom: an id must be unique, not unguessable, and this
@@ -21,3 +22,12 @@ os.register_at_fork(after_in_child=_RANDOM.seed)
 
 def new_completion_id() -> str:
     return f"chatcmpl-{time.time_ns() // 1_000_000:012x}{_RANDOM.getrandbits(64):016x}"
+
+
+_COMPLETION_ID = re.compile(r"chatcmpl-([0-9a-f]{12})[0-9a-f]{16}")
+
+
+def id_millis(completion_id: str) -> int | None:
+    """When an id of ours was made (ms since the epoch); None for any other id."""
+    match = _COMPLETION_ID.fullmatch(completion_id)
+    return None if match is None else int(match.group(1), 16)

@@ -100,9 +100,9 @@ def test_listing_filters_and_pages_like_openai(client: openai.OpenAI) -> None:
         ).id
         for n in range(12)
     ]
-    newest_first = [c.id for c in client.chat.completions.list(metadata={"batch": batch}, limit=5)]
-    assert newest_first == made[::-1]
-    page = client.chat.completions.list(metadata={"batch": batch}, limit=5, order="asc")
+    newest_first = client.chat.completions.list(metadata={"batch": batch}, limit=5, order="desc")
+    assert [c.id for c in newest_first] == made[::-1]
+    page = client.chat.completions.list(metadata={"batch": batch}, limit=5)  # asc, as OpenAI
     assert [c.id for c in page.data] == made[:5]
     assert page.has_more is True
     assert [c.id for c in page] == made  # auto-pagination follows last_id
@@ -155,6 +155,11 @@ def test_store_false_is_never_stored(client: openai.OpenAI) -> None:
         ("metadata[]=x", "metadata[]"),
         ("metadata[k=v", "metadata[k"),
         ("metadata=k", "metadata"),
+        # PostgreSQL refuses NUL in a query: a 400 on every backend, not a 500 there.
+        ("after=%00", "after"),
+        ("model=a%00", "model"),
+        ("metadata[k]=%00", "metadata[k]"),
+        ("metadata[%00]=v", "metadata[\x00]"),
     ],
 )
 def test_bad_listing_parameters_are_400s(server: ServerHandle, query: str, param: str) -> None:
@@ -175,6 +180,39 @@ def test_unknown_ids_and_bad_updates(server: ServerHandle) -> None:
     bad = httpx.post(f"{server.base_url}/chat/completions/x", json={"metadata": {"k": 1}})
     assert bad.status_code == 400
     assert bad.json()["error"]["param"] == "metadata"
+
+
+def test_nul_characters_are_400s_on_every_route(server: ServerHandle) -> None:
+    for method in ("GET", "POST", "DELETE"):
+        answer = httpx.request(method, f"{server.base_url}/chat/completions/a%00b", json={})
+        assert answer.status_code == 400, method
+        assert answer.json()["error"]["param"] == "completion_id"
+    body = {"model": MODEL, "messages": ask("x"), "metadata": {"k": "a\u0000"}}
+    refused = httpx.post(f"{server.base_url}/chat/completions", json=body)
+    assert refused.status_code == 400 and "NUL" in refused.json()["error"]["message"]
+    update = httpx.post(
+        f"{server.base_url}/chat/completions/x", json={"metadata": {"k\u0000": "v"}}
+    )
+    assert update.status_code == 400 and update.json()["error"]["param"] == "metadata"
+
+
+def test_deleting_each_completion_while_paging_reaches_them_all(client: openai.OpenAI) -> None:
+    for order in ("asc", "desc"):
+        batch = secrets.token_hex(4)
+        made = [
+            client.chat.completions.create(
+                model=MODEL, messages=ask(f"n{n}"), metadata={"batch": batch}
+            ).id
+            for n in range(5)
+        ]
+        # The SDK asks for the page after the last id of the one before, deleted by then.
+        pages = client.chat.completions.list(metadata={"batch": batch}, limit=2, order=order)
+        deleted = []
+        for completion in pages:
+            client.chat.completions.delete(completion.id)
+            deleted.append(completion.id)
+        assert deleted == (made if order == "asc" else made[::-1])
+        assert client.chat.completions.list(metadata={"batch": batch}).data == []
 
 
 def test_the_routes_are_in_the_openapi_document(server: ServerHandle) -> None:

@@ -2,8 +2,8 @@
 
 The shapes are OpenAI's (``/v1/chat/completions`` with ``after``, ``limit``, ``order``,
 ``model`` and ``metadata[key]=value``); each stored completion also carries
-``input_messages`` and ``metadata``. Listings default to newest first; a completion's
-messages to their order in the request, as OpenAI's do.
+``input_messages`` and ``metadata``. Listings default to oldest first, and a
+completion's messages to their order in the request, as OpenAI's do.
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ def routes(state: AppState) -> list[Route]:
     async def list_completions(request: Request) -> Response:
         params = request.query_params
         query = ListQuery(
-            after=params.get("after") or None,
+            after=_text(params.get("after"), "after"),
             limit=_limit(params),
-            order=_order(params, "desc"),
-            model=params.get("model") or None,
+            order=_order(params, "asc"),
+            model=_text(params.get("model"), "model"),
             metadata=_metadata_filter(params),
         )
         page = await store().list_completions(query)
@@ -59,14 +59,15 @@ def routes(state: AppState) -> list[Route]:
     async def list_messages(request: Request) -> Response:
         params = request.query_params
         page = await store().list_messages(
-            _id(request), params.get("after") or None, _limit(params), _order(params, "asc")
+            _id(request), _text(params.get("after"), "after"), _limit(params), _order(params, "asc")
         )
         return json_response(page.to_json())
 
     async def update_completion(request: Request) -> Response:
+        completion_id = _id(request)
         body = await read_json(request, state.config.server.max_body_bytes)
         metadata = _metadata_update(body)
-        return json_response(await store().update_metadata(_id(request), metadata))
+        return json_response(await store().update_metadata(completion_id, metadata))
 
     async def delete_completion(request: Request) -> Response:
         return json_response(await store().delete_completion(_id(request)))
@@ -82,7 +83,19 @@ def routes(state: AppState) -> list[Route]:
 
 
 def _id(request: Request) -> str:
-    return str(request.path_params["completion_id"])
+    completion_id = str(request.path_params["completion_id"])
+    _text(completion_id, "completion_id")
+    return completion_id
+
+
+def _text(value: str | None, param: str) -> str | None:
+    """``value`` (None if empty), refused if it holds a NUL character: no id or stored
+    value has one, and PostgreSQL refuses it in a query (a 500 otherwise)."""
+    if value and "\x00" in value:
+        raise InvalidRequestError(
+            f"{param} must not contain NUL characters (\\u0000).", param=param
+        )
+    return value or None
 
 
 def _limit(params: QueryParams) -> int:
@@ -110,7 +123,7 @@ def _metadata_filter(params: QueryParams) -> dict[str, str]:
     for name, value in params.multi_items():
         match = _METADATA_PARAM.match(name)
         if match:
-            found[match.group(1)] = value
+            found[str(_text(match.group(1), name))] = str(_text(value, name) or "")
         elif name.startswith("metadata"):
             # Ignored, it would list every completion where the client meant a filter.
             raise InvalidRequestError(

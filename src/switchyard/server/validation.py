@@ -101,6 +101,10 @@ def metadata_problem(metadata: Any) -> str | None:
             return f"keys must be at most {METADATA_KEY_MAX} characters ({key[:20]!r}...)"
         if not isinstance(value, str) or len(value) > METADATA_VALUE_MAX:
             return f"values must be strings of at most {METADATA_VALUE_MAX} characters ({key!r})"
+        if "\x00" in key or "\x00" in value:
+            # PostgreSQL's JSON operators cannot read it back: one such row would fail
+            # every metadata filter.
+            return f"keys and values must not contain NUL characters (\\u0000) ({key!r})"
     return None
 
 

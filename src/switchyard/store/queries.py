@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from switchyard.ids import id_millis
 from switchyard.store.engine import Database
 from switchyard.store.schema import chat_completions as table
 
@@ -29,7 +30,7 @@ class UnknownCursorError(LookupError):
 class ListQuery:
     after: str | None = None
     limit: int = 20
-    order: Order = "desc"
+    order: Order = "asc"
     model: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -107,16 +108,31 @@ def list_rows(db: Database, query: ListQuery) -> tuple[list[sa.Row[Any]], bool]:
             cursor = connection.execute(
                 sa.select(table.c.created_us, table.c.seq).where(table.c.id == query.after)
             ).one_or_none()
-            if cursor is None:
-                raise UnknownCursorError(query.after)
-            bound = sa.tuple_(*cursor)
-            statement = statement.where(
-                position > bound if query.order == "asc" else position < bound
-            )
+            if cursor is not None:
+                bound = sa.tuple_(*cursor)
+                statement = statement.where(
+                    position > bound if query.order == "asc" else position < bound
+                )
+            else:
+                statement = statement.where(_after_deleted(query.after, query.order))
         columns = (table.c.created_us, table.c.seq)
         ordering = [c.asc() if query.order == "asc" else c.desc() for c in columns]
         rows = connection.execute(statement.order_by(*ordering).limit(query.limit + 1)).all()
     return list(rows[: query.limit]), len(rows) > query.limit
+
+
+def _after_deleted(after: str, order: Order) -> sa.ColumnElement[bool]:
+    """Where a page after a row no longer there begins: from the millisecond in its id
+    (ours sort by creation time, ``ids.py``). A client deleting each completion as it
+    pages through them (the SDK's auto-pagination) asks for the page after one it just
+    deleted. Bounds are taken wide (the row's own clock is read just after its id is
+    made), so a row of those same milliseconds may come again; none is skipped."""
+    created_ms = id_millis(after)
+    if created_ms is None:
+        raise UnknownCursorError(after)
+    if order == "asc":
+        return table.c.created_us >= created_ms * 1000
+    return table.c.created_us < (created_ms + 2) * 1000
 
 
 def get_row(db: Database, completion_id: str) -> sa.Row[Any] | None:
