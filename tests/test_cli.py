@@ -39,6 +39,25 @@ def test_a_config_start_up_would_refuse_names_file_and_field_without_a_traceback
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("mode", ["replay", "record-if-missing"])
+def test_a_cassette_to_replay_that_does_not_load_is_named_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    for name in ("SWITCHYARD_CONFIG", "HOME", "XDG_DATA_HOME"):
+        monkeypatch.setenv(name, str(tmp_path))
+    cassettes = tmp_path / "cassettes"
+    cassettes.mkdir()
+    (cassettes / "broken.json").write_text('{"version": 1, "interactions": [')
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"recording: {{mode: {mode}, cassettes: {cassettes}}}\nstore: {{enabled: false}}"
+    )
+    result = CliRunner().invoke(main, ["run", "--config", str(path), "--port", "1"])
+    assert result.exit_code == 2
+    assert "recording.cassettes: cannot replay:" in result.output
+    assert "broken.json" in result.output and "Traceback" not in result.output
+
+
 @pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
 def test_serving_beyond_loopback_without_keys_warns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, warned: bool

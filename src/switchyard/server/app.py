@@ -21,7 +21,7 @@ from switchyard.config import Config, config_from_environment
 from switchyard.errors import ConfigError
 from switchyard.providers import create_provider
 from switchyard.providers.base import Provider
-from switchyard.recording.library import cassette_directory
+from switchyard.recording.library import cassette_directory, library_for
 from switchyard.registry import ModelRegistry
 from switchyard.server import chat, completions, embeddings, meta, models, openapi, stored
 from switchyard.server.auth import KeyCheck
@@ -42,8 +42,8 @@ def build_providers(config: Config) -> dict[str, Provider]:
 def check_config(config: Config, source: str) -> None:
     """Refuse, before any worker starts, what each worker's start-up would refuse: a
     provider type that does not load or misses a setting, a store that cannot be
-    placed, record or replay without its cassette folder. A ConfigError names the file
-    and the field, as a malformed file's does."""
+    placed, record or replay without its cassette folder, a cassette to replay that does
+    not load. A ConfigError names the file and the field, as a malformed file's does."""
     for index, provider in enumerate(config.providers):
         try:
             create_provider(provider)
@@ -56,7 +56,12 @@ def check_config(config: Config, source: str) -> None:
             raise _config_error(source, "store.url", err) from None
     if config.recording.mode != "live":
         try:
-            cassette_directory(config.recording)  # not the library: that reads every cassette
+            cassette_directory(config.recording)
+            if config.recording.mode != "record":
+                # Reads the cassettes it will replay (tens of ms for hundreds of
+                # recordings), so that a broken one is named here; a worker in this
+                # process finds the library already loaded.
+                library_for(config.recording)
         except ConfigError as err:
             raise _config_error(source, "recording.cassettes", err) from None
 
