@@ -100,6 +100,29 @@ def test_replay_misses_and_missing_cassettes_are_explained(pytester: pytest.Pyte
     result.stdout.fnmatch_lines(["*No recording for POST /v1/chat/completions*test_sun.json*"])
 
 
+def test_tests_of_one_name_in_two_classes_get_a_cassette_each(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_names="""
+import pytest
+
+class TestA:
+    def test_x(self, switchyard_cassette):
+        assert switchyard_cassette.name == "TestA.test_x.json"
+
+class TestB:
+    @pytest.mark.parametrize("n", [1])
+    def test_x(self, switchyard_cassette, n):
+        assert switchyard_cassette.name == "TestB.test_x[1].json"
+
+def test_x(switchyard_cassette):
+    assert switchyard_cassette.name == "test_x.json"
+    assert switchyard_cassette.parent.name == "test_names"
+"""
+    )
+    pytester.makeini(INI)
+    pytester.runpytest().assert_outcomes(passed=3)
+
+
 def test_a_wrong_mode_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI + "switchyard_record_mode = recrod\n")
     result = pytester.runpytest()

@@ -10,8 +10,9 @@ Installed with switchyard (entry point ``switchyard`` in ``pytest11``). A test t
 Record once with real keys (``pytest --record-mode record``), commit the cassettes, and
 the suite replays them from then on, in CI too, without keys or network. Each test gets a
 server of its own, recording into and replaying from
-``<cassettes>/<test module>/<test name>.json`` (the ``switchyard_cassette("name")`` marker
-picks another name, e.g. to share one between tests).
+``<cassettes>/<test module>/<test name>.json`` (``<class>.<test name>.json`` for a test in
+a class; the ``switchyard_cassette("name")`` marker picks another name, e.g. to share one
+between tests).
 
 Settings:
 
@@ -124,7 +125,10 @@ def switchyard_cassette(request: pytest.FixtureRequest) -> Path:
     chosen = config.getoption("switchyard_cassettes") or config.getini("switchyard_cassettes")
     base = Path(config.rootpath, chosen) if chosen else request.path.parent / "cassettes"
     marker = request.node.get_closest_marker("switchyard_cassette")
-    name = str(marker.args[0]) if marker else request.node.name
+    # A test in a class is named with its class: tests of the same name in two classes
+    # of a module must not record over each other's cassette.
+    in_module = request.node.nodeid.split("::", 1)[-1].replace("::", ".")
+    name = str(marker.args[0]) if marker else in_module
     return base / request.path.stem / f"{_safe(name)}.json"
 
 
