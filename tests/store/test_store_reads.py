@@ -125,6 +125,14 @@ async def test_model_and_metadata_filters_paginate_too(store: InferenceStore) ->
     assert await walk(store, metadata={"team": "nobody"}) == []
 
 
+async def test_metadata_keys_with_any_character_filter(store: InferenceStore) -> None:
+    keys = ['dq"', "bs\\", "sq'", "dot.ted", "$", "br[x]", "plain"]
+    await write_all(store, [call(n, metadata={key: str(n)}) for n, key in enumerate(keys)])
+    for n, key in enumerate(keys):
+        assert await walk(store, metadata={key: str(n)}) == [f"chatcmpl-test-{n:06d}"], key
+        assert await walk(store, metadata={key: "other"}) == [], key
+
+
 async def test_unknown_ids_and_cursors_are_clear_errors(store: InferenceStore) -> None:
     with pytest.raises(NotFoundError, match="No stored chat completion 'chatcmpl-nope'"):
         await store.get_completion("chatcmpl-nope")

@@ -100,8 +100,9 @@ def list_rows(db: Database, query: ListQuery) -> tuple[list[sa.Row[Any]], bool]:
     statement = sa.select(table)
     if query.model is not None:
         statement = statement.where(table.c.model == query.model)
+    backend = db.url.get_backend_name()
     for key, value in query.metadata.items():
-        statement = statement.where(table.c.metadata[key].as_string() == value)
+        statement = statement.where(_metadata_is(backend, key, value))
     position = sa.tuple_(table.c.created_us, table.c.seq)
     with db.reads.connect() as connection:
         if query.after is not None:
@@ -119,6 +120,17 @@ def list_rows(db: Database, query: ListQuery) -> tuple[list[sa.Row[Any]], bool]:
         ordering = [c.asc() if query.order == "asc" else c.desc() for c in columns]
         rows = connection.execute(statement.order_by(*ordering).limit(query.limit + 1)).all()
     return list(rows[: query.limit]), len(rows) > query.limit
+
+
+def _metadata_is(backend: str, key: str, value: str) -> sa.ColumnElement[bool]:
+    if backend == "sqlite" and ('"' in key or "\\" in key):
+        # SQLite's JSON paths cannot quote these characters (the path found nothing):
+        # such a key is looked up among the object's members instead.
+        members = sa.func.json_each(table.c.metadata).table_valued("key", "value")
+        found = sa.select(1).select_from(members)
+        return found.where(members.c.key == key, members.c.value == value).exists()
+    matches: sa.ColumnElement[bool] = table.c.metadata[key].as_string() == value
+    return matches
 
 
 def _after_deleted(after: str, order: Order) -> sa.ColumnElement[bool]:
