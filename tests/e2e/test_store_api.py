@@ -92,14 +92,20 @@ def test_a_stream_with_several_choices_and_logprobs(client: openai.OpenAI) -> No
     assert "".join(tokens) == "echo: two of them"
 
 
-def test_listing_filters_and_pages_like_openai(client: openai.OpenAI) -> None:
+def make_batch(client: openai.OpenAI, count: int) -> tuple[str, list[str]]:
+    """``count`` completions tagged with a new batch name: the name and their ids."""
     batch = secrets.token_hex(4)
     made = [
         client.chat.completions.create(
             model=MODEL, messages=ask(f"n{n}"), metadata={"batch": batch}
         ).id
-        for n in range(12)
+        for n in range(count)
     ]
+    return batch, made
+
+
+def test_listing_filters_and_pages_like_openai(client: openai.OpenAI) -> None:
+    batch, made = make_batch(client, 12)
     newest_first = client.chat.completions.list(metadata={"batch": batch}, limit=5, order="desc")
     assert [c.id for c in newest_first] == made[::-1]
     page = client.chat.completions.list(metadata={"batch": batch}, limit=5)  # asc, as OpenAI
@@ -198,13 +204,7 @@ def test_nul_characters_are_400s_on_every_route(server: ServerHandle) -> None:
 
 def test_deleting_each_completion_while_paging_reaches_them_all(client: openai.OpenAI) -> None:
     for order in ("asc", "desc"):
-        batch = secrets.token_hex(4)
-        made = [
-            client.chat.completions.create(
-                model=MODEL, messages=ask(f"n{n}"), metadata={"batch": batch}
-            ).id
-            for n in range(5)
-        ]
+        batch, made = make_batch(client, 5)
         # The SDK asks for the page after the last id of the one before, deleted by then.
         pages = client.chat.completions.list(metadata={"batch": batch}, limit=2, order=order)
         deleted = []
