@@ -95,9 +95,9 @@ class NotFoundError(SwitchyardError):
 class ModelNotFoundError(NotFoundError):
     error_type = "invalid_request_error"
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, hint: str = "") -> None:
         super().__init__(
-            f"The model '{model}' does not exist or is not served here. "
+            f"The model '{model}' does not exist or is not served here{hint}. "
             "List the available models with GET /v1/models; "
             "ids have the form 'provider_id/provider_model_id'.",
             param="model",

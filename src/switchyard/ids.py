@@ -20,8 +20,11 @@ _RANDOM = random.Random()
 os.register_at_fork(after_in_child=_RANDOM.seed)
 
 
-def new_completion_id() -> str:
-    return f"chatcmpl-{time.time_ns() // 1_000_000:012x}{_RANDOM.getrandbits(64):016x}"
+def new_completion_id(started_ns: int | None = None) -> str:
+    """An id that sorts by ``started_ns`` (now if None), the time its row is listed by:
+    a listing resumes from it after its row is deleted (``store/queries.py``)."""
+    millis = (time.time_ns() if started_ns is None else started_ns) // 1_000_000
+    return f"chatcmpl-{millis:012x}{_RANDOM.getrandbits(64):016x}"
 
 
 _COMPLETION_ID = re.compile(r"chatcmpl-([0-9a-f]{12})[0-9a-f]{16}")

@@ -284,7 +284,9 @@ def test_a_providers_key_refused_points_at_the_config_not_the_clients_key(
     body = {"model": "up/status-401", "messages": MESSAGES}
     error = _error(_post(server, "/chat/completions", json=body), 502)
     assert "api_key of provider 'up'" in error["message"]
-    assert error["code"] is None  # the provider's code would name the client's key
+    # The provider's code and param (invalid_api_key, temperature) would send the client
+    # after its own key.
+    assert error["code"] is None and error["param"] is None
 
 
 def test_an_error_in_a_200_answer_is_a_502_and_not_stored(server: ServerHandle) -> None:
@@ -412,6 +414,7 @@ def test_unknown_routes_and_methods(server: ServerHandle) -> None:
     for path in ["/models/", "/models/up/ok/"]:
         error = _error(httpx.get(server.base_url + path), 404)
         assert "trailing slash" in error["message"] and error["code"] == "model_not_found"
+        assert error["type"] == "invalid_request_error"  # as for any unknown model
 
 
 def test_a_stream_answers_at_once_and_a_client_leaving_before_any_event_frees_the_provider(

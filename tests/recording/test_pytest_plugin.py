@@ -117,10 +117,20 @@ class TestB:
 def test_x(switchyard_cassette):
     assert switchyard_cassette.name == "test_x.json"
     assert switchyard_cassette.parent.name == "test_names"
+
+class TestC:
+    def test_old(self, switchyard_cassette, switchyard_record_mode):
+        # Recorded before classes were in the name: replayed from there, re-recorded anew.
+        expected = "test_old.json" if switchyard_record_mode == "replay" else "TestC.test_old.json"
+        assert switchyard_cassette.name == expected
 """
     )
+    legacy = pytester.path / "cassettes" / "test_names" / "test_old.json"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text('{"version": 1, "name": "test_old", "interactions": []}')
     pytester.makeini(INI)
-    pytester.runpytest().assert_outcomes(passed=3)
+    pytester.runpytest().assert_outcomes(passed=4)
+    pytester.runpytest("--record-mode", "record", "-k", "TestC").assert_outcomes(passed=1)
 
 
 def test_a_wrong_mode_is_a_usage_error(pytester: pytest.Pytester) -> None:

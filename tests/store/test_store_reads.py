@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from tests.store.helpers import call, make_store
 
 from switchyard.errors import InvalidRequestError, NotFoundError
+from switchyard.ids import new_completion_id
 from switchyard.sink import StoredCall
 from switchyard.store import InferenceStore, ListQuery
 from switchyard.store.failures import is_transient
@@ -131,6 +132,22 @@ async def test_metadata_keys_with_any_character_filter(store: InferenceStore) ->
     for n, key in enumerate(keys):
         assert await walk(store, metadata={key: str(n)}) == [f"chatcmpl-test-{n:06d}"], key
         assert await walk(store, metadata={key: "other"}) == [], key
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_the_page_after_a_deleted_completion_skips_none(
+    store: InferenceStore, order: str
+) -> None:
+    # Ten rows 0.4 ms apart, so that several share the millisecond in their ids.
+    starts = [1_700_000_000.0 + n * 0.0004 for n in range(10)]
+    ids = [new_completion_id(int(t * 1e9)) for t in starts]
+    await write_all(store, [call(n, started=starts[n], completion_id=ids[n]) for n in range(10)])
+    await store.delete_completion(ids[5])
+    page = await store.list_completions(ListQuery(after=ids[5], order=order, limit=100))  # type: ignore[arg-type]
+    got = [item["id"] for item in page.data]
+    after = ids[6:] if order == "asc" else ids[4::-1]
+    assert got[-len(after) :] == after  # every row after it, in order
+    assert ids[5] not in got and len(got) < len(ids)  # a few of its neighbours at most again
 
 
 async def test_unknown_ids_and_cursors_are_clear_errors(store: InferenceStore) -> None:

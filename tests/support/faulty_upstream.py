@@ -116,7 +116,7 @@ class FaultyUpstream(ThreadedApp):
                 "message": f"upstream says {status}",
                 "type": "test_error",
                 "param": "temperature",
-                "code": None,
+                "code": "invalid_api_key" if status == 401 else None,
             }
             headers = {"Retry-After": "7"} if status == 429 else None
             return web.json_response({"error": error}, status=status, headers=headers)

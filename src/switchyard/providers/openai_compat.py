@@ -134,7 +134,8 @@ class OpenAICompatProvider:
             # it would reach the client (and the store) as if it were an answer.
             message = error.get("message", error) if isinstance(error, dict) else error
             raise UpstreamError(
-                f"provider '{self.id}' failed (an error in an HTTP 200 answer): {message}",
+                f"provider '{self.id}' failed (an error in an HTTP 200 answer): "
+                f"{str(message)[:500]}",
                 provider_id=self.id,
             )
         return payload
@@ -253,7 +254,7 @@ class OpenAICompatProvider:
             # The provider refused Switchyard's key, not the client's: its code (say
             # invalid_api_key) would send the client after the wrong key.
             message += f"; check the api_key of provider '{self.id}' in Switchyard's config"
-            code = None
+            param = code = None
         return UpstreamStatusError(
             f"provider '{self.id}' refused the request (HTTP {status}): {message}",
             provider_id=self.id,

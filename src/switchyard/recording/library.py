@@ -95,6 +95,8 @@ class CassetteLibrary:
                 cassette = load_cassette(path)
             except ValueError as err:
                 raise ConfigError(f"cannot replay: {err}") from None
+            except OSError as err:
+                raise ConfigError(f"cannot replay: cannot read {path}: {err.strerror}") from None
             ignore = ignore_tree([*self._global_ignore, *cassette.ignore_fields])
             if path == self.primary:
                 self._primary_ignore = ignore

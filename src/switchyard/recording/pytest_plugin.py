@@ -119,17 +119,23 @@ def switchyard_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def switchyard_cassette(request: pytest.FixtureRequest) -> Path:
+def switchyard_cassette(request: pytest.FixtureRequest, switchyard_record_mode: str) -> Path:
     """The cassette file of this test."""
     config = request.config
     chosen = config.getoption("switchyard_cassettes") or config.getini("switchyard_cassettes")
     base = Path(config.rootpath, chosen) if chosen else request.path.parent / "cassettes"
+    folder = base / request.path.stem
     marker = request.node.get_closest_marker("switchyard_cassette")
+    if marker:
+        return folder / f"{_safe(str(marker.args[0]))}.json"
     # A test in a class is named with its class: tests of the same name in two classes
     # of a module must not record over each other's cassette.
-    in_module = request.node.nodeid.split("::", 1)[-1].replace("::", ".")
-    name = str(marker.args[0]) if marker else in_module
-    return base / request.path.stem / f"{_safe(name)}.json"
+    classes = request.node.nodeid.split("::")[1:-1]
+    path = folder / f"{_safe('.'.join([*classes, request.node.name]))}.json"
+    legacy = folder / f"{_safe(request.node.name)}.json"
+    if classes and switchyard_record_mode == "replay" and not path.exists() and legacy.exists():
+        return legacy  # recorded before classes were in the name (0.1.0)
+    return path
 
 
 def _safe(name: str) -> str:

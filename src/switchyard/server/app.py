@@ -58,9 +58,8 @@ def check_config(config: Config, source: str) -> None:
         try:
             cassette_directory(config.recording)
             if config.recording.mode != "record":
-                # Reads the cassettes it will replay (tens of ms for hundreds of
-                # recordings), so that a broken one is named here; a worker in this
-                # process finds the library already loaded.
+                # Reads the cassettes it will replay, so that a broken one is named here
+                # (tens of ms for hundreds of recordings; each worker reads them again).
                 library_for(config.recording)
         except ConfigError as err:
             raise _config_error(source, "recording.cassettes", err) from None

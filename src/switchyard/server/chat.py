@@ -38,9 +38,12 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
         entry, provider = route(state.registry, body["model"], "llm")
         upstream = {k: v for k, v in body.items() if k not in LOCAL_FIELDS}
         upstream["model"] = entry.provider_model_id
-        overrides = {"id": new_completion_id(), "model": body["model"]}
+        # One clock read for the id and the row's time: a listing pages on by the time
+        # in a deleted row's id.
+        started_ns = time.time_ns()
+        started = started_ns / 1e9
+        overrides = {"id": new_completion_id(started_ns), "model": body["model"]}
         sink = state.sink if state.sink is not None and state.sink.should_store(body) else None
-        started = time.time()
         if body.get("stream"):
             chunks = await provider.chat_stream(upstream)
             if sink is None:

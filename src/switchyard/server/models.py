@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from switchyard.errors import ModelNotFoundError, NotFoundError
+from switchyard.errors import ModelNotFoundError
 from switchyard.server.http import json_response
 from switchyard.server.state import AppState
 
@@ -21,12 +21,7 @@ def routes(state: AppState) -> list[Route]:
         if not model_id or model_id.endswith("/"):
             # The path route takes any tail, so a trailing slash lands here, not in
             # the router's 404 that gives the same hint.
-            raise NotFoundError(
-                f"No model '{model_id}': drop the trailing slash "
-                f"(GET /v1/models lists the models, GET /v1/models/{{id}} gets one).",
-                param="model",
-                code="model_not_found",
-            )
+            raise ModelNotFoundError(model_id, " (drop the trailing slash)")
         entry = state.registry.resolve(model_id)
         if entry.source == "prefix":  # routable, but not a model we know of
             raise ModelNotFoundError(model_id)

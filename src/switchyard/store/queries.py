@@ -135,15 +135,16 @@ def _metadata_is(backend: str, key: str, value: str) -> sa.ColumnElement[bool]:
 
 def _after_deleted(after: str, order: Order) -> sa.ColumnElement[bool]:
     """Where a page after a row no longer there begins: from the millisecond in its id
-    (ours sort by creation time, ``ids.py``). A client deleting each completion as it
-    pages through them (the SDK's auto-pagination) asks for the page after one it just
-    deleted. Bounds are taken wide (the row's own clock is read just after its id is
-    made), so a row of those same milliseconds may come again; none is skipped."""
+    (ours carry the time their row is listed by, ``ids.py``). A client deleting each
+    completion as it pages through them (the SDK's auto-pagination) asks for the page
+    after one it just deleted. The bounds take a millisecond more on either side (the
+    row's time is a float of the same clock read), so a row of those milliseconds may
+    come again; none is skipped. An id of ours that never named a row pages the same."""
     created_ms = id_millis(after)
     if created_ms is None:
         raise UnknownCursorError(after)
     if order == "asc":
-        return table.c.created_us >= created_ms * 1000
+        return table.c.created_us >= (created_ms - 1) * 1000
     return table.c.created_us < (created_ms + 2) * 1000
 
 

@@ -45,7 +45,7 @@ def record_of(call: StoredCall) -> Record:
             our_id = str(completion["id"])
             completion = orjson.dumps(completion)
         else:
-            our_id = our_id or new_completion_id()
+            our_id = our_id or new_completion_id(int(call.started * 1e9))
             completion = orjson.dumps({**completion, "id": our_id})
     if completion is None:
         answer = call.events
@@ -66,7 +66,7 @@ def record_of(call: StoredCall) -> Record:
             call.caller,
             # Fixed here, once: a row made again on a retry must keep its id, so that
             # the insert's ON CONFLICT (id) sees it as the same row.
-            our_id or new_completion_id(),
+            our_id or new_completion_id(int(call.started * 1e9)),
         )
     )
 
