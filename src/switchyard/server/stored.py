@@ -83,19 +83,22 @@ def routes(state: AppState) -> list[Route]:
 
 
 def _id(request: Request) -> str:
-    completion_id = str(request.path_params["completion_id"])
-    _text(completion_id, "completion_id")
-    return completion_id
+    return _no_nul(str(request.path_params["completion_id"]), "completion_id")
 
 
 def _text(value: str | None, param: str) -> str | None:
-    """``value`` (None if empty), refused if it holds a NUL character: no id or stored
-    value has one, and PostgreSQL refuses it in a query (a 500 otherwise)."""
-    if value and "\x00" in value:
+    """An optional query parameter: None if absent or empty."""
+    return _no_nul(value, param) if value else None
+
+
+def _no_nul(value: str, param: str) -> str:
+    """``value``, refused if it holds a NUL character: no id or stored value has one,
+    and PostgreSQL refuses it in a query (a 500 otherwise)."""
+    if "\x00" in value:
         raise InvalidRequestError(
             f"{param} must not contain NUL characters (\\u0000).", param=param
         )
-    return value or None
+    return value
 
 
 def _limit(params: QueryParams) -> int:
@@ -123,7 +126,7 @@ def _metadata_filter(params: QueryParams) -> dict[str, str]:
     for name, value in params.multi_items():
         match = _METADATA_PARAM.match(name)
         if match:
-            found[str(_text(match.group(1), name))] = str(_text(value, name) or "")
+            found[_no_nul(match.group(1), name)] = _no_nul(value, name)
         elif name.startswith("metadata"):
             # Ignored, it would list every completion where the client meant a filter.
             raise InvalidRequestError(
