@@ -16,7 +16,7 @@ from switchyard.ids import new_completion_id
 from switchyard.sink import StoredCall
 from switchyard.store import InferenceStore, ListQuery
 from switchyard.store.failures import is_transient
-from switchyard.store.queries import count_rows, insert_rows
+from switchyard.store.queries import Order, count_rows, insert_rows
 from switchyard.store.record import record_of, row_values
 
 
@@ -136,14 +136,14 @@ async def test_metadata_keys_with_any_character_filter(store: InferenceStore) ->
 
 @pytest.mark.parametrize("order", ["asc", "desc"])
 async def test_the_page_after_a_deleted_completion_skips_none(
-    store: InferenceStore, order: str
+    store: InferenceStore, order: Order
 ) -> None:
     # Ten rows 0.4 ms apart, so that several share the millisecond in their ids.
     starts = [1_700_000_000.0 + n * 0.0004 for n in range(10)]
     ids = [new_completion_id(int(t * 1e9)) for t in starts]
     await write_all(store, [call(n, started=starts[n], completion_id=ids[n]) for n in range(10)])
     await store.delete_completion(ids[5])
-    page = await store.list_completions(ListQuery(after=ids[5], order=order, limit=100))  # type: ignore[arg-type]
+    page = await store.list_completions(ListQuery(after=ids[5], order=order, limit=100))
     got = [item["id"] for item in page.data]
     after = ids[6:] if order == "asc" else ids[4::-1]
     assert got[-len(after) :] == after  # every row after it, in order
