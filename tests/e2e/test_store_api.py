@@ -106,12 +106,12 @@ def make_batch(client: openai.OpenAI, count: int) -> tuple[str, list[str]]:
 
 def test_listing_filters_and_pages_like_openai(client: openai.OpenAI) -> None:
     batch, made = make_batch(client, 12)
-    newest_first = client.chat.completions.list(metadata={"batch": batch}, limit=5, order="desc")
-    assert [c.id for c in newest_first] == made[::-1]
-    page = client.chat.completions.list(metadata={"batch": batch}, limit=5)  # asc, as OpenAI
-    assert [c.id for c in page.data] == made[:5]
+    oldest_first = client.chat.completions.list(metadata={"batch": batch}, limit=5, order="asc")
+    assert [c.id for c in oldest_first] == made
+    page = client.chat.completions.list(metadata={"batch": batch}, limit=5)  # newest first
+    assert [c.id for c in page.data] == made[::-1][:5]
     assert page.has_more is True
-    assert [c.id for c in page] == made  # auto-pagination follows last_id
+    assert [c.id for c in page] == made[::-1]  # auto-pagination follows last_id
     by_model = client.chat.completions.list(model=MODEL, limit=3)
     assert all(c.model == MODEL for c in by_model.data)
     assert not list(client.chat.completions.list(model="fake/other", limit=3))

@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from openapi_spec_validator import validate
 from starlette.routing import Route
 
 from switchyard.config import Config
 from switchyard.server.app import create_app
 from switchyard.server.openapi import build_document
 from switchyard.server.validation import CHAT, COMPLETIONS, EMBEDDINGS
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    validate(build_document())  # raises, naming the part that breaks the schema
 
 
 def test_every_route_is_documented_and_nothing_else() -> None:
@@ -56,3 +61,37 @@ def test_documented_bounds_are_the_enforced_ones(schema_name: str, fields: Any) 
                 assert fields[name](high + 1) is not None, (name, high + 1)
             checked += 1
     assert checked >= 1
+
+
+def _params(operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in operation.get("parameters", [])}
+
+
+def test_list_parameters_and_their_defaults_are_documented() -> None:
+    paths = build_document()["paths"]
+    listing = _params(paths["/v1/chat/completions"]["get"])
+    assert set(listing) == {"after", "limit", "order", "model", "metadata"}
+    assert listing["order"]["schema"]["default"] == "desc"  # newest first, issue 4
+    assert listing["limit"]["schema"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 100,
+        "default": 20,
+    }
+    assert listing["metadata"]["style"] == "deepObject"
+    messages = _params(paths["/v1/chat/completions/{completion_id}/messages"]["get"])
+    assert set(messages) == {"completion_id", "after", "limit", "order"}
+    assert messages["order"]["schema"]["default"] == "asc"
+    update = paths["/v1/chat/completions/{completion_id}"]["post"]
+    assert update["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "MetadataUpdate"
+    )
+
+
+def test_each_route_documents_the_errors_it_can_give() -> None:
+    paths = build_document()["paths"]
+    chat = paths["/v1/chat/completions"]["post"]["responses"]
+    assert {"400", "401", "404", "413", "429", "502", "503", "504"} <= set(chat)
+    assert "401" not in paths["/v1/health"]["get"]["responses"]  # open to probes
+    assert "401" in paths["/v1/models"]["get"]["responses"]
+    assert "502" not in paths["/v1/chat/completions/{completion_id}"]["delete"]["responses"]

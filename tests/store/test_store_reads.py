@@ -89,9 +89,9 @@ async def test_listing_orders_by_request_time_not_write_order(store: InferenceSt
     await write_all(store, [call(n, started=s) for n, s in enumerate(starts)])
     page = await store.list_completions(ListQuery(limit=100))
     times = [item["switchyard"]["started"] for item in page.data]
-    assert times == sorted(times)  # oldest first, OpenAI's default
-    first = (await store.list_completions(ListQuery(limit=1, order="desc"))).data[0]
-    assert first["switchyard"]["started"] == 1029.0
+    assert times == sorted(times, reverse=True)  # newest first, issue 4's default
+    first = (await store.list_completions(ListQuery(limit=1, order="asc"))).data[0]
+    assert first["switchyard"]["started"] == 1000.0
 
 
 async def test_default_page_and_limits(store: InferenceStore) -> None:
@@ -100,7 +100,7 @@ async def test_default_page_and_limits(store: InferenceStore) -> None:
     assert page["object"] == "list"
     assert len(page["data"]) == 20
     assert page["has_more"] is True
-    assert page["first_id"] == "chatcmpl-test-000000"  # oldest first, as OpenAI lists
+    assert page["first_id"] == "chatcmpl-test-000024"  # newest first
     empty = (await store.list_completions(ListQuery(model="nobody"))).to_json()
     assert empty == {
         "object": "list",
@@ -117,12 +117,12 @@ async def test_model_and_metadata_filters_paginate_too(store: InferenceStore) ->
         for n in range(60)
     ]
     await write_all(store, calls)
-    by_model = await walk(store, limit=6, model="fake/m1", order="desc")
+    by_model = await walk(store, limit=6, model="fake/m1")
     assert by_model == [f"chatcmpl-test-{n:06d}" for n in reversed(range(60)) if n % 3 == 1]
     by_team = await walk(store, limit=9, order="asc", metadata={"team": "t0", "run": "x"})
     assert by_team == [f"chatcmpl-test-{n:06d}" for n in range(60) if n % 2 == 0]
     both = await walk(store, model="fake/m0", metadata={"team": "t1"})
-    assert both == [f"chatcmpl-test-{n:06d}" for n in range(60) if n % 6 == 3]
+    assert both == [f"chatcmpl-test-{n:06d}" for n in reversed(range(60)) if n % 6 == 3]
     assert await walk(store, metadata={"team": "nobody"}) == []
 
 
@@ -213,7 +213,7 @@ async def test_delete_removes_it_everywhere(store: InferenceStore) -> None:
     }
     with pytest.raises(NotFoundError):
         await store.get_completion("chatcmpl-test-000001")
-    assert await walk(store) == ["chatcmpl-test-000000", "chatcmpl-test-000002"]
+    assert await walk(store) == ["chatcmpl-test-000002", "chatcmpl-test-000000"]
     with pytest.raises(NotFoundError):
         await store.delete_completion("chatcmpl-test-000001")
 

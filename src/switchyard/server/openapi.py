@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -9,13 +10,23 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from switchyard._version import __version__
+from switchyard.server import stored
+from switchyard.server.auth import OPEN_PATHS
 from switchyard.server.http import json_response
+from switchyard.server.validation import METADATA_KEY_MAX, METADATA_MAX_KEYS, METADATA_VALUE_MAX
 
 _OBJ = {"type": "object", "additionalProperties": True}
 _STR = {"type": "string"}
 _INT = {"type": "integer"}
 _NUM = {"type": "number"}
 _BOOL = {"type": "boolean"}
+_STORED = "/v1/chat/completions/{completion_id}"
+_METADATA = {
+    "type": "object",
+    "maxProperties": METADATA_MAX_KEYS,
+    "propertyNames": {"maxLength": METADATA_KEY_MAX},
+    "additionalProperties": {**_STR, "maxLength": METADATA_VALUE_MAX},
+}
 _STOP = {"oneOf": [_STR, {"type": "array", "items": _STR, "maxItems": 4}]}
 
 _SAMPLING = {
@@ -65,7 +76,7 @@ SCHEMAS: dict[str, Any] = {
             "parallel_tool_calls": _BOOL,
             "response_format": _OBJ,
             "store": _BOOL,
-            "metadata": {"type": "object", "additionalProperties": _STR},
+            "metadata": _METADATA,
         },
     },
     "CompletionRequest": {
@@ -81,6 +92,16 @@ SCHEMAS: dict[str, Any] = {
             "logprobs": {"oneOf": [{**_INT, "minimum": 0, "maximum": 5}, _BOOL]},
         },
     },
+    "MetadataUpdate": {
+        "type": "object",
+        "required": ["metadata"],
+        "properties": {
+            "metadata": {
+                "description": "Replaces the stored metadata; null removes it.",
+                "oneOf": [_METADATA, {"type": "null"}],
+            }
+        },
+    },
     "EmbeddingRequest": {
         "type": "object",
         "required": ["model", "input"],
@@ -94,61 +115,142 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
-# (method, path, summary, request schema or None, answers with SSE when streaming)
-OPERATIONS: list[tuple[str, str, str, str | None, bool]] = [
-    ("post", "/v1/chat/completions", "Create a chat completion", "ChatCompletionRequest", True),
-    ("post", "/v1/completions", "Create a text completion", "CompletionRequest", True),
-    ("post", "/v1/embeddings", "Create embeddings", "EmbeddingRequest", False),
-    ("get", "/v1/chat/completions", "List stored chat completions", None, False),
-    ("get", "/v1/chat/completions/{completion_id}", "Get a stored chat completion", None, False),
-    ("post", "/v1/chat/completions/{completion_id}", "Update its metadata", None, False),
-    ("delete", "/v1/chat/completions/{completion_id}", "Delete a stored completion", None, False),
-    (
-        "get",
-        "/v1/chat/completions/{completion_id}/messages",
-        "List a stored completion's input messages",
-        None,
-        False,
-    ),
-    ("get", "/v1/models", "List models", None, False),
-    ("get", "/v1/models/{model_id}", "Get a model (ids contain '/')", None, False),
-    ("get", "/v1/providers", "List providers", None, False),
-    ("get", "/v1/providers/{provider_id}", "Get a provider", None, False),
-    ("get", "/v1/health", "Health", None, False),
-    ("get", "/v1/version", "Version", None, False),
-    ("get", "/metrics", "Prometheus metrics", None, False),
+# What each kind of route can answer besides 200, and why (``errors.py`` maps them).
+# A 401 is added to every route that asks for a key (all but ``auth.OPEN_PATHS``).
+_MODEL_CALL = ("400", "404", "413", "429", "502", "503", "504")
+_STORE = ("400", "404", "503")
+_LOOKUP = ("404",)
+_WHY = {
+    "400": "Invalid request (the message names the field)",
+    "401": "No or wrong API key (when server.api_keys is set)",
+    "404": "Unknown model or id",
+    "413": "Body larger than server.max_body_bytes",
+    "429": "The provider is rate limiting (its Retry-After is passed on)",
+    "502": "The provider failed",
+    "503": "The provider or the store cannot be reached",
+    "504": "The provider timed out",
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _paging(order: str, what: str) -> list[dict[str, Any]]:
+    return [
+        _query("after", _STR, f"The last id of the previous page: {what} after it."),
+        _query(
+            "limit",
+            {**_INT, "minimum": 1, "maximum": stored.MAX_LIMIT, "default": stored.DEFAULT_LIMIT},
+            "How many to return.",
+        ),
+        _query("order", {"enum": ["asc", "desc"], "default": order}, "By creation time."),
+    ]
+
+
+_LIST_FILTERS = [
+    _query("model", _STR, "Only completions of this model id (as the client sent it)."),
+    {
+        **_query(
+            "metadata",
+            {"type": "object", "additionalProperties": _STR},
+            "metadata[key]=value: only completions whose metadata has that value.",
+        ),
+        "style": "deepObject",
+        "explode": True,
+    },
 ]
 
 
-def _operation(summary: str, schema: str | None, streams: bool, path: str) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    errors: tuple[str, ...] = ()
+    body: str | None = None  # the request body's schema
+    streams: bool = False  # answers with SSE when the request asks to stream
+    query: list[dict[str, Any]] = field(default_factory=list)
+
+
+OPERATIONS: list[Operation] = [
+    Operation(
+        "post",
+        "/v1/chat/completions",
+        "Create a chat completion",
+        _MODEL_CALL,
+        "ChatCompletionRequest",
+        streams=True,
+    ),
+    Operation(
+        "post",
+        "/v1/completions",
+        "Create a text completion",
+        _MODEL_CALL,
+        "CompletionRequest",
+        streams=True,
+    ),
+    Operation("post", "/v1/embeddings", "Create embeddings", _MODEL_CALL, "EmbeddingRequest"),
+    Operation(
+        "get",
+        "/v1/chat/completions",
+        "List stored chat completions",
+        _STORE,
+        query=_paging(stored.LIST_ORDER, "completions") + _LIST_FILTERS,
+    ),
+    Operation("get", _STORED, "Get a stored chat completion", _STORE),
+    Operation("post", _STORED, "Update its metadata", _STORE, "MetadataUpdate"),
+    Operation("delete", _STORED, "Delete a stored completion", _STORE),
+    Operation(
+        "get",
+        _STORED + "/messages",
+        "List a stored completion's input messages",
+        _STORE,
+        query=_paging(stored.MESSAGES_ORDER, "messages"),
+    ),
+    Operation("get", "/v1/models", "List models"),
+    Operation("get", "/v1/models/{model_id}", "Get a model (ids contain '/')", _LOOKUP),
+    Operation("get", "/v1/providers", "List providers"),
+    Operation("get", "/v1/providers/{provider_id}", "Get a provider", _LOOKUP),
+    Operation("get", "/v1/health", "Health"),
+    Operation("get", "/v1/version", "Version"),
+    Operation("get", "/metrics", "Prometheus metrics"),
+]
+
+
+def _operation(op: Operation) -> dict[str, Any]:
     content: dict[str, Any] = {"application/json": {"schema": _OBJ}}
-    if streams:
+    if op.streams:
         content["text/event-stream"] = {"schema": _STR}
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    op: dict[str, Any] = {
-        "summary": summary,
-        "responses": {
-            "200": {"description": "OK", "content": content},
-            "400": {"description": "Invalid request", **error},
-            "404": {"description": "Unknown model or id", **error},
-            "502": {"description": "The provider failed", **error},
-        },
-    }
-    if schema:
-        ref = {"$ref": f"#/components/schemas/{schema}"}
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
-    params = [seg[1:-1] for seg in path.split("/") if seg.startswith("{")]
-    if params:
-        op["parameters"] = [
-            {"name": p, "in": "path", "required": True, "schema": _STR} for p in params
-        ]
-    return op
+    responses: dict[str, Any] = {"200": {"description": "OK", "content": content}}
+    errors = op.errors if op.path in OPEN_PATHS else ("401", *op.errors)
+    responses.update({status: {"description": _WHY[status], **error} for status in sorted(errors)})
+    document: dict[str, Any] = {"summary": op.summary, "responses": responses}
+    if op.body:
+        ref = {"$ref": f"#/components/schemas/{op.body}"}
+        document["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": ref}},
+        }
+    in_path = [seg[1:-1] for seg in op.path.split("/") if seg.startswith("{")]
+    parameters = [{"name": p, "in": "path", "required": True, "schema": _STR} for p in in_path]
+    parameters += op.query
+    if parameters:
+        document["parameters"] = parameters
+    return document
 
 
 def build_document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
-    for method, path, summary, schema, streams in OPERATIONS:
-        paths.setdefault(path, {})[method] = _operation(summary, schema, streams, path)
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Switchyard", "version": __version__},

@@ -2,8 +2,9 @@
 
 The shapes are OpenAI's (``/v1/chat/completions`` with ``after``, ``limit``, ``order``,
 ``model`` and ``metadata[key]=value``); each stored completion also carries
-``input_messages`` and ``metadata``. Listings default to oldest first, and a
-completion's messages to their order in the request, as OpenAI's do.
+``input_messages`` and ``metadata``. Listings default to newest first, as issue 4 and
+Llama Stack's store have it (OpenAI's API documents oldest first; ``order=asc`` gives
+that), and a completion's messages to their order in the request, as OpenAI's do.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from switchyard.store.queries import Order
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
+LIST_ORDER: Order = "desc"  # newest first (issue 4, Llama Stack)
+MESSAGES_ORDER: Order = "asc"  # as in the request
 _METADATA_PARAM = re.compile(r"^metadata\[(.+)\]$")
 _BASE = "/v1/chat/completions"
 
@@ -46,7 +49,7 @@ def routes(state: AppState) -> list[Route]:
         query = ListQuery(
             after=_text(params.get("after"), "after"),
             limit=_limit(params),
-            order=_order(params, "asc"),
+            order=_order(params, LIST_ORDER),
             model=_text(params.get("model"), "model"),
             metadata=_metadata_filter(params),
         )
@@ -59,7 +62,10 @@ def routes(state: AppState) -> list[Route]:
     async def list_messages(request: Request) -> Response:
         params = request.query_params
         page = await store().list_messages(
-            _id(request), _text(params.get("after"), "after"), _limit(params), _order(params, "asc")
+            _id(request),
+            _text(params.get("after"), "after"),
+            _limit(params),
+            _order(params, MESSAGES_ORDER),
         )
         return json_response(page.to_json())
 

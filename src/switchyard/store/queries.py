@@ -30,7 +30,7 @@ class UnknownCursorError(LookupError):
 class ListQuery:
     after: str | None = None
     limit: int = 20
-    order: Order = "asc"
+    order: Order = "desc"
     model: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
 
