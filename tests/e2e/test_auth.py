@@ -10,6 +10,8 @@ import pytest
 from tests.support.fake_openai import FakeOpenAI, fake_openai
 from tests.support.server import ServerHandle, thread_server
 
+from switchyard.server.auth import key_id
+
 MODEL = "fake/gpt-fake"
 MESSAGES = [{"role": "user", "content": "hi"}]
 KEYS = ["sk-first-4f1c2d9e", "sk-second-8b7a6053"]
@@ -36,6 +38,28 @@ def test_each_configured_key_is_let_through(server: ServerHandle, key: str) -> N
         stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)  # type: ignore[arg-type]
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         assert client.chat.completions.retrieve(answer.id).id == answer.id
+
+
+def test_a_stored_completion_names_the_key_it_came_with(server: ServerHandle) -> None:
+    made: dict[str, list[str]] = {}
+    for key in KEYS:
+        with sdk(server, key) as client:
+            answer = client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+            # Read to its end: a stream is stored once it has finished.
+            chunks = list(
+                client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+            )  # type: ignore[arg-type]
+            made[key] = [answer.id, chunks[0].id]
+    headers = {"Authorization": f"Bearer {KEYS[1]}"}
+    for key, ids in made.items():
+        for completion_id in ids:
+            stored = httpx.get(
+                f"{server.base_url}/chat/completions/{completion_id}", headers=headers
+            )
+            caller = stored.json()["switchyard"]["caller"]
+            assert caller == key_id(key) and caller.startswith("key-")
+            assert key not in stored.text  # an id, never the key itself
+    assert key_id(KEYS[0]) != key_id(KEYS[1])
 
 
 @pytest.mark.parametrize("key", ["sk-wrong", KEYS[0][:-1], KEYS[0] + "x"])

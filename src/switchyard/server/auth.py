@@ -5,6 +5,7 @@ openai SDK sends for its ``api_key``. The open ones are open as vLLM leaves its 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Iterable
 
@@ -15,18 +16,30 @@ from switchyard.errors import AuthenticationError
 # Open without a key: probes, scrapers and documentation tools hold none. Every other
 # path needs one, so that a route added later is closed until it is listed here.
 OPEN_PATHS = frozenset({"/v1/health", "/metrics", "/openapi.json"})
+# Where an admitted request's key id waits for its handler (the store keeps it as the
+# completion's caller).
+CALLER = "switchyard.caller"
 _BEARER = b"bearer "
+
+
+def key_id(key: str) -> str:
+    """The id a key is known by in the store and the API: stable, and not the key."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 class KeyCheck:
     """Says why a request is refused, or None when it may pass."""
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_ids", "_keys")
 
     def __init__(self, keys: Iterable[str]) -> None:
+        keys = tuple(keys)
         self._keys = tuple(key.encode() for key in keys)
+        self._ids = tuple(key_id(key) for key in keys)
 
     def refusal(self, scope: Scope) -> AuthenticationError | None:
+        """Why the request is refused; None if it may pass, with the id of its key, if
+        it needed one, in ``scope[CALLER]``."""
         if _route_path(scope) in OPEN_PATHS:
             return None
         given = [v for k, v in scope["headers"] if k == b"authorization"]
@@ -41,12 +54,14 @@ class KeyCheck:
             )
         # Every key compared in full, in constant time: how much of a guess was right
         # shows in no response time.
-        if not any([hmac.compare_digest(token, key) for key in self._keys]):
+        matches = [hmac.compare_digest(token, key) for key in self._keys]
+        if True not in matches:
             return _refused(
                 "Incorrect API key given. Send one of the keys in server.api_keys of the "
                 "server's config as 'Authorization: Bearer <key>'.",
                 code="invalid_api_key",
             )
+        scope[CALLER] = self._ids[matches.index(True)]
         return None
 
 

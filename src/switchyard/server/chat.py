@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from switchyard.ids import new_completion_id
 from switchyard.router import route
+from switchyard.server.auth import CALLER
 from switchyard.server.http import EventStream, bytes_response, parse_json, read_body
 from switchyard.server.state import AppState
 from switchyard.server.stream import Tap, relay
@@ -44,6 +45,7 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
         started = started_ns / 1e9
         overrides = {"id": new_completion_id(started_ns), "model": body["model"]}
         sink = state.sink if state.sink is not None and state.sink.should_store(body) else None
+        caller = request.scope.get(CALLER)  # the key's id, with server.api_keys
         if body.get("stream"):
             chunks = await provider.chat_stream(upstream)
             if sink is None:
@@ -53,7 +55,14 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
             async def store_stream() -> None:
                 upstream_id = tap.provider_completion_id
                 record = _record(
-                    raw, tap.answer(), entry.provider_id, started, upstream_id, True, overrides
+                    raw,
+                    tap.answer(),
+                    entry.provider_id,
+                    started,
+                    upstream_id,
+                    True,
+                    caller,
+                    overrides,
                 )
                 waiting = sink.hand_over(record)
                 if waiting is not None:
@@ -65,7 +74,9 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
         result.update(overrides)
         answer = orjson.dumps(result)
         if sink is not None:
-            record = _record(raw, answer, entry.provider_id, started, upstream_id, False, overrides)
+            record = _record(
+                raw, answer, entry.provider_id, started, upstream_id, False, caller, overrides
+            )
             waiting = sink.hand_over(record)
             if waiting is not None:
                 await waiting
@@ -81,6 +92,7 @@ def _record(
     started: float,
     upstream_id: Any,
     streamed: bool,
+    caller: str | None,
     overrides: dict[str, Any],
 ) -> Record:
     """What the store keeps of a call: bytes the handler has, as they are. Not a
@@ -97,6 +109,6 @@ def _record(
         time.time(),
         upstream_id,
         streamed,
-        None,
+        caller,
         overrides["id"],
     )

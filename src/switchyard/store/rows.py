@@ -1,8 +1,8 @@
 """From a stored row to the objects the API returns (``record`` makes the rows).
 
 Each completion carries a ``switchyard`` object with what only we know: the provider,
-the provider's own completion id, timings, and whether it was streamed. The caller's
-identity is stored, not shown.
+the provider's own completion id, timings, whether it was streamed, and the caller: the
+id of the API key it came with (``server.auth.key_id``), None when no key is asked for.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def completion_object(row: Row[Any]) -> JSON:
             "started": row.created_us / 1_000_000,
             "finished": row.finished_us / 1_000_000,
             "streamed": row.streamed,
+            "caller": row.caller,
         },
     }
 
