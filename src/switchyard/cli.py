@@ -6,10 +6,13 @@ environment variables, so every worker process (``--workers N``) builds the same
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ipaddress
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from typing import get_args
 
 import click
@@ -113,30 +116,50 @@ def run(
             "reaches it uses the providers' keys. Set server.api_keys or SWITCHYARD_API_KEYS.",
             err=True,
         )
+    level = (log_level or server.log_level).upper()
+    workers = workers or server.workers
+    with shared_metrics(workers):
+        _serve(host, server.port if port is None else port, workers, level, server.access_log)
+
+
+def _serve(host: str, port: int, workers: int, level: str, access_log: bool) -> None:
     import uvicorn
 
     from switchyard.server.protocol import HTTP_PROTOCOL, KEEP_ALIVE_SECONDS
 
-    level = (log_level or server.log_level).upper()
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     # Our own loggers print through uvicorn's handler, in its format.
     log_config["loggers"]["switchyard"] = {"handlers": ["default"], "level": level}
-
     uvicorn.run(
         "switchyard.server.app:app_from_environment",
         factory=True,
         host=host,
-        port=server.port if port is None else port,
-        workers=workers or server.workers,
+        port=port,
+        workers=workers,
         loop="uvloop",
         http=HTTP_PROTOCOL,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         log_level=level.lower(),
         log_config=log_config,
-        access_log=server.access_log,
+        access_log=access_log,
         lifespan="on",
         # X-Forwarded-* are trusted only behind a proxy the operator names; skipping
         # uvicorn's middleware for it also saves work on every request.
         proxy_headers=False,
         timeout_graceful_shutdown=30,
     )
+
+
+@contextlib.contextmanager
+def shared_metrics(workers: int) -> Iterator[None]:
+    """With several workers, a directory where they share their metrics (``metrics``),
+    removed when they have all exited; one set in the environment is used as it is."""
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="switchyard-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]

@@ -1,18 +1,32 @@
-"""Prometheus metrics, one registry per worker process, served at GET /metrics.
+"""Prometheus metrics, served at GET /metrics.
 
 Counters live here so that every part (store, upstream, server) counts into the
-same names; with several workers each process reports its own values.
+same names. With several workers a scrape reaches one of them at random, so the
+workers share their values through prometheus_client's multiprocess mode: ``switchyard
+run --workers N`` gives them a directory in ``PROMETHEUS_MULTIPROC_DIR`` (or uses the
+one set), every worker writes its values there, and the one scraped sums them all. A
+gauge read from a function (``live_gauge``) is published there every
+``PUBLISH_INTERVAL_S`` and at each scrape, since the others' functions cannot be called.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+import asyncio
+import os
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# Read once, as prometheus_client did when it was imported to choose where values live.
+SHARED = bool(os.environ.get(MULTIPROCESS_DIR))
+PUBLISH_INTERVAL_S = 1.0
 REGISTRY = CollectorRegistry(auto_describe=True)
+_LIVE: list[tuple[Gauge, Callable[[], float]]] = []
 
 UPSTREAM_ERRORS = Counter(
     "switchyard_upstream_errors",
@@ -27,6 +41,7 @@ STORE_UNWRITTEN = Gauge(
     "switchyard_store_unwritten",
     "Completions accepted for storing but not written yet (queued or waiting for retry)",
     registry=REGISTRY,
+    multiprocess_mode="livesum",  # the workers' sum; a worker that exits takes its part
 )
 STORE_FAILED_WRITES = Counter(
     "switchyard_store_failed_writes",
@@ -46,8 +61,42 @@ STORE_DROPPED = Counter(
 )
 
 
+def live_gauge(gauge: Gauge, read: Callable[[], float]) -> None:
+    """``gauge`` reads ``read()``: at each scrape in one process; shared, when published."""
+    if SHARED:
+        _LIVE.append((gauge, read))
+    else:
+        gauge.set_function(read)
+
+
+def publish() -> None:
+    for gauge, read in _LIVE:
+        gauge.set(read())
+
+
+async def publish_forever() -> None:
+    while True:
+        publish()
+        await asyncio.sleep(PUBLISH_INTERVAL_S)
+
+
+def process_exit() -> None:
+    """This worker's live gauges leave the sums (its counters stay counted)."""
+    if SHARED:
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def exposition() -> bytes:
+    if not SHARED:
+        return generate_latest(REGISTRY)
+    publish()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
+
 def routes() -> list[Route]:
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return [Route("/metrics", metrics, methods=["GET"])]

@@ -137,6 +137,15 @@ async def test_5000_completions_through_several_workers(
             answered = await send_all(client, range(total))
             assert len(set(answered.values())) == total  # our ids are unique
             await wait_for_rows(url, total)
+            # A scrape reaches one worker, which sums all three (metrics.py); each
+            # publishes its unwritten count within a second.
+            scraped = {await metric(server, "switchyard_store_written_total") for _ in range(6)}
+            assert scraped == {total}
+
+            async def none_unwritten() -> bool:
+                return await metric(server, "switchyard_store_unwritten") == 0
+
+            await eventually(none_unwritten, "switchyard_store_unwritten 0", within=10)
             listed = [
                 c.model_dump(exclude_none=True)
                 async for c in client.chat.completions.list(limit=100)

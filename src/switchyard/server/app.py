@@ -92,6 +92,7 @@ def create_app(config: Config, providers: dict[str, Provider] | None = None) -> 
         state.sink = await open_sink(config)
         await state.registry.refresh(config.server.discovery_timeout)
         refresher = asyncio.create_task(state.registry.refresh_forever())
+        publisher = asyncio.create_task(metrics.publish_forever()) if metrics.SHARED else None
         _freeze_startup_objects()
         log.info(
             "serving %d models from %d providers", len(state.registry.models()), len(providers)
@@ -99,9 +100,11 @@ def create_app(config: Config, providers: dict[str, Provider] | None = None) -> 
         try:
             yield
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in (refresher, publisher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             # The store first: its queue must be flushed whatever a provider does.
             if state.sink is not None:
                 await state.sink.close()
@@ -110,6 +113,7 @@ def create_app(config: Config, providers: dict[str, Provider] | None = None) -> 
                     await provider.close()
                 except Exception:
                     log.exception("provider %s did not close cleanly", provider.id)
+            metrics.process_exit()
 
     app = Starlette(routes=routes, exception_handlers=dict(HANDLERS), lifespan=lifespan)
     # A path with a slash too many gets OpenAI's answer, a 404 that says so, not an

@@ -34,7 +34,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from switchyard.config import StoreConfig
-from switchyard.metrics import STORE_FAILED_WRITES, STORE_UNWRITTEN, STORE_WRITTEN
+from switchyard.metrics import STORE_FAILED_WRITES, STORE_UNWRITTEN, STORE_WRITTEN, live_gauge
 from switchyard.sink import StoredCall
 from switchyard.store import spill
 from switchyard.store.backends import Backend, ProcessBackend, ThreadBackend
@@ -368,7 +368,7 @@ def _unwritten() -> int:
     return sum(w.accepted - w.settled for w in _OPEN)
 
 
-STORE_UNWRITTEN.set_function(_unwritten)
+live_gauge(STORE_UNWRITTEN, _unwritten)
 
 
 def _size(record: Record) -> int:
