@@ -23,12 +23,15 @@ class OllamaProvider(OpenAICompatProvider):
     max_n: ClassVar[int | None] = 1
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ProviderConfig | None:
+    def env_base_url(cls, env: Mapping[str, str]) -> str | None:
         # OLLAMA_URL is Ollama's root (http://host:11434); its OpenAI API is below /v1.
         root = env.get("OLLAMA_URL")
-        if not root:
-            return None
-        return ProviderConfig(id=cls.type, type=cls.type, base_url=root.rstrip("/") + "/v1")
+        return root.rstrip("/") + "/v1" if root else None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ProviderConfig | None:
+        base_url = cls.env_base_url(env)
+        return ProviderConfig(id=cls.type, type=cls.type, base_url=base_url) if base_url else None
 
     def prepare_chat(self, body: JSON) -> JSON:
         for i, message in enumerate(body.get("messages") or ()):

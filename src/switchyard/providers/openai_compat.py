@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import sys
 from array import array
 from collections.abc import AsyncIterator, Mapping
@@ -68,7 +69,9 @@ class OpenAICompatProvider:
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
         self.id = config.id
         self.config = config
-        base_url = config.base_url or self.default_base_url
+        # The config's, else the environment's (as the openai SDK reads OPENAI_BASE_URL),
+        # else the provider's own.
+        base_url = config.base_url or self.env_base_url(os.environ) or self.default_base_url
         if not base_url:
             raise ConfigError(
                 f"provider '{config.id}' (type {self.type}) needs a base_url in its config"
@@ -84,13 +87,17 @@ class OpenAICompatProvider:
             self._headers["Authorization"] = f"Bearer {config.api_key}"
 
     @classmethod
+    def env_base_url(cls, env: Mapping[str, str]) -> str | None:
+        """The base URL the environment sets for this type of provider, if any."""
+        return (env.get(cls.base_url_env) or None) if cls.base_url_env else None
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProviderConfig | None:
         """The provider's config when its key (or URL) is in the environment."""
         if not cls.api_key_env or not env.get(cls.api_key_env):
             return None
-        base_url = env.get(cls.base_url_env) if cls.base_url_env else None
         return ProviderConfig(
-            id=cls.type, type=cls.type, api_key=env[cls.api_key_env], base_url=base_url or None
+            id=cls.type, type=cls.type, api_key=env[cls.api_key_env], base_url=cls.env_base_url(env)
         )
 
     async def start(self) -> None:

@@ -14,9 +14,13 @@ class VLLMProvider(OpenAICompatProvider):
     type: ClassVar[str] = "vllm"
 
     @classmethod
+    def env_base_url(cls, env: Mapping[str, str]) -> str | None:
+        return env.get("VLLM_URL") or None
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProviderConfig | None:
-        url = env.get("VLLM_URL")
-        if not url:
+        base_url = cls.env_base_url(env)
+        if not base_url:
             return None
         token = env.get("VLLM_API_TOKEN") or None
-        return ProviderConfig(id=cls.type, type=cls.type, base_url=url, api_key=token)
+        return ProviderConfig(id=cls.type, type=cls.type, base_url=base_url, api_key=token)
