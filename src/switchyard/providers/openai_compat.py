@@ -216,19 +216,20 @@ class OpenAICompatProvider:
 
     def _check_end(self, response: UpstreamResponse, tail: list[JSON]) -> None:
         """A body that ended without [DONE]: refused if it held no event at all, or if
-        its end was the connection closing and no choice had finished (then it may have
-        been cut). A body framed by its length or chunks that ends without either marker
-        is whole as the provider sent it (older TGI sends no [DONE])."""
+        a choice in it had not finished (it may have been cut, by a connection that
+        closed or by a proxy that ended its chunks cleanly). A body whose choices all
+        finished is whole without [DONE] (older TGI sends none)."""
         if not tail:
             raise UpstreamError(
                 f"provider '{self.id}' answered the stream with no event (an empty or "
                 "non-SSE body); try again, or without stream=true",
                 provider_id=self.id,
             )
-        if response.ends_at_close and not _finishes(tail):
+        if not _finishes(tail):
+            how = "closed the connection" if response.ends_at_close else "ended the stream"
             raise UpstreamError(
-                f"provider '{self.id}' closed the connection before the stream finished "
-                "(no finish_reason, no [DONE]): the answer is incomplete; try again",
+                f"provider '{self.id}' {how} before the stream finished (no finish_reason, "
+                "no [DONE]): the answer is incomplete; try again",
                 provider_id=self.id,
             )
 
