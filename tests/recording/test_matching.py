@@ -99,6 +99,27 @@ def test_identical_requests_replay_in_recorded_order(tmp_path: Path) -> None:
     library = _library(tmp_path, cassette)
     assert [_ask(library, _chat("x")) for _ in range(3)] == ["first", "second", "first"]
     assert _ask(library, _chat("y")) == "other"
+    # record-if-missing asks not to start over: the third is recorded instead.
+    again = _library(tmp_path)
+    asked = [again.find("p", RecordedRequest("POST", CHAT, _chat("x")), wrap=False) for _ in "123"]
+    assert [None if a is None else a.response.body for a in asked] == ["first", "second", None]
+
+
+def test_requests_differing_only_in_ignored_fields_replay_in_order(tmp_path: Path) -> None:
+    cassette = Cassette(
+        "default",
+        [_interaction(_chat("x", seed=1), "first"), _interaction(_chat("x", seed=2), "second")],
+        ignore_fields=["seed"],
+    )
+    library = _library(tmp_path, cassette)
+    assert [_ask(library, _chat("x", seed=n)) for n in (7, 8, 9)] == ["first", "second", "first"]
+
+
+def test_a_doubled_v1_in_a_cassette_matches_v1(tmp_path: Path) -> None:
+    written = _interaction(_chat("x"), "doubled", path="/v1/v1/chat/completions")
+    library = _library(tmp_path, Cassette("default", [written]))
+    assert _ask(library, _chat("x")) == "doubled"
+    assert "path" not in library.miss("p", RecordedRequest("POST", CHAT, _chat("y"))).message
 
 
 def test_the_asking_provider_is_preferred_then_any(tmp_path: Path) -> None:

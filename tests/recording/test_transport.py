@@ -213,16 +213,23 @@ STREAM = [b'data: {"n":1}\n\n', b'data: {"n":2}\n\n', b"data: [DONE]\n\n"]
 
 
 async def test_record_if_missing_replays_what_it_has_and_records_the_rest(tmp_path: Path) -> None:
-    inner = _Scripted(_Answer(STREAM), _Answer([b'{"other":true}']))
+    other = {**CHAT_BODY, "stream": False}
+    answers = [_Answer(STREAM), _Answer([b'{"n":2}']), _Answer([b'{"other":true}'])]
+    inner = _Scripted(*answers)
     transport = _recorder(tmp_path, "record-if-missing", inner)
     first = await _drain(await transport.send(_request("http://up/v1", CHAT_BODY)))
-    again = await _drain(await transport.send(_request("http://up/v1", CHAT_BODY)))
-    assert b"".join(first) == b"".join(again) == b"".join(STREAM)
-    assert len(inner.sent) == 1
-    other = {**CHAT_BODY, "stream": False}
+    assert b"".join(first) == b"".join(STREAM)
+    # The same request again in this run is recorded too: a replay of the run asks twice.
+    again = await transport.send(_request("http://up/v1", CHAT_BODY))
+    assert await again.read() == b'{"n":2}'
     assert await (await transport.send(_request("http://up/v1", other))).read() == b'{"other":true}'
-    assert len(inner.sent) == 2
-    assert len(load_cassette(tmp_path / "rec.json").interactions) == 2
+    assert len(inner.sent) == 3
+    assert len(load_cassette(tmp_path / "rec.json").interactions) == 3
+    # The next run replays all three, in order, and calls nobody.
+    rerun = _recorder(tmp_path, "record-if-missing", _Scripted())
+    replayed = [await _drain(await rerun.send(_request("http://up/v1", CHAT_BODY))) for _ in "12"]
+    assert [b"".join(r) for r in replayed] == [b"".join(STREAM), b'{"n":2}']
+    assert await (await rerun.send(_request("http://up/v1", other))).read() == b'{"other":true}'
 
 
 async def test_an_interrupted_stream_is_not_written(tmp_path: Path) -> None:

@@ -2,12 +2,14 @@
 
 A :class:`CassetteLibrary` holds the interactions of the cassette directory (the named
 cassette first, then the others by name; or only the named one), answers "which recording
-matches this request" with a cursor per request, so identical requests replay in recorded
-order (and start over when all were used), explains misses, and appends new recordings to
-the named cassette. Lookups prefer interactions of the asking provider and then accept any
-other provider's with the same body, so a directory imported with one cassette per
-provider replays under other provider ids; bodyless requests (model lists) only match the
-asking provider's, as any other provider's list would be wrong.
+matches this request" with a cursor per recording matched, so identical requests (equal
+once ignored fields are dropped) replay in recorded order (and, in replay mode, start
+over when all were used; record-if-missing records one more), explains misses, and
+appends new recordings to the named cassette. Lookups prefer interactions of the asking
+provider and then accept any other provider's with the same body, so a directory
+imported with one cassette per provider replays under other provider ids; bodyless
+requests (model lists) only match the asking provider's, as any other provider's list
+would be wrong.
 
 All providers of one server share one library (:func:`library_for`), so that a directory
 of imported recordings is parsed once, not once per provider. With ``--workers N`` each
@@ -33,6 +35,7 @@ from switchyard.recording.files import (
     load_cassette,
     session_id,
 )
+from switchyard.recording.llama_stack import normalise_path
 from switchyard.recording.matching import IgnoreTree, ignore_tree, match_key
 from switchyard.recording.miss import miss_error
 
@@ -107,12 +110,16 @@ class CassetteLibrary:
         entry = Recorded(interaction, path, index, ignore, len(self.entries))
         self.entries.append(entry)
         request = interaction.request
-        key = match_key(request.method, request.path, request.body, ignore)
+        # A cassette written by hand or by another tool may hold a doubled /v1/v1.
+        key = match_key(request.method, normalise_path(request.path), request.body, ignore)
         _, by_key = self._groups.setdefault(repr(ignore), (ignore, {}))
         by_key.setdefault(key, []).append(entry)
 
-    def find(self, provider_id: str, request: RecordedRequest) -> Interaction | None:
-        """The next recording for ``request`` (the asking provider's first), or ``None``."""
+    def find(
+        self, provider_id: str, request: RecordedRequest, *, wrap: bool = True
+    ) -> Interaction | None:
+        """The next recording for ``request`` (the asking provider's first), or ``None``;
+        once all were used, the first again if ``wrap``, else ``None`` (to record one)."""
         matches: list[Recorded] = []
         for ignore, by_key in self._groups.values():
             matches += by_key.get(match_key(request.method, request.path, request.body, ignore), ())
@@ -125,8 +132,14 @@ class CassetteLibrary:
             return None
         candidates = sorted(own or matches, key=lambda m: m.order)
         # Each provider replays its own recordings in order, whoever else asks the same.
-        cursor = (match_key(request.method, request.path, request.body), provider_id, bool(own))
-        position = self._cursors[cursor] % len(candidates)
+        # The cursor is the first recording matched, not the request: requests that differ
+        # only in ignored fields share it, and one recorded later extends the same list.
+        cursor = (candidates[0].order, provider_id, bool(own))
+        position = self._cursors[cursor]
+        if position >= len(candidates):
+            if not wrap:
+                return None
+            position = 0
         self._cursors[cursor] = position + 1
         return candidates[position].interaction
 
@@ -143,6 +156,9 @@ class CassetteLibrary:
             await asyncio.to_thread(append_interaction, self.primary, interaction, self._session)
             if replayable:
                 self._add(interaction, self.primary, -1, self._primary_ignore)
+                # Used by the request that recorded it: the next identical one of this
+                # run records its own, as a run that replays the cassette will ask.
+                self.find(interaction.provider, interaction.request, wrap=False)
         log.info(
             "recorded %s %s (provider %s) into %s",
             interaction.request.method,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from switchyard.errors import ReplayMissError
 from switchyard.recording.cassette import RecordedRequest
+from switchyard.recording.llama_stack import normalise_path
 from switchyard.recording.matching import Difference, canonical_body, differences
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def _closest(
         score = sum(_weight(d) for d in diffs)
         if entry.interaction.provider != provider_id:
             score += _OTHER_PROVIDER
-        if entry.interaction.request.path != request.path:
+        if normalise_path(entry.interaction.request.path) != request.path:
             score += _OTHER_ENDPOINT
         if best is None or score < best[0]:
             best = (score, entry, diffs)
@@ -86,7 +87,7 @@ def _compare(entry: Recorded, provider_id: str, request: RecordedRequest) -> lis
         found.append(Difference("provider", entry.interaction.provider, provider_id))
     if recorded.method != request.method:
         found.append(Difference("method", recorded.method, request.method))
-    if recorded.path != request.path:
+    if normalise_path(recorded.path) != request.path:
         found.append(Difference("path", recorded.path, request.path))
     body = differences(
         canonical_body(recorded.body, entry.ignore), canonical_body(request.body, entry.ignore)

@@ -96,7 +96,8 @@ class RecordingTransport:
         recorded = recorded_request(request)
         inner = self._inner
         if self.mode != "record":
-            found = self.library.find(self.provider_id, recorded)
+            # record-if-missing records a request repeated more often than recorded.
+            found = self.library.find(self.provider_id, recorded, wrap=self.mode == "replay")
             if found is not None:
                 return ReplayedResponse(found.response, realtime=self._realtime)
         if inner is None:
