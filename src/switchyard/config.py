@@ -85,7 +85,10 @@ class RecordingConfig(_Strict):
     (``<cassettes>/<cassette>.json``). Replay reads every cassette of the directory, or
     only the named one with ``replay_from: cassette``. ``ignore_fields`` are dotted body
     fields left out of matching (``user``, ``seed``, ``messages.name``); ``realtime``
-    replays streams at their recorded pace instead of at once.
+    replays streams at their recorded pace instead of at once. ``session`` names the
+    record session: in ``record`` mode the session's first write starts the cassette
+    afresh and its later writes append. By default each server run is one session; the
+    pytest plugin makes a whole test run one, so tests sharing a cassette all keep theirs.
     """
 
     mode: RecordMode = "live"
@@ -94,6 +97,7 @@ class RecordingConfig(_Strict):
     ignore_fields: list[str] = Field(default_factory=list)
     realtime: bool = False
     replay_from: Literal["directory", "cassette"] = "directory"
+    session: str | None = Field(default=None, pattern=r"^[\x21-\x7e]{1,64}$")
 
 
 class ServerConfig(_Strict):

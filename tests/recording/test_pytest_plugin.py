@@ -138,3 +138,30 @@ def test_a_wrong_mode_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*switchyard_record_mode = 'recrod'*"])
+
+
+def test_tests_sharing_a_cassette_all_keep_their_recordings(
+    pytester: pytest.Pytester, upstream: RecordedUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest(CONFTEST)
+    shared = USER_TEST.replace(
+        "def test_sun(", '@pytest.mark.switchyard_cassette("shared")\ndef test_sun('
+    )
+    pytester.makepyfile(
+        test_user="import pytest\n"
+        + shared % "Sun"
+        + shared.replace("test_sun", "test_moon") % "Moon"
+    )
+    pytester.makeini(INI)
+    monkeypatch.setenv("UPSTREAM_URL", upstream.url)
+    pytester.runpytest("--record-mode", "record").assert_outcomes(passed=1, failed=1)
+    text = (pytester.path / "cassettes" / "test_user" / "shared.json").read_text()
+    # Recorded by two tests of one run: the second appended, it did not start afresh.
+    assert "Sun in latin" in text and "Moon in latin" in text
+    monkeypatch.delenv("UPSTREAM_URL")
+    upstream.stop_thread()
+    replayed = pytester.runpytest()
+    replayed.assert_outcomes(passed=1, failed=1)  # the Moon answer has no "Sol" in it
+    assert (
+        "replay_miss" not in replayed.stdout.str() and "No recording" not in replayed.stdout.str()
+    )

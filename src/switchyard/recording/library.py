@@ -84,7 +84,7 @@ class CassetteLibrary:
         # Interactions grouped by the fields they ignore, then by match key: a request's
         # key is computed once per group (there are as many groups as distinct settings).
         self._groups: dict[str, tuple[IgnoreTree, dict[bytes, list[Recorded]]]] = {}
-        self._cursors: dict[tuple[bytes, str, bool], int] = defaultdict(int)
+        self._cursors: dict[tuple[int, str, bool], int] = defaultdict(int)
         self._write_lock = asyncio.Lock()
         if load != "none":
             self._load(whole_directory=load == "directory")
@@ -197,6 +197,7 @@ def library_for(config: RecordingConfig) -> CassetteLibrary:
         config.mode,
         tuple(config.ignore_fields),
         config.replay_from,
+        config.session,
         _signature(directory),
     )
     library = _LIBRARIES.get(key)
@@ -207,7 +208,7 @@ def library_for(config: RecordingConfig) -> CassetteLibrary:
             ignore_fields=config.ignore_fields,
             # record mode never replays, so it reads nothing.
             load="none" if config.mode == "record" else config.replay_from,
-            session=session_id() if config.mode == "record" else None,
+            session=(config.session or session_id()) if config.mode == "record" else None,
         )
         _LIBRARIES[key] = library
     return library

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,13 @@ def switchyard_record_mode(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
+def _switchyard_record_session() -> str:
+    """One record session for the whole test run (all xdist workers of it too): tests
+    that share a cassette append to it, and only the run's first write starts it afresh."""
+    return os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex[:16]
+
+
+@pytest.fixture(scope="session")
 def switchyard_config() -> dict[str, Any]:
     """The Switchyard config as a dict; override it to name your providers."""
     import yaml
@@ -149,6 +157,7 @@ def switchyard(
     switchyard_config: dict[str, Any],
     switchyard_record_mode: str,
     switchyard_cassette: Path,
+    _switchyard_record_session: str,
     tmp_path: Path,
 ) -> Iterator[RunningSwitchyard]:
     """A Switchyard serving this test, recording or replaying its cassette."""
@@ -169,6 +178,7 @@ def switchyard(
         "cassette": switchyard_cassette.stem,
         # A test replays its own cassette, not its neighbours'.
         "replay_from": "cassette",
+        "session": _switchyard_record_session,
     }
     how = str(request.config.getini("switchyard_server") or "thread")
     with serve(config, how, tmp_path / "switchyard") as url:
