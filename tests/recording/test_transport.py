@@ -232,13 +232,53 @@ async def test_record_if_missing_replays_what_it_has_and_records_the_rest(tmp_pa
     assert await (await rerun.send(_request("http://up/v1", other))).read() == b'{"other":true}'
 
 
-async def test_an_interrupted_stream_is_not_written(tmp_path: Path) -> None:
-    transport = _recorder(tmp_path, "record", _Scripted(_Answer([*STREAM[:2], b"data: {"])))
+class _Cut(_Answer):
+    """A provider whose connection breaks after its chunks."""
+
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
+        async for chunk in super().aiter_bytes():
+            yield chunk
+        raise ConnectionResetError("cut")
+
+
+async def test_a_stream_the_provider_cuts_is_not_written(tmp_path: Path) -> None:
+    transport = _recorder(tmp_path, "record", _Scripted(_Cut(STREAM[:2])))
+    response = await transport.send(_request("http://up/v1", CHAT_BODY))
+    with pytest.raises(ConnectionResetError):
+        await _drain(response)
+    assert not (tmp_path / "rec.json").exists()
+
+
+@pytest.mark.parametrize("leaves", ["stops reading", "is cancelled mid-read"])
+async def test_a_stream_the_client_leaves_early_is_read_on_and_written(
+    tmp_path: Path, leaves: str
+) -> None:
+    answer = _Answer(STREAM, pause=0.01)
+    transport = _recorder(tmp_path, "record", _Scripted(answer))
     response = await transport.send(_request("http://up/v1", CHAT_BODY))
     chunks = response.aiter_bytes()
-    await anext(chunks)
-    await chunks.aclose()  # type: ignore[attr-defined]
-    assert not (tmp_path / "rec.json").exists()
+    if leaves == "stops reading":
+        await anext(chunks)
+        await chunks.aclose()  # type: ignore[attr-defined]
+    else:  # as the server cancels a stream's task when its client disconnects
+        reader = asyncio.create_task(_drain(response))
+        await asyncio.sleep(0.015)
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+    await response.aclose()
+    assert not answer.closed  # still being read, for the cassette
+    await asyncio.gather(*reading_tasks())
+    assert answer.closed
+    events = load_cassette(tmp_path / "rec.json").interactions[0].response.events
+    assert events is not None
+    assert [event.raw() for event in events] == [b'{"n":1}', b'{"n":2}', b"[DONE]"]
+
+
+def reading_tasks() -> set[asyncio.Task[None]]:
+    from switchyard.recording.transport import _READS
+
+    return set(_READS)
 
 
 async def test_a_stream_is_written_when_done_comes_with_more_in_the_same_piece(

@@ -13,8 +13,10 @@
 
 Recording never holds a stream back: chunks go to the provider as they arrive, while a
 parser beside them collects the events and their timing; the interaction is written when
-the stream ends (an interrupted stream is not written: it would replay truncated). Error
-answers are recorded like any other and replay as errors.
+the stream ends. The recorder reads a stream in a task of its own, so a client that
+leaves or stops early does not cut it: it is read to its end and written whole. One the
+provider cuts is not written (it would replay truncated). Error answers are recorded
+like any other and replay as errors.
 """
 
 from __future__ import annotations
@@ -117,6 +119,46 @@ class RecordingTransport:
             await self._inner.aclose()
 
 
+class _StreamCopy:
+    """The events of a stream being recorded, with their timing; written once."""
+
+    def __init__(
+        self,
+        started: float,
+        finish: Callable[[RecordedResponse], Awaitable[None]],
+        answer: Callable[..., RecordedResponse],
+    ) -> None:
+        self._parser = SSEParser()
+        self._events: list[StreamEvent] = []
+        self._last = started
+        self._finish = finish
+        self._answer = answer
+        self.written = False
+
+    async def feed(self, chunk: bytes) -> None:
+        now, done = time.monotonic(), False
+        for data in self._parser.feed(chunk):
+            self._events.append(StreamEvent.from_raw(data, (now - self._last) * 1000))
+            self._last = now
+            done = done or data == DONE
+        # The consumer stops reading at [DONE] (even with more in the same piece: a
+        # burst comes as one), so it is written before the piece is passed on.
+        if done and not self.written:
+            await self.end(flush=False)
+
+    async def end(self, *, flush: bool = True) -> None:
+        if self.written:
+            return
+        if flush:
+            self._events += [StreamEvent.from_raw(data) for data in self._parser.flush()]
+        self.written = True
+        await self._finish(self._answer(events=self._events))
+
+
+# The tasks reading recorded streams (kept, so that none is collected mid-stream).
+_READS: set[asyncio.Task[None]] = set()
+
+
 class _RecordingResponse:
     """Passes the live answer through unchanged and hands a copy to ``finish``."""
 
@@ -129,6 +171,7 @@ class _RecordingResponse:
         self._inner = inner
         self._started = started
         self._finish = finish
+        self._reading = False
         self.status = inner.status
         self.headers: Mapping[str, str] = inner.headers
         self.ends_at_close = inner.ends_at_close
@@ -146,32 +189,43 @@ class _RecordingResponse:
         return raw
 
     async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
-        parser, events = SSEParser(), list[StreamEvent]()
-        last, done, written = self._started, False, False
+        # The provider's stream is read by a task of the recorder's, not by the client's:
+        # a client that leaves (its task cancelled mid-read) or stops early does not cut
+        # it short, and the cassette gets the whole stream, as a replay will be asked.
+        pieces: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
+        self._reading = True
+        task = asyncio.get_running_loop().create_task(self._read_all(pieces))
+        _READS.add(task)
+        task.add_done_callback(_READS.discard)
+        while (piece := await pieces.get()) is not None:
+            if isinstance(piece, Exception):
+                raise piece
+            yield piece
+
+    async def _read_all(self, pieces: asyncio.Queue[bytes | Exception | None]) -> None:
+        copy = _StreamCopy(self._started, self._finish, self._answer)
         chunks = self._inner.aiter_bytes()
         try:
             async for chunk in chunks:
-                now = time.monotonic()
-                for data in parser.feed(chunk):
-                    events.append(StreamEvent.from_raw(data, (now - last) * 1000))
-                    last = now
-                    done = done or data == DONE
-                # The consumer stops reading at [DONE] (even with more in the same piece:
-                # a burst comes as one), so write before passing it on.
-                if done and not written:
-                    await self._finish(self._answer(events=events))
-                    written = True
-                yield chunk
+                await copy.feed(chunk)
+                pieces.put_nowait(chunk)
+            await copy.end()
+            pieces.put_nowait(None)
+        except Exception as err:  # cut before its end: not written, it would replay truncated
+            pieces.put_nowait(err)
         finally:
-            closer = getattr(chunks, "aclose", None)
-            if closer is not None:
-                await closer()
-        if not written:
-            events += [StreamEvent.from_raw(data) for data in parser.flush()]
-            await self._finish(self._answer(events=events))
+            await _close(chunks)
+            await self._inner.aclose()
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        if not self._reading:  # else the reading task closes it once the stream has ended
+            await self._inner.aclose()
+
+
+async def _close(chunks: AsyncGenerator[bytes, None]) -> None:
+    closer = getattr(chunks, "aclose", None)
+    if closer is not None:
+        await closer()
 
 
 class ReplayedResponse:
