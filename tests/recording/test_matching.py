@@ -218,3 +218,12 @@ def test_a_broken_cassette_stops_the_start(tmp_path: Path) -> None:
     (tmp_path / "default.json").write_text("{}")
     with pytest.raises(Exception, match=r"cannot replay: .*default\.json"):
         CassetteLibrary(tmp_path, "default")
+
+
+def test_a_miss_in_a_directory_without_the_named_cassette_names_the_ones_there(
+    tmp_path: Path,
+) -> None:
+    library = _library(tmp_path, Cassette("together", [_interaction(_chat("x"), "a")]))
+    message = library.miss("p", RecordedRequest("POST", CHAT, _chat("y"))).message
+    assert f"1 cassette in {tmp_path}" in message
+    assert "default.json" not in message

@@ -31,8 +31,7 @@ def miss_error(
 ) -> ReplayMissError:
     asked = f"{request.method} {request.path}"
     head = (
-        f"No recording for {asked} (provider '{provider_id}') in replay mode; "
-        f"cassette {library.primary}{_others(library)}."
+        f"No recording for {asked} (provider '{provider_id}') in replay mode; {_searched(library)}."
     )
     best = _closest(library, provider_id, request)
     if best is None:
@@ -106,12 +105,17 @@ def _weight(difference: Difference) -> float:
     return 0.5
 
 
-def _others(library: CassetteLibrary) -> str:
+def _searched(library: CassetteLibrary) -> str:
+    """The cassettes looked in: the named one if it exists, then the others."""
     others = {e.cassette for e in library.entries if e.cassette != library.primary}
+    primary = library.primary.exists()
     if not others:
-        return ""
+        return f"cassette {library.primary}" + ("" if primary else " (no such file)")
     plural = "s" if len(others) > 1 else ""
-    return f" (and {len(others)} more cassette{plural} in {library.directory})"
+    if not primary:
+        return f"{len(others)} cassette{plural} in {library.directory}"
+    more = f"{len(others)} more cassette{plural} in {library.directory}"
+    return f"cassette {library.primary} (and {more})"
 
 
 def _count(n: int) -> str:
