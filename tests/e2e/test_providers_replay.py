@@ -223,6 +223,15 @@ def test_embeddings_return_the_recorded_vectors(client: openai.OpenAI, provider:
                 _embed(client, provider, body)
             continue
         answer = exchange.response
+        if (
+            body.get("dimensions")
+            and len(_floats(answer["data"][0])["embedding"]) > body["dimensions"]
+        ):
+            # The provider ignored dimensions (Ollama, when recorded): a clear 400 instead
+            # of vectors of another size than asked.
+            with pytest.raises(openai.BadRequestError, match="'dimensions'"):
+                _embed(client, provider, body)
+            continue
         wants_base64 = body.get("encoding_format") == "base64"
         payload = _embed(client, provider, body).json()
         if wants_base64:
@@ -316,7 +325,8 @@ def test_an_unrecorded_prompt_names_the_closest_recording(
         )
     message = caught.value.message
     assert caught.value.code == "replay_miss"
-    assert str(cassettes / "default.json") in message
+    assert f"cassettes in {cassettes}" in message  # there is no default.json to name
+    assert "default.json" not in message
     assert f"{cassettes / 'together.json'} interactions[" in message
     assert "messages[0].content" in message
     assert '"Which planet do humans live on?"' in message

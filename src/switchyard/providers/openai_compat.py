@@ -288,6 +288,13 @@ class OpenAICompatProvider:
 
     async def embeddings(self, body: JSON) -> JSON:
         result = await self._json("/embeddings", self.prepare_embeddings(body))
+        wanted = body.get("dimensions")
+        if wanted is not None and _longer_vectors(result, wanted):
+            # The provider ignored it (Ollama before it learnt it): a vector of another
+            # size would only fail later, in the client's vector store.
+            raise UnsupportedParameterError(
+                self.id, "dimensions", f"'dimensions' for {body.get('model')!r}"
+            )
         if body.get("encoding_format") == "base64":
             # Some providers (Ollama) answer floats whatever was asked: encode them here.
             encode_embeddings_base64(result)
@@ -453,6 +460,22 @@ def _error_fields(raw: bytes) -> tuple[str, str | None, str | None, str | None]:
         param if isinstance(param, str) else None,
         code if isinstance(code, str) else None,
     )
+
+
+def _longer_vectors(result: JSON, dimensions: int) -> bool:
+    """Whether an embedding answer holds a vector longer than ``dimensions`` (floats, or
+    base64 of little-endian float32)."""
+    for item in result.get("data") or ():
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if isinstance(vector, list):
+            size = len(vector)
+        elif isinstance(vector, str):
+            size = (len(vector) * 3 // 4 - vector[-2:].count("=")) // 4  # without decoding
+        else:
+            continue
+        if size > dimensions:
+            return True
+    return False
 
 
 def encode_embeddings_base64(result: JSON) -> None:
