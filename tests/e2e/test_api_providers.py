@@ -206,11 +206,17 @@ def test_embeddings_return_recorded_vectors(gateway: Any, client: openai.OpenAI)
                 client.post("/embeddings", body=body, cast_to=CreateEmbeddingResponse)
             assert info.value.body["param"] == "input"  # type: ignore[index]
             continue
+        expected = [_vector(d["embedding"]) for d in exchange.response["data"]]
+        if body.get("dimensions") and len(expected[0]) > body["dimensions"]:
+            # The provider ignored dimensions when recorded (Ollama): refused, not relayed.
+            with pytest.raises(openai.BadRequestError) as info:
+                client.post("/embeddings", body=body, cast_to=CreateEmbeddingResponse)
+            assert info.value.body["param"] == "dimensions"  # type: ignore[index]
+            continue
         # client.post sends the recorded body as is (embeddings.create would add
         # encoding_format=base64 when the recording has none).
         answer = client.post("/embeddings", body=body, cast_to=CreateEmbeddingResponse)
         assert answer.model == body["model"]
-        expected = [_vector(d["embedding"]) for d in exchange.response["data"]]
         got = [_vector(d.embedding) for d in answer.data]
         assert len(got) == len(expected)
         for g, e in zip(got, expected, strict=True):
