@@ -72,3 +72,17 @@ def test_serving_beyond_loopback_without_keys_warns(
     assert result.exit_code == 0, result.output
     assert served == [host]
     assert ("no server.api_keys" in result.output) is warned
+
+
+def test_a_provider_that_would_call_this_server_itself_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HOME", "XDG_DATA_HOME"):
+        monkeypatch.setenv(name, str(tmp_path))
+    monkeypatch.delenv("SWITCHYARD_CONFIG", raising=False)
+    # Set for the clients of Switchyard, it would make the openai provider loop.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:18377/v1")
+    result = CliRunner().invoke(main, ["run", "--port", "18377"])
+    assert result.exit_code == 2
+    assert "provider 'openai' would call this server itself" in result.output

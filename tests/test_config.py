@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,34 @@ def test_default_enables_providers_from_the_environment() -> None:
     assert providers["groq"].base_url is None  # the provider's own default
     assert providers["ollama"].base_url == "http://127.0.0.1:11434/v1"
     assert providers["vllm"].api_key == "v"
+
+
+def test_the_environment_gives_a_file_provider_its_base_url(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    types = ["together", "openai", "fireworks", "groq", "ollama", "vllm", "openai_compatible"]
+    providers = [{"id": t, "type": t, "api_key": "k"} for t in types]
+    providers.append({"id": "own", "type": "openai", "base_url": "http://127.0.0.1:7/v1"})
+    path.write_text(json.dumps({"providers": providers}))
+    env = {
+        "TOGETHER_BASE_URL": "http://127.0.0.1:1/v1",
+        "OPENAI_BASE_URL": "http://127.0.0.1:2/v1",
+        "FIREWORKS_BASE_URL": "http://127.0.0.1:3/v1",
+        "GROQ_BASE_URL": "http://127.0.0.1:4/v1",
+        "OLLAMA_URL": "http://127.0.0.1:5",
+        "VLLM_URL": "http://127.0.0.1:6/v1",
+    }
+    got = {p.id: p.base_url for p in load_config(path, env).providers}
+    assert got == {
+        "together": "http://127.0.0.1:1/v1",
+        "openai": "http://127.0.0.1:2/v1",
+        "fireworks": "http://127.0.0.1:3/v1",
+        "groq": "http://127.0.0.1:4/v1",
+        "ollama": "http://127.0.0.1:5/v1",
+        "vllm": "http://127.0.0.1:6/v1",
+        "openai_compatible": None,  # no variable of its own
+        "own": "http://127.0.0.1:7/v1",  # the file's own wins
+    }
+    assert {p.base_url for p in load_config(path, {}).providers} == {None, "http://127.0.0.1:7/v1"}
 
 
 def test_default_with_nothing_set_is_inline_embeddings_only(tmp_path: Path) -> None:

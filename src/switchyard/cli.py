@@ -14,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from typing import get_args
+from urllib.parse import urlsplit
 
 import click
 
@@ -41,6 +42,9 @@ def _load(env_updates: dict[str, str]) -> Config:
     except ConfigError as err:
         click.echo(f"switchyard: {err.message}", err=True)
         sys.exit(2)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _loopback(host: str) -> bool:
@@ -110,6 +114,11 @@ def run(
         sys.exit(2)
     server = config.server
     host = host or server.host
+    port = server.port if port is None else port
+    loop = _calls_itself(config, host, port)
+    if loop:
+        click.echo(f"switchyard: {loop}", err=True)
+        sys.exit(2)
     if not server.api_keys and not _loopback(host):
         click.echo(
             f"switchyard: warning: serving on {host} with no server.api_keys: whoever "
@@ -119,7 +128,28 @@ def run(
     level = (log_level or server.log_level).upper()
     workers = workers or server.workers
     with shared_metrics(workers):
-        _serve(host, server.port if port is None else port, workers, level, server.access_log)
+        _serve(host, port, workers, level, server.access_log)
+
+
+def _calls_itself(config: Config, host: str, port: int) -> str | None:
+    """Why a provider would call this very server (``OPENAI_BASE_URL`` set for clients
+    of Switchyard, say), or None: every request would loop until it timed out."""
+    from switchyard.providers import provider_class
+
+    for provider in config.providers:
+        default = getattr(provider_class(provider.type), "default_base_url", None)
+        base_url = provider.base_url or default
+        if not base_url:
+            continue
+        target = urlsplit(base_url)
+        local = target.hostname in (host, "localhost") or _loopback(target.hostname or "")
+        if local and (target.port or _DEFAULT_PORTS.get(target.scheme)) == port:
+            return (
+                f"provider '{provider.id}' would call this server itself ({base_url}, from "
+                "its config or its type's *_BASE_URL variable): point it at the provider, or "
+                "serve on another port."
+            )
+    return None
 
 
 def _serve(host: str, port: int, workers: int, level: str, access_log: bool) -> None:

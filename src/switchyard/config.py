@@ -249,7 +249,25 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"invalid YAML in {path}: {err}") from None
-    return config_from_dict(raw, str(path), env)
+    return _env_base_urls(config_from_dict(raw, str(path), env), os.environ if env is None else env)
+
+
+def _env_base_urls(config: Config, env: Mapping[str, str]) -> Config:
+    """A file's provider that names no base_url takes the one the environment gives its
+    type (``OPENAI_BASE_URL``...), as the provider would with no config file."""
+    from switchyard.providers import provider_class
+
+    for provider in config.providers:
+        if provider.base_url is not None:
+            continue
+        try:
+            cls = provider_class(provider.type)
+        except ConfigError:  # check_config says so, naming the field
+            continue
+        from_env = getattr(cls, "env_base_url", None)  # a plugin's class may have none
+        if from_env is not None:
+            provider.base_url = from_env(env)
+    return config
 
 
 def default_config(env: Mapping[str, str] | None = None) -> Config:

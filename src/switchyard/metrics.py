@@ -12,14 +12,18 @@ gauge read from a function (``live_gauge``) is published there every
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+log = logging.getLogger(__name__)
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # Read once, as prometheus_client did when it was imported to choose where values live.
@@ -41,7 +45,7 @@ STORE_UNWRITTEN = Gauge(
     "switchyard_store_unwritten",
     "Completions accepted for storing but not written yet (queued or waiting for retry)",
     registry=REGISTRY,
-    multiprocess_mode="livesum",  # the workers' sum; a worker that exits takes its part
+    multiprocess_mode="livesum",  # the live workers' sum
 )
 STORE_FAILED_WRITES = Counter(
     "switchyard_store_failed_writes",
@@ -76,8 +80,25 @@ def publish() -> None:
 
 async def publish_forever() -> None:
     while True:
-        publish()
+        try:
+            publish()
+            _forget_dead_workers()
+        except Exception:  # the metrics must never take the worker down
+            log.exception("metrics: publishing failed")
         await asyncio.sleep(PUBLISH_INTERVAL_S)
+
+
+def _forget_dead_workers() -> None:
+    """Live gauges of workers that died without their lifespan's end (killed, out of
+    memory) leave the sums: uvicorn starts another in their place."""
+    for path in Path(os.environ[MULTIPROCESS_DIR]).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rpartition("_")[2])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, under another user
 
 
 def process_exit() -> None:

@@ -111,29 +111,3 @@ def test_ollama_takes_images_only_as_data_urls() -> None:
         ollama.prepare_chat({"messages": [{"role": "user", "content": [text, remote]}]})
     assert info.value.param == "messages[0].content[1].image_url.url"
     assert "data:image" in info.value.message
-
-
-@pytest.mark.parametrize(
-    ("type_name", "variable", "value", "base_url"),
-    [
-        ("together", "TOGETHER_BASE_URL", "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"),
-        ("openai", "OPENAI_BASE_URL", "http://127.0.0.1:9/v1/", "http://127.0.0.1:9/v1"),
-        ("fireworks", "FIREWORKS_BASE_URL", "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"),
-        ("groq", "GROQ_BASE_URL", "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"),
-        ("ollama", "OLLAMA_URL", "http://127.0.0.1:9", "http://127.0.0.1:9/v1"),
-        ("vllm", "VLLM_URL", "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"),
-    ],
-)
-def test_the_environment_sets_a_configured_providers_base_url(
-    monkeypatch: pytest.MonkeyPatch, type_name: str, variable: str, value: str, base_url: str
-) -> None:
-    monkeypatch.setenv(variable, value)
-    provider = make(type_name, api_key="k")
-    assert isinstance(provider, OpenAICompatProvider)
-    assert provider.base_url == base_url  # a config file's provider with no base_url
-    explicit = make(type_name, api_key="k", base_url="http://127.0.0.1:7/v1")
-    assert isinstance(explicit, OpenAICompatProvider)
-    assert explicit.base_url == "http://127.0.0.1:7/v1"  # the config's own wins
-    monkeypatch.delenv(variable)
-    if provider_class(type_name).default_base_url:
-        assert make(type_name, api_key="k").base_url == provider_class(type_name).default_base_url

@@ -25,7 +25,7 @@ from switchyard.recording.cassette import (
 from switchyard.recording.files import load_cassette, save_cassette
 from switchyard.recording.library import CassetteLibrary
 from switchyard.recording.sse import SSEParser
-from switchyard.recording.transport import RecordingTransport, recorded_request
+from switchyard.recording.transport import RecordingTransport, finish_reads, recorded_request
 from switchyard.transports import transport_for
 from switchyard.upstream import HttpTransport, RetryTransport, UpstreamRequest
 
@@ -183,6 +183,7 @@ class _Answer:
         self._chunks = chunks
         self._pause = pause
         self.closed = False
+        self.given = 0  # chunks read from it so far
 
     async def read(self) -> bytes:
         return b"".join(self._chunks)
@@ -190,6 +191,7 @@ class _Answer:
     async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
         for chunk in self._chunks:
             await asyncio.sleep(self._pause)  # a slow provider
+            self.given += 1
             yield chunk
 
     async def aclose(self) -> None:
@@ -241,6 +243,16 @@ class _Cut(_Answer):
         raise ConnectionResetError("cut")
 
 
+async def test_record_if_missing_asks_for_the_model_list_once(tmp_path: Path) -> None:
+    inner = _Scripted(_Answer([b'{"data": []}']))
+    transport = _recorder(tmp_path, "record-if-missing", inner)
+    for _ in range(3):  # the registry's refreshes
+        response = await transport.send(_request("http://up/v1", None, path="/v1/models"))
+        assert orjson.loads(await response.read()) == {"data": []}
+    assert len(inner.sent) == 1
+    assert len(load_cassette(tmp_path / "rec.json").interactions) == 1
+
+
 async def test_a_stream_the_provider_cuts_is_not_written(tmp_path: Path) -> None:
     transport = _recorder(tmp_path, "record", _Scripted(_Cut(STREAM[:2])))
     response = await transport.send(_request("http://up/v1", CHAT_BODY))
@@ -268,17 +280,41 @@ async def test_a_stream_the_client_leaves_early_is_read_on_and_written(
             await reader
     await response.aclose()
     assert not answer.closed  # still being read, for the cassette
-    await asyncio.gather(*reading_tasks())
+    await finish_reads(within=5)
     assert answer.closed
     events = load_cassette(tmp_path / "rec.json").interactions[0].response.events
     assert events is not None
     assert [event.raw() for event in events] == [b'{"n":1}', b'{"n":2}', b"[DONE]"]
 
 
-def reading_tasks() -> set[asyncio.Task[None]]:
-    from switchyard.recording.transport import _READS
+async def test_a_slow_client_holds_the_provider_back(tmp_path: Path) -> None:
+    events = [b'data: {"n":%d}\n\n' % n for n in range(500)]
+    answer = _Answer([*events, b"data: [DONE]\n\n"])
+    transport = _recorder(tmp_path, "record", _Scripted(answer))
+    response = await transport.send(_request("http://up/v1", CHAT_BODY))
+    chunks = response.aiter_bytes()
+    await anext(chunks)
+    await asyncio.sleep(0.05)
+    assert answer.given < 100  # read ahead a little, not the whole stream into memory
+    rest = [chunk async for chunk in chunks]
+    assert len(rest) == 500
+    await finish_reads(within=5)
+    assert len(load_cassette(tmp_path / "rec.json").interactions[0].response.events or ()) == 501
 
-    return set(_READS)
+
+async def test_a_shutdown_waits_for_streams_being_recorded_then_cuts_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    slow = _Answer(STREAM, pause=10)
+    transport = _recorder(tmp_path, "record", _Scripted(slow))
+    response = await transport.send(_request("http://up/v1", CHAT_BODY))
+    reader = asyncio.create_task(_drain(response))
+    await asyncio.sleep(0.01)
+    reader.cancel()  # its client left
+    await finish_reads(within=0.05)
+    assert "1 streams still going at shutdown are not recorded" in caplog.text
+    assert slow.closed
+    assert not (tmp_path / "rec.json").exists()
 
 
 async def test_a_stream_is_written_when_done_comes_with_more_in_the_same_piece(

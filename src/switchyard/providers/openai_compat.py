@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import sys
 from array import array
 from collections.abc import AsyncIterator, Mapping
@@ -69,9 +68,7 @@ class OpenAICompatProvider:
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
         self.id = config.id
         self.config = config
-        # The config's, else the environment's (as the openai SDK reads OPENAI_BASE_URL),
-        # else the provider's own.
-        base_url = config.base_url or self.env_base_url(os.environ) or self.default_base_url
+        base_url = config.base_url or self.default_base_url
         if not base_url:
             raise ConfigError(
                 f"provider '{config.id}' (type {self.type}) needs a base_url in its config"

@@ -47,7 +47,7 @@ from switchyard.upstream import Transport, UpstreamRequest, UpstreamResponse
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RecordingTransport", "ReplayedResponse", "recorded_request"]
+__all__ = ["RecordingTransport", "ReplayedResponse", "finish_reads", "recorded_request"]
 
 MODES = ("record", "replay", "record-if-missing")
 _CONTENT_TYPES = {"events": "text/event-stream", "body": "application/json", "text": "text/plain"}
@@ -98,8 +98,10 @@ class RecordingTransport:
         recorded = recorded_request(request)
         inner = self._inner
         if self.mode != "record":
-            # record-if-missing records a request repeated more often than recorded.
-            found = self.library.find(self.provider_id, recorded, wrap=self.mode == "replay")
+            # record-if-missing records a request repeated more often than recorded, but
+            # not a bodyless one: the model list every refresh asks for would pile up.
+            wrap = self.mode == "replay" or recorded.body is None
+            found = self.library.find(self.provider_id, recorded, wrap=wrap)
             if found is not None:
                 return ReplayedResponse(found.response, realtime=self._realtime)
         if inner is None:
@@ -123,16 +125,12 @@ class _StreamCopy:
     """The events of a stream being recorded, with their timing; written once."""
 
     def __init__(
-        self,
-        started: float,
-        finish: Callable[[RecordedResponse], Awaitable[None]],
-        answer: Callable[..., RecordedResponse],
+        self, started: float, write: Callable[[list[StreamEvent]], Awaitable[None]]
     ) -> None:
         self._parser = SSEParser()
         self._events: list[StreamEvent] = []
         self._last = started
-        self._finish = finish
-        self._answer = answer
+        self._write = write
         self.written = False
 
     async def feed(self, chunk: bytes) -> None:
@@ -152,11 +150,26 @@ class _StreamCopy:
         if flush:
             self._events += [StreamEvent.from_raw(data) for data in self._parser.flush()]
         self.written = True
-        await self._finish(self._answer(events=self._events))
+        await self._write(self._events)
 
 
 # The tasks reading recorded streams (kept, so that none is collected mid-stream).
 _READS: set[asyncio.Task[None]] = set()
+# Pieces read ahead of a slow client, at most: beyond, the provider waits (TCP does).
+_AHEAD = 64
+
+
+async def finish_reads(within: float) -> None:
+    """Let the streams still being read for a cassette end (a server shutting down);
+    past ``within`` seconds, cut them: they are not recorded, and the log says so."""
+    if not _READS:
+        return
+    _, pending = await asyncio.wait(set(_READS), timeout=within)
+    if pending:
+        log.warning("recording: %d streams still going at shutdown are not recorded", len(pending))
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending)
 
 
 class _RecordingResponse:
@@ -171,13 +184,17 @@ class _RecordingResponse:
         self._inner = inner
         self._started = started
         self._finish = finish
-        self._reading = False
+        self._reading = False  # a task of ours reads the stream, and closes it
+        self._detached = False  # its client has stopped reading
         self.status = inner.status
         self.headers: Mapping[str, str] = inner.headers
         self.ends_at_close = inner.ends_at_close
 
     def _answer(self, **content: Any) -> RecordedResponse:
         return RecordedResponse(self.status, scrub.response_headers(self.headers), **content)
+
+    async def _write_events(self, events: list[StreamEvent]) -> None:
+        await self._finish(self._answer(events=events))
 
     async def read(self) -> bytes:
         raw = await self._inner.read()
@@ -192,27 +209,37 @@ class _RecordingResponse:
         # The provider's stream is read by a task of the recorder's, not by the client's:
         # a client that leaves (its task cancelled mid-read) or stops early does not cut
         # it short, and the cassette gets the whole stream, as a replay will be asked.
-        pieces: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
+        pieces: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(_AHEAD)
         self._reading = True
         task = asyncio.get_running_loop().create_task(self._read_all(pieces))
         _READS.add(task)
         task.add_done_callback(_READS.discard)
-        while (piece := await pieces.get()) is not None:
-            if isinstance(piece, Exception):
-                raise piece
-            yield piece
+        try:
+            while (piece := await pieces.get()) is not None:
+                if isinstance(piece, Exception):
+                    raise piece
+                yield piece
+        finally:
+            self._detached = True
+            while not pieces.empty():  # makes room for a piece being handed over
+                pieces.get_nowait()
 
     async def _read_all(self, pieces: asyncio.Queue[bytes | Exception | None]) -> None:
-        copy = _StreamCopy(self._started, self._finish, self._answer)
+        copy = _StreamCopy(self._started, self._write_events)
         chunks = self._inner.aiter_bytes()
         try:
             async for chunk in chunks:
                 await copy.feed(chunk)
-                pieces.put_nowait(chunk)
+                if not self._detached:
+                    await pieces.put(chunk)
             await copy.end()
-            pieces.put_nowait(None)
+            if not self._detached:
+                await pieces.put(None)
         except Exception as err:  # cut before its end: not written, it would replay truncated
-            pieces.put_nowait(err)
+            if self._detached:
+                log.warning("recording: a stream whose client left failed; not recorded: %s", err)
+            else:
+                await pieces.put(err)
         finally:
             await _close(chunks)
             await self._inner.aclose()

@@ -22,6 +22,7 @@ from switchyard.errors import ConfigError
 from switchyard.providers import create_provider
 from switchyard.providers.base import Provider
 from switchyard.recording.library import cassette_directory, library_for
+from switchyard.recording.transport import finish_reads
 from switchyard.registry import ModelRegistry
 from switchyard.server import chat, completions, embeddings, meta, models, openapi, stored
 from switchyard.server.auth import KeyCheck
@@ -33,6 +34,9 @@ from switchyard.store.engine import open_database, store_url
 from switchyard.transports import transport_for
 
 log = logging.getLogger(__name__)
+
+# How long a shutdown waits for streams a recorder still reads for its cassette.
+RECORDING_SHUTDOWN_S = 10.0
 
 
 def build_providers(config: Config) -> dict[str, Provider]:
@@ -105,6 +109,8 @@ def create_app(config: Config, providers: dict[str, Provider] | None = None) -> 
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            # Streams a recorder still reads for its cassette, before their pools close.
+            await finish_reads(RECORDING_SHUTDOWN_S)
             # The store first: its queue must be flushed whatever a provider does.
             if state.sink is not None:
                 await state.sink.close()

@@ -117,14 +117,15 @@ SCHEMAS: dict[str, Any] = {
 
 # What each kind of route can answer besides 200, and why (``errors.py`` maps them).
 # A 401 is added to every route that asks for a key (all but ``auth.OPEN_PATHS``).
-_MODEL_CALL = ("400", "404", "413", "429", "502", "503", "504")
+_MODEL_CALL = ("400", "404", "409", "413", "429", "502", "503", "504")
 _STORE = ("400", "404", "503")
 _LOOKUP = ("404",)
 _WHY = {
     "400": "Invalid request (the message names the field)",
     "401": "No or wrong API key (when server.api_keys is set)",
     "404": "Unknown model or id",
-    "413": "Body larger than server.max_body_bytes",
+    "409": "The provider refused it as a conflict (its status is passed on)",
+    "413": "Body larger than server.max_body_bytes (or than the provider takes)",
     "429": "The provider is rate limiting (its Retry-After is passed on)",
     "502": "The provider failed",
     "503": "The provider or the store cannot be reached",
@@ -205,7 +206,7 @@ OPERATIONS: list[Operation] = [
         query=_paging(stored.LIST_ORDER, "completions") + _LIST_FILTERS,
     ),
     Operation("get", _STORED, "Get a stored chat completion", _STORE),
-    Operation("post", _STORED, "Update its metadata", _STORE, "MetadataUpdate"),
+    Operation("post", _STORED, "Update its metadata", (*_STORE, "413"), "MetadataUpdate"),
     Operation("delete", _STORED, "Delete a stored completion", _STORE),
     Operation(
         "get",

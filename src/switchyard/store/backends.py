@@ -155,6 +155,8 @@ def _child_env() -> dict[str, str]:
     # --app-dir, a path a launcher added at run time).
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    # Its worker reports the store's metrics; the process would only add files there.
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env
 
 
