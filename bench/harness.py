@@ -130,6 +130,10 @@ class Harness:
     def launch(self, variant: Variant) -> Target:
         """Start ``variant`` in a home of its own; the target has its process."""
         home = self.workdir / variant.name
+        launched = 1
+        while home.exists():  # launched again (store rounds): a fresh home, empty store
+            launched += 1
+            home = self.workdir / f"{variant.name}-{launched}"
         (home / "data").mkdir(parents=True)
         port = free_port()
         argv = self.switchyard_argv(variant, home, port)

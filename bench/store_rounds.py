@@ -4,8 +4,9 @@ On a shared VM, throughput drifts between two variants measured one after the ot
 by more than the store costs: three runs of ``--store-off-too`` on one VM put the
 store's cost on chat at 16%, 7% and 4% (bench/NOTES.md, section 26). Here a Switchyard
 with the store and one without run side by side, each idle while the other is under
-load, and every saturation phase goes to one and then the other in ABBA order, N times:
-a drift hits both alike, and the cost comes from the medians of the rounds.
+load, and every saturation phase goes to one and then the other in ABBA order, N times
+(half of them with each server started first): a drift hits both alike, and the cost
+comes from the medians of the rounds.
 """
 
 from __future__ import annotations
@@ -29,38 +30,64 @@ VARIANTS = {
 
 def measure(h: Harness, rounds: int) -> dict[str, Any]:
     """Per phase: each round's requests/s with the store on and off, their medians and
-    the cost; or the error that stopped the rounds."""
+    the cost; or the error that stopped the rounds.
+
+    Half the rounds run with the store-on server started first, half with it started
+    second: of two servers side by side, the one started first came out 4-7% ahead on
+    one VM whatever its code (bench/NOTES.md, section 42)."""
     log(f"=== store on vs off, side by side: {rounds} interleaved rounds per phase")
+    samples: dict[str, Samples] = {phase: _empty() for phase in PHASES}
+    try:
+        for half, first in enumerate(("on", "off")):
+            count = (rounds + 1) // 2 if half == 0 else rounds // 2
+            if count:
+                _run_half(h, first, count, samples)
+    except BenchError as err:
+        log(f"store rounds failed: {err}")
+        return {"error": str(err)}
+    return {phase: _outcome(phase, samples[phase]) for phase in PHASES}
+
+
+Samples = dict[str, Any]
+
+
+def _empty() -> Samples:
+    return {"rps": {"on": [], "off": []}, "cpu": {"on": [], "off": []}, "errors": 0}
+
+
+def _run_half(h: Harness, first: str, count: int, samples: dict[str, Samples]) -> None:
+    order = (first, "off" if first == "on" else "on")
     targets: dict[str, Target] = {}
     try:
-        for key, variant in VARIANTS.items():
-            targets[key] = h.launch(variant)
+        for key in order:
+            targets[key] = h.launch(VARIANTS[key])
         for target in targets.values():
             assert target.proc is not None
             wait_ready(port_of(target.base_url), target.proc, h.a.startup_timeout)
             h.phases.warm_up(target, ["chat", "stream"])
-        return {phase: _rounds(h, phase, targets, rounds) for phase in PHASES}
-    except BenchError as err:
-        log(f"store rounds failed: {err}")
-        return {"error": str(err)}
+        for phase in PHASES:
+            _rounds(h, phase, targets, count, samples[phase])
     finally:
         for target in targets.values():
             assert target.proc is not None
             h.stop(target.proc)
 
 
-def _rounds(h: Harness, phase: str, targets: dict[str, Target], rounds: int) -> dict[str, Any]:
-    rps: dict[str, list[float]] = {"on": [], "off": []}
-    cpu: dict[str, list[float]] = {"on": [], "off": []}  # ms per request, worker + writer
-    errors = 0
+def _rounds(
+    h: Harness, phase: str, targets: dict[str, Target], rounds: int, samples: Samples
+) -> None:
     for n in range(rounds):
         for key in ("on", "off") if n % 2 == 0 else ("off", "on"):
             numbers = h.phases.measure(phase, targets[key])
-            rps[key].append(numbers["rps"] or 0.0)
+            samples["rps"][key].append(numbers["rps"] or 0.0)
             if numbers.get("cpu_ms_per_req") is not None:  # absent, not zero, if unread
-                cpu[key].append(numbers["cpu_ms_per_req"])
-            errors += numbers["errors"]
+                samples["cpu"][key].append(numbers["cpu_ms_per_req"])
+            samples["errors"] += numbers["errors"]
             time.sleep(h.a.pause)
+
+
+def _outcome(phase: str, samples: Samples) -> dict[str, Any]:
+    rps, cpu = samples["rps"], samples["cpu"]
     on, off = statistics.median(rps["on"]), statistics.median(rps["off"])
     cost = round((1.0 - on / off) * 100.0, 2) if off else None
     log(f"  {phase}: store on {on:.0f} req/s, off {off:.0f} (medians): cost {cost} %")
@@ -70,5 +97,5 @@ def _rounds(h: Harness, phase: str, targets: dict[str, Target], rounds: int) -> 
         "cpu_ms_on": cpu["on"],
         "cpu_ms_off": cpu["off"],
         "cost_pct": cost,
-        "errors": errors,
+        "errors": samples["errors"],
     }
