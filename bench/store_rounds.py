@@ -38,10 +38,10 @@ def measure(h: Harness, rounds: int) -> dict[str, Any]:
     log(f"=== store on vs off, side by side: {rounds} interleaved rounds per phase")
     samples: dict[str, Samples] = {phase: _empty() for phase in PHASES}
     try:
-        for half, first in enumerate(("on", "off")):
-            count = (rounds + 1) // 2 if half == 0 else rounds // 2
-            if count:
-                _run_half(h, first, count, samples)
+        first_half = (rounds + 1) // 2
+        _run_half(h, "on", range(first_half), samples)
+        if rounds > first_half:
+            _run_half(h, "off", range(first_half, rounds), samples)
     except BenchError as err:
         log(f"store rounds failed: {err}")
         return {"error": str(err)}
@@ -55,7 +55,7 @@ def _empty() -> Samples:
     return {"rps": {"on": [], "off": []}, "cpu": {"on": [], "off": []}, "errors": 0}
 
 
-def _run_half(h: Harness, first: str, count: int, samples: dict[str, Samples]) -> None:
+def _run_half(h: Harness, first: str, rounds: range, samples: dict[str, Samples]) -> None:
     order = (first, "off" if first == "on" else "on")
     targets: dict[str, Target] = {}
     try:
@@ -66,7 +66,7 @@ def _run_half(h: Harness, first: str, count: int, samples: dict[str, Samples]) -
             wait_ready(port_of(target.base_url), target.proc, h.a.startup_timeout)
             h.phases.warm_up(target, ["chat", "stream"])
         for phase in PHASES:
-            _rounds(h, phase, targets, count, samples[phase])
+            _rounds(h, phase, targets, rounds, samples[phase])
     finally:
         for target in targets.values():
             assert target.proc is not None
@@ -74,9 +74,10 @@ def _run_half(h: Harness, first: str, count: int, samples: dict[str, Samples]) -
 
 
 def _rounds(
-    h: Harness, phase: str, targets: dict[str, Target], rounds: int, samples: Samples
+    h: Harness, phase: str, targets: dict[str, Target], rounds: range, samples: Samples
 ) -> None:
-    for n in range(rounds):
+    # Numbered across both halves, so that the ABBA order runs on from one to the other.
+    for n in rounds:
         for key in ("on", "off") if n % 2 == 0 else ("off", "on"):
             numbers = h.phases.measure(phase, targets[key])
             samples["rps"][key].append(numbers["rps"] or 0.0)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from switchyard.cli import main
+from switchyard.cli import _calls_itself, main
+from switchyard.config import Config, ProviderConfig, RecordingConfig
 
 
 @pytest.mark.parametrize(
@@ -86,3 +87,22 @@ def test_a_provider_that_would_call_this_server_itself_is_refused(
     result = CliRunner().invoke(main, ["run", "--port", "18377"])
     assert result.exit_code == 2
     assert "provider 'openai' would call this server itself" in result.output
+
+
+@pytest.mark.parametrize(
+    ("host", "base_url", "loops"),
+    [
+        ("127.0.0.1", "http://localhost:18377/v1", True),
+        ("0.0.0.0", "http://127.0.0.1:18377/v1", True),
+        ("::1", "http://[::1]:18377/v1", True),
+        ("127.0.0.2", "http://127.0.0.1:18377/v1", False),  # another address, same port
+        ("127.0.0.1", "http://127.0.0.1:18378/v1", False),
+        ("127.0.0.1", "http://vllm.internal:18377/v1", False),
+        ("127.0.0.1", "http://localhost:99999/v1", False),  # no such port: not this server
+    ],
+)
+def test_which_base_urls_call_this_server(host: str, base_url: str, loops: bool) -> None:
+    config = Config(providers=[ProviderConfig(id="v", type="vllm", base_url=base_url)])
+    assert (_calls_itself(config, host, 18377) is not None) is loops
+    replaying = config.model_copy(update={"recording": RecordingConfig(mode="replay")})
+    assert _calls_itself(replaying, host, 18377) is None  # replay calls no provider

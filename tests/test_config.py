@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from switchyard.config import config_from_environment, default_config, load_config, substitute_env
+from switchyard.config import (
+    config_from_dict,
+    config_from_environment,
+    default_config,
+    load_config,
+    substitute_env,
+)
 from switchyard.errors import ConfigError
 
 
@@ -130,6 +136,9 @@ def test_the_environment_gives_a_file_provider_its_base_url(tmp_path: Path) -> N
         "own": "http://127.0.0.1:7/v1",  # the file's own wins
     }
     assert {p.base_url for p in load_config(path, {}).providers} == {None, "http://127.0.0.1:7/v1"}
+    # A config given as a dict (the pytest plugin's in-process server) gets them too.
+    raw = {"providers": [{"id": "o", "type": "openai", "api_key": "k"}]}
+    assert config_from_dict(raw, "test", env).providers[0].base_url == "http://127.0.0.1:2/v1"
 
 
 def test_default_with_nothing_set_is_inline_embeddings_only(tmp_path: Path) -> None:

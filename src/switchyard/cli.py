@@ -133,23 +133,38 @@ def run(
 
 def _calls_itself(config: Config, host: str, port: int) -> str | None:
     """Why a provider would call this very server (``OPENAI_BASE_URL`` set for clients
-    of Switchyard, say), or None: every request would loop until it timed out."""
+    of Switchyard, say), or None: every request would loop until it timed out. Replay
+    calls no provider, so it has nothing to refuse."""
     from switchyard.providers import provider_class
 
+    if config.recording.mode == "replay":
+        return None
     for provider in config.providers:
         default = getattr(provider_class(provider.type), "default_base_url", None)
         base_url = provider.base_url or default
         if not base_url:
             continue
-        target = urlsplit(base_url)
-        local = target.hostname in (host, "localhost") or _loopback(target.hostname or "")
-        if local and (target.port or _DEFAULT_PORTS.get(target.scheme)) == port:
+        try:
+            target = urlsplit(base_url)
+            target_port = target.port or _DEFAULT_PORTS.get(target.scheme)
+        except ValueError:  # not a URL a connection could be made to: not this server
+            continue
+        if target_port == port and _same_host(target.hostname or "", host):
             return (
                 f"provider '{provider.id}' would call this server itself ({base_url}, from "
                 "its config or its type's *_BASE_URL variable): point it at the provider, or "
                 "serve on another port."
             )
     return None
+
+
+def _same_host(target: str, served: str) -> bool:
+    """Whether a connection to ``target`` reaches a server bound to ``served``: the same
+    address, localhost for a loopback one, or any loopback one for a wildcard bind."""
+    if served in ("", "0.0.0.0", "::"):
+        return _loopback(target)
+    names = {"localhost": {"127.0.0.1", "::1"}}
+    return bool(names.get(target, {target}) & names.get(served, {served}))
 
 
 def _serve(host: str, port: int, workers: int, level: str, access_log: bool) -> None:

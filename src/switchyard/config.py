@@ -235,7 +235,7 @@ def config_from_dict(raw: Any, source: str, env: Mapping[str, str] | None = None
         config = Config.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation(err, source)) from None
-    return apply_env_overrides(config, env)
+    return _env_base_urls(apply_env_overrides(config, env), env)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -249,12 +249,12 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"invalid YAML in {path}: {err}") from None
-    return _env_base_urls(config_from_dict(raw, str(path), env), os.environ if env is None else env)
+    return config_from_dict(raw, str(path), env)
 
 
 def _env_base_urls(config: Config, env: Mapping[str, str]) -> Config:
-    """A file's provider that names no base_url takes the one the environment gives its
-    type (``OPENAI_BASE_URL``...), as the provider would with no config file."""
+    """A configured provider that names no base_url takes the one the environment gives
+    its type (``OPENAI_BASE_URL``...), as the provider would with no config file."""
     from switchyard.providers import provider_class
 
     for provider in config.providers:

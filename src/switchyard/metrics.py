@@ -12,12 +12,24 @@ gauge read from a function (``live_gauge``) is published there every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, multiprocess
+# Set but empty, prometheus_client would take it as a directory, the current one, and
+# write its files there; read as unset, before prometheus_client is imported.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") == "":
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
@@ -92,11 +104,15 @@ def _forget_dead_workers() -> None:
     """Live gauges of workers that died without their lifespan's end (killed, out of
     memory) leave the sums: uvicorn starts another in their place."""
     for path in Path(os.environ[MULTIPROCESS_DIR]).glob("gauge_live*_*.db"):
-        pid = int(path.stem.rpartition("_")[2])
+        pid = path.stem.rpartition("_")[2]
+        if not pid.isdigit():
+            continue  # not a pid: another program's process identifier
         try:
-            os.kill(pid, 0)
+            os.kill(int(pid), 0)
         except ProcessLookupError:
-            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+            # Another worker may be removing the same files at the same moment.
+            with contextlib.suppress(FileNotFoundError):
+                multiprocess.mark_process_dead(int(pid))  # type: ignore[no-untyped-call]
         except PermissionError:
             pass  # alive, under another user
 

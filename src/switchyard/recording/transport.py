@@ -162,14 +162,16 @@ _AHEAD = 64
 async def finish_reads(within: float) -> None:
     """Let the streams still being read for a cassette end (a server shutting down);
     past ``within`` seconds, cut them: they are not recorded, and the log says so."""
-    if not _READS:
+    loop = asyncio.get_running_loop()
+    reads = {task for task in _READS if task.get_loop() is loop}  # this server's only
+    if not reads:
         return
-    _, pending = await asyncio.wait(set(_READS), timeout=within)
+    _, pending = await asyncio.wait(reads, timeout=within)
     if pending:
         log.warning("recording: %d streams still going at shutdown are not recorded", len(pending))
         for task in pending:
             task.cancel()
-        await asyncio.wait(pending)
+        await asyncio.wait(pending, timeout=1.0)
 
 
 class _RecordingResponse:
@@ -227,6 +229,7 @@ class _RecordingResponse:
     async def _read_all(self, pieces: asyncio.Queue[bytes | Exception | None]) -> None:
         copy = _StreamCopy(self._started, self._write_events)
         chunks = self._inner.aiter_bytes()
+        told = False  # the client has been given the end, or the error
         try:
             async for chunk in chunks:
                 await copy.feed(chunk)
@@ -235,12 +238,18 @@ class _RecordingResponse:
             await copy.end()
             if not self._detached:
                 await pieces.put(None)
+            told = True
         except Exception as err:  # cut before its end: not written, it would replay truncated
             if self._detached:
-                log.warning("recording: a stream whose client left failed; not recorded: %s", err)
+                log.warning("recording: a stream whose client left is not recorded: %s", err)
             else:
                 await pieces.put(err)
+            told = True
         finally:
+            if not told and not self._detached:  # cancelled (a shutdown): end the client's wait
+                while not pieces.empty():
+                    pieces.get_nowait()
+                pieces.put_nowait(ConnectionError("the recorder stopped reading the stream"))
             await _close(chunks)
             await self._inner.aclose()
 

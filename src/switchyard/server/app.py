@@ -110,7 +110,10 @@ def create_app(config: Config, providers: dict[str, Provider] | None = None) -> 
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             # Streams a recorder still reads for its cassette, before their pools close.
-            await finish_reads(RECORDING_SHUTDOWN_S)
+            try:
+                await finish_reads(RECORDING_SHUTDOWN_S)
+            except Exception:  # the store's flush below must happen whatever this does
+                log.exception("recording: ending the streams being recorded failed")
             # The store first: its queue must be flushed whatever a provider does.
             if state.sink is not None:
                 await state.sink.close()
