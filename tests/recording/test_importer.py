@@ -143,6 +143,16 @@ def test_llama_stack_layouts_are_grouped_by_provider(tmp_path: Path) -> None:
     assert models.request.path == "/v1/models"
 
 
+def test_a_llama_cpp_model_list_on_8080_is_not_filed_under_tgi(tmp_path: Path) -> None:
+    (recording,) = (ROOT / "llama-cpp-server").glob("models-*.json")
+    layout = tmp_path / "src" / "inference" / "recordings"  # Llama Stack's own layout
+    layout.mkdir(parents=True)
+    shutil.copy(recording, layout / recording.name)
+    assert "localhost:8080" in recording.read_text()  # the port TGI's recordings use too
+    report = import_llama_stack(tmp_path / "src", tmp_path / "out")
+    assert report.written == {"llama-cpp-server": 1}
+
+
 # -- the CLI ---------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from switchyard.recording.cassette import (
@@ -57,6 +58,9 @@ _HOSTS = (
     (":8000", "vllm"),
     (":8080", "tgi"),
 )
+# Servers that share a port, told apart by the owner their model list names: Llama
+# Stack's newest recordings on :8080 are llama.cpp's server, its older ones TGI.
+_OWNERS = {"llamacpp": "llama-cpp-server"}
 
 
 @dataclass(slots=True)
@@ -106,7 +110,15 @@ def _load(path: Path) -> RecordedExchange:
     if path.parent.name not in _LAYOUT_FOLDERS:
         return load_exchange(path)
     exchange = load_exchange(path, provider="?")
-    return load_exchange(path, provider=provider_of_url(exchange.url))
+    provider = _OWNERS.get(_owner(exchange.response), "") or provider_of_url(exchange.url)
+    return load_exchange(path, provider=provider)
+
+
+def _owner(response: Any) -> str:
+    """The ``owned_by`` of a model list's first model, if the response is one."""
+    models = response.get("data") if isinstance(response, dict) else response
+    first = models[0] if isinstance(models, list) and models else None
+    return str(first.get("owned_by") or "") if isinstance(first, dict) else ""
 
 
 def _model_lists_first(interaction: Interaction) -> tuple[int, int]:
