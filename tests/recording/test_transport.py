@@ -287,6 +287,25 @@ async def test_a_stream_the_client_leaves_early_is_read_on_and_written(
     assert [event.raw() for event in events] == [b'{"n":1}', b'{"n":2}', b"[DONE]"]
 
 
+class _SlowRead(_Answer):
+    async def read(self) -> bytes:
+        await asyncio.sleep(0.05)
+        return await super().read()
+
+
+async def test_an_answer_whose_client_leaves_mid_read_is_recorded(tmp_path: Path) -> None:
+    transport = _recorder(tmp_path, "record", _Scripted(_SlowRead([b'{"ok":true}'])))
+    response = await transport.send(_request("http://up/v1", {**CHAT_BODY, "stream": False}))
+    reader = asyncio.create_task(response.read())
+    await asyncio.sleep(0.01)
+    reader.cancel()  # the client left before the provider answered
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    await finish_reads(within=5)
+    (recorded,) = load_cassette(tmp_path / "rec.json").interactions
+    assert recorded.response.body == {"ok": True}
+
+
 async def test_a_slow_client_holds_the_provider_back(tmp_path: Path) -> None:
     events = [b'data: {"n":%d}\n\n' % n for n in range(500)]
     answer = _Answer([*events, b"data: [DONE]\n\n"])
@@ -311,7 +330,7 @@ async def test_a_shutdown_waits_for_streams_being_recorded_then_cuts_them(
     reader = asyncio.create_task(_drain(response))  # a client still waiting for more
     await asyncio.sleep(0.01)
     await finish_reads(within=0.05)
-    assert "1 streams still going at shutdown are not recorded" in caplog.text
+    assert "1 answers still going at shutdown are not recorded" in caplog.text
     assert slow.closed
     assert not (tmp_path / "rec.json").exists()
     with pytest.raises(ConnectionError):  # told, not left waiting

@@ -13,7 +13,7 @@
 
 Recording never holds a stream back: chunks go to the provider as they arrive, while a
 parser beside them collects the events and their timing; the interaction is written when
-the stream ends. The recorder reads a stream in a task of its own, so a client that
+the stream ends. The recorder reads an answer in a task of its own, so a client that
 leaves or stops early does not cut it: it is read to its end and written whole. One the
 provider cuts is not written (it would replay truncated). Error answers are recorded
 like any other and replay as errors.
@@ -153,14 +153,20 @@ class _StreamCopy:
         await self._write(self._events)
 
 
-# The tasks reading recorded streams (kept, so that none is collected mid-stream).
-_READS: set[asyncio.Task[None]] = set()
+# The tasks reading recorded answers (kept, so that none is collected mid-answer).
+_READS: set[asyncio.Task[Any]] = set()
 # Pieces read ahead of a slow client, at most: beyond, the provider waits (TCP does).
 _AHEAD = 64
 
 
+def _forget(task: asyncio.Task[Any]) -> None:
+    _READS.discard(task)
+    if not task.cancelled():
+        task.exception()  # the client's to see, if it still waits: not logged again here
+
+
 async def finish_reads(within: float) -> None:
-    """Let the streams still being read for a cassette end (a server shutting down);
+    """Let the answers still being read for a cassette end (a server shutting down);
     past ``within`` seconds, cut them: they are not recorded, and the log says so."""
     loop = asyncio.get_running_loop()
     reads = {task for task in _READS if task.get_loop() is loop}  # this server's only
@@ -168,7 +174,7 @@ async def finish_reads(within: float) -> None:
         return
     _, pending = await asyncio.wait(reads, timeout=within)
     if pending:
-        log.warning("recording: %d streams still going at shutdown are not recorded", len(pending))
+        log.warning("recording: %d answers still going at shutdown are not recorded", len(pending))
         for task in pending:
             task.cancel()
         await asyncio.wait(pending, timeout=1.0)
@@ -199,6 +205,14 @@ class _RecordingResponse:
         await self._finish(self._answer(events=events))
 
     async def read(self) -> bytes:
+        # In a task of the recorder's, as a stream is: a client that leaves while the
+        # provider answers does not leave the answer unrecorded.
+        task = asyncio.get_running_loop().create_task(self._read_and_record())
+        _READS.add(task)
+        task.add_done_callback(_forget)
+        return await asyncio.shield(task)
+
+    async def _read_and_record(self) -> bytes:
         raw = await self._inner.read()
         try:
             content: dict[str, Any] = {"body": orjson.loads(raw)}
@@ -215,7 +229,7 @@ class _RecordingResponse:
         self._reading = True
         task = asyncio.get_running_loop().create_task(self._read_all(pieces))
         _READS.add(task)
-        task.add_done_callback(_READS.discard)
+        task.add_done_callback(_forget)
         try:
             while (piece := await pieces.get()) is not None:
                 if isinstance(piece, Exception):
