@@ -21,6 +21,7 @@ import click
 from switchyard._version import __version__
 from switchyard.config import Config, RecordMode, config_from_environment
 from switchyard.errors import ConfigError
+from switchyard.metrics import MULTIPROCESS_DIR
 from switchyard.recording.cli import cassettes
 
 RECORD_MODES = list(get_args(RecordMode))
@@ -199,12 +200,12 @@ def _serve(host: str, port: int, workers: int, level: str, access_log: bool) -> 
 def shared_metrics(workers: int) -> Iterator[None]:
     """With several workers, a directory where they share their metrics (``metrics``),
     removed when they have all exited; one set in the environment is used as it is."""
-    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if workers < 2 or os.environ.get(MULTIPROCESS_DIR):
         yield
         return
     with tempfile.TemporaryDirectory(prefix="switchyard-metrics-") as directory:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        os.environ[MULTIPROCESS_DIR] = directory
         try:
             yield
         finally:
-            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+            del os.environ[MULTIPROCESS_DIR]

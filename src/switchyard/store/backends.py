@@ -17,6 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from switchyard.metrics import MULTIPROCESS_DIR
 from switchyard.store.batch import WriteFailed, write_records
 from switchyard.store.engine import Database
 from switchyard.store.frames import HEADER, READY, frame, frame_parts, parse
@@ -156,7 +157,7 @@ def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     # Its worker reports the store's metrics; the process would only add files there.
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.pop(MULTIPROCESS_DIR, None)
     return env
 
 
