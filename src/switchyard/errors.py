@@ -153,9 +153,13 @@ class UpstreamError(SwitchyardError):
         provider_id: str = "",
         param: str | None = None,
         code: str | None = None,
+        unsent: bool = False,
     ) -> None:
         super().__init__(message, param=param, code=code)
         self.provider_id = provider_id
+        # The provider cannot have seen the request (no connection, or one dropped at
+        # once): the only failure that is safe to send again (upstream/retry.py).
+        self.unsent = unsent
 
 
 class UpstreamStatusError(UpstreamError):

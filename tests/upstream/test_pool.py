@@ -72,7 +72,7 @@ async def test_the_request_goes_out_framed_and_the_answer_comes_back(
     assert exchange.header("host") == base.removeprefix("http://")
     assert exchange.header("authorization") == "B k"
     assert exchange.header("content-length") == "13"
-    assert exchange.header("accept-encoding") == "gzip, deflate"
+    assert exchange.header("accept-encoding") == "gzip"
     assert exchange.body == b'{"model":"m"}'
 
 
@@ -176,6 +176,9 @@ def _reset_after(data: bytes) -> Answer:
     return answer
 
 
+CUT_GZIP = gzip.compress(b'{"data":"' + b"x" * 5000 + b'"}')[:-12]
+
+
 def _close_after(data: bytes) -> Answer:
     async def answer(exchange: Exchange) -> None:
         exchange.writer.write(data)
@@ -261,8 +264,31 @@ async def test_a_connection_dropped_as_the_request_goes_is_retried_once(
             UpstreamError,
             "content-encoding 'br', which was not asked for",
         ),
+        (
+            # Header values are case-insensitive: a cut chunked body is still cut.
+            _close_after(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n"),
+            UpstreamError,
+            "broke off",
+        ),
+        (
+            # Its framing ends (Content-Length) but the gzip stream inside it does not.
+            _always(
+                b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(CUT_GZIP), CUT_GZIP)
+            ),
+            UpstreamError,
+            "compressed body ended before its end",
+        ),
     ],
-    ids=["closed-unanswered", "not-http", "cut-off", "reset", "unasked-encoding"],
+    ids=[
+        "closed-unanswered",
+        "not-http",
+        "cut-off",
+        "reset",
+        "unasked-encoding",
+        "cut-chunked-capitalised",
+        "cut-gzip",
+    ],
 )
 async def test_broken_answers_are_upstream_errors_and_not_sent_twice(
     serve: Serve,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import sys
 from array import array
 from collections.abc import AsyncIterator, Mapping
@@ -36,6 +37,8 @@ from switchyard.upstream import (
 )
 
 # Name fragments of embedding model families, for lists that do not say a model's type.
+log = logging.getLogger(__name__)
+
 EMBEDDING_HINTS = (
     "embed",
     "bge-",
@@ -120,6 +123,9 @@ class OpenAICompatProvider:
             stream=stream,
         )
         response = await self._transport.send(request)
+        if 300 <= response.status < 400:
+            await response.aclose()
+            raise self._redirected(response.status, response.headers.get("location"))
         if response.status >= 400:
             error = self._status_error(response.status, await response.read())
             # The provider's own back-off advice reaches the client's SDK unchanged.
@@ -252,6 +258,17 @@ class OpenAICompatProvider:
                 provider_id=self.id,
             )
         return event
+
+    def _redirected(self, status: int, location: str | None) -> UpstreamError:
+        # Not followed: a POST redirected (http to https, a moved path) is a base_url to
+        # fix, and following it could send the body and key somewhere else. Where it
+        # points goes to the log, not to the client: it may name internal hosts.
+        log.warning("provider %s redirects (HTTP %d) to %s", self.id, status, location)
+        return UpstreamError(
+            f"provider '{self.id}' answered with a redirect (HTTP {status}); set its base_url "
+            "in Switchyard's config to the address it redirects to (in the server's log)",
+            provider_id=self.id,
+        )
 
     def _status_error(self, status: int, raw: bytes) -> UpstreamStatusError:
         message, error_type, param, code = _error_fields(raw)

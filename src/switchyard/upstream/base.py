@@ -58,31 +58,50 @@ class Transport(Protocol):
 
 def ends_at_close(headers: Mapping[str, str]) -> bool:
     """Whether an answer with these headers has neither a length nor chunked coding."""
-    return "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
+    coding = headers.get("transfer-encoding", "").lower()  # names are case-insensitive
+    return "content-length" not in headers and "chunked" not in coding
+
+
+class ConnectFailed(Exception):
+    """Connecting to the provider (or its proxy) failed: it never saw the request."""
+
+    def __init__(self, cause: OSError | TimeoutError) -> None:
+        super().__init__(cause)
+        self.cause = cause
 
 
 def network_error(
-    request: UpstreamRequest, err: BaseException
+    request: UpstreamRequest, err: BaseException, *, unsent: bool = False
 ) -> UpstreamTimeoutError | UpstreamUnavailableError:
-    """No answer at all: a timeout (504) or an unreachable provider (502)."""
+    """No answer at all: a timeout (504) or an unreachable provider (503). ``unsent``:
+    the provider cannot have seen the request (so it may be sent again)."""
     # The URL goes to the log, not to the client: it may name internal hosts.
     log.warning(
         "%s %s (provider %s) failed: %r", request.method, request.url, request.provider_id, err
     )
     where = f"provider '{request.provider_id}'"
+    provider_id = request.provider_id
     if isinstance(err, TimeoutError):
+        if unsent:
+            return UpstreamTimeoutError(
+                f"{where} did not accept a connection in time; check that its base_url is "
+                "right and reachable from here, or raise the provider's connect_timeout",
+                provider_id=provider_id,
+                unsent=True,
+            )
         return UpstreamTimeoutError(
             f"{where} did not answer in time; try again or raise the provider's timeout",
-            provider_id=request.provider_id,
+            provider_id=provider_id,
         )
     if isinstance(err, ProxyError):
         return UpstreamUnavailableError(
-            f"{where} cannot be reached: {err.public}", provider_id=request.provider_id
+            f"{where} cannot be reached: {err.public}", provider_id=provider_id, unsent=unsent
         )
     return UpstreamUnavailableError(
         f"{where} cannot be reached ({type(err).__name__}: {err}); "
         "check that it is running and that its base_url is right",
-        provider_id=request.provider_id,
+        provider_id=provider_id,
+        unsent=unsent,
     )
 
 

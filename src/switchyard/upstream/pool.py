@@ -3,7 +3,7 @@
 One :class:`HttpTransport` per provider; it keeps idle connections per origin (last in,
 first out, so the freshest is reused and the rest can expire), opens new ones without a
 limit (a provider says itself how much it takes, with 429s), and turns network
-failures into :class:`UpstreamUnavailableError` (502) / :class:`UpstreamTimeoutError`
+failures into :class:`UpstreamUnavailableError` (503) / :class:`UpstreamTimeoutError`
 (504) before an answer; :mod:`.response` reads the body and turns failures after the
 answer had started into :class:`UpstreamError`.
 """
@@ -20,7 +20,12 @@ from urllib.parse import urlsplit
 
 import aiohappyeyeballs
 
-from switchyard.upstream.base import UpstreamRequest, UpstreamResponse, network_error
+from switchyard.upstream.base import (
+    ConnectFailed,
+    UpstreamRequest,
+    UpstreamResponse,
+    network_error,
+)
 from switchyard.upstream.connection import ConnectionLostError, Http1Connection
 from switchyard.upstream.proxies import Proxy, open_tunnel, proxy_for, refusal, unreachable
 from switchyard.upstream.response import HttpResponse
@@ -80,7 +85,8 @@ def _request_bytes(request: UpstreamRequest, target: _Target, proxy: Proxy | Non
         encoding_asked = encoding_asked or name.lower() == "accept-encoding"
         lines.append(f"{name}: {value}\r\n")
     if not encoding_asked:
-        lines.append("Accept-Encoding: gzip, deflate\r\n")
+        # Not deflate: servers differ on whether it is zlib-wrapped or raw.
+        lines.append("Accept-Encoding: gzip\r\n")
     if body is not None or request.method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body or b'')}\r\n")
     lines.append("\r\n")
@@ -119,8 +125,13 @@ class HttpTransport:
             if conn.status == 407 and proxy is not None and target.origin.scheme == "http":
                 conn.close()
                 raise refusal(proxy, f"a request to {target.host_header}", 407)
+        except ConnectFailed as failed:
+            raise network_error(request, failed.cause, unsent=True) from failed.cause
         except (OSError, TimeoutError, ValueError) as err:  # ValueError: a bad URL or host
-            raise network_error(request, err) from err
+            # A connection dropped at once, before any answer, never reached the
+            # provider; any later failure may have (it may be generating already).
+            unsent = isinstance(err, ConnectionLostError) and err.resendable
+            raise network_error(request, err, unsent=unsent) from err
         return HttpResponse(conn, request, partial(self.release, target.origin))
 
     async def _exchange(
@@ -134,7 +145,11 @@ class HttpTransport:
                 # The provider had dropped this idle connection: once more on a new one.
                 if not err.resendable:
                     raise
-        return await _send_on(await self._connect(origin, proxy), data)
+        try:
+            fresh = await self._connect(origin, proxy)
+        except (OSError, TimeoutError) as err:
+            raise ConnectFailed(err) from err
+        return await _send_on(fresh, data)
 
     def _proxy(self, origin: Origin) -> Proxy | None:
         if origin in self._proxies:

@@ -40,7 +40,11 @@ class HttpResponse:
         try:
             decoder = _decoder(self.headers)
             body = await conn.read_all()
-            return body if decoder is None else decoder.decompress(body) + decoder.flush()
+            if decoder is None:
+                return body
+            body = decoder.decompress(body) + decoder.flush()
+            _check_ended(decoder)
+            return body
         except (OSError, TimeoutError, zlib.error) as err:
             raise broken_answer(self._request, err) from err
         finally:
@@ -55,6 +59,8 @@ class HttpResponse:
                     chunk = decoder.decompress(chunk)
                 if chunk:
                     yield chunk
+            if decoder is not None:
+                _check_ended(decoder)
         except (OSError, TimeoutError, zlib.error) as err:
             raise broken_answer(self._request, err) from err
         finally:
@@ -85,3 +91,10 @@ def _decoder(headers: Mapping[str, str]) -> zlib._Decompress | None:
     if coding not in ("gzip", "x-gzip", "deflate"):
         raise zlib.error(f"content-encoding {coding!r}, which was not asked for")
     return zlib.decompressobj(_ANY_ZLIB)
+
+
+def _check_ended(decoder: zlib._Decompress) -> None:
+    # A compressed body whose framing (a length, chunks) ended before its own end was
+    # cut somewhere on the way: refused, as a cut plain body is.
+    if not decoder.eof:
+        raise zlib.error("the compressed body ended before its end")

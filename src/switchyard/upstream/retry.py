@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from switchyard.errors import UpstreamUnavailableError
+from switchyard.errors import UpstreamError
 from switchyard.upstream.base import Transport, UpstreamRequest, UpstreamResponse, log
 
 # Retry policy, as openai-python does it: two retries with exponential backoff between
@@ -28,7 +28,8 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 class RetryTransport:
-    """Retries connection failures and retryable statuses before any body is read."""
+    """Retries failures to reach the provider and retryable statuses, before any body is
+    read; never a request the provider may have received without answering."""
 
     def __init__(self, inner: Transport, *, max_retries: int) -> None:
         self._inner = inner
@@ -39,8 +40,10 @@ class RetryTransport:
         while True:
             try:
                 response = await self._inner.send(request)
-            except UpstreamUnavailableError:
-                if attempt >= self._max_retries:
+            except UpstreamError as err:
+                # Only what the provider never saw: a request it dropped mid-way may
+                # already be generating (and billed); sending it again would do it twice.
+                if not err.unsent or attempt >= self._max_retries:
                     raise
                 delay = self._backoff(attempt, None)
             else:

@@ -1,0 +1,99 @@
+"""Retries around the real transport: only what the provider cannot have seen is sent again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from tests.support.scripted_server import JSON_OK, Exchange, ScriptedServer, post
+
+from switchyard.errors import UpstreamTimeoutError, UpstreamUnavailableError
+from switchyard.upstream import HttpTransport, RetryTransport
+from switchyard.upstream.connection import RESEND_WINDOW
+
+
+@pytest.fixture
+async def retrying() -> AsyncIterator[RetryTransport]:
+    t = RetryTransport(HttpTransport(timeout=5.0, connect_timeout=1.0), max_retries=2)
+    yield t
+    await t.aclose()
+
+
+async def test_a_request_dropped_after_it_was_sent_is_not_sent_again(
+    retrying: RetryTransport,
+) -> None:
+    async def answer(exchange: Exchange) -> bytes | None:
+        await asyncio.sleep(RESEND_WINDOW + 0.2)  # the provider may be generating by now
+        return None
+
+    server = ScriptedServer(answer)
+    base = await server.start()
+    try:
+        with pytest.raises(UpstreamUnavailableError, match="closed the connection") as caught:
+            await retrying.send(post(base))
+        assert caught.value.unsent is False
+        await asyncio.sleep(0.1)
+        assert len(server.exchanges) == 1  # three before: one try and two retries
+    finally:
+        await server.stop()
+
+
+async def test_a_malformed_answer_is_not_sent_again(retrying: RetryTransport) -> None:
+    async def answer(exchange: Exchange) -> bytes | None:
+        return b"SSH-2.0-OpenSSH_9.2\r\n\r\n"
+
+    server = ScriptedServer(answer)
+    base = await server.start()
+    try:
+        with pytest.raises(UpstreamUnavailableError, match="malformed HTTP"):
+            await retrying.send(post(base))
+        assert len(server.exchanges) == 1
+    finally:
+        await server.stop()
+
+
+async def test_a_new_connection_dropped_at_once_is_tried_again(retrying: RetryTransport) -> None:
+    async def answer(exchange: Exchange) -> bytes | None:
+        return None if exchange.conn == 1 else JSON_OK  # the first one closes unanswered
+
+    server = ScriptedServer(answer)
+    base = await server.start()
+    try:
+        response = await retrying.send(post(base))
+        assert (response.status, await response.read()) == (200, b'{"ok":true}')
+        assert [e.conn for e in server.exchanges] == [1, 2]
+    finally:
+        await server.stop()
+
+
+async def test_a_refused_connection_is_marked_unsent() -> None:
+    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    listener.close()
+    await listener.wait_closed()
+    transport = HttpTransport(timeout=1.0, connect_timeout=1.0)
+    try:
+        with pytest.raises(UpstreamUnavailableError, match="cannot be reached") as caught:
+            await transport.send(post(f"http://127.0.0.1:{port}"))
+        assert caught.value.unsent is True
+    finally:
+        await transport.aclose()
+
+
+async def test_a_connect_timeout_names_connect_timeout_and_is_unsent() -> None:
+    # Accepts TCP, never speaks TLS: the handshake, part of connecting, never ends.
+    held: list[asyncio.StreamWriter] = []
+    listener = await asyncio.start_server(lambda r, w: held.append(w), "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    transport = HttpTransport(timeout=5.0, connect_timeout=0.3)
+    try:
+        with pytest.raises(UpstreamTimeoutError, match="connect_timeout") as caught:
+            await transport.send(post(f"https://127.0.0.1:{port}"))
+        assert caught.value.unsent is True
+    finally:
+        await transport.aclose()
+        for writer in held:
+            writer.close()
+        listener.close()
+        await listener.wait_closed()
