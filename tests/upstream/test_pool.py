@@ -4,6 +4,7 @@ test scripts: framing, keep-alive, compression, timeouts, broken answers, TLS.""
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import gzip
 import socket
@@ -505,3 +506,17 @@ async def test_tls_with_the_providers_host_name() -> None:
     finally:
         await transport.aclose()
         await server.stop()
+
+
+async def test_credentials_in_the_url_are_sent_as_basic_auth(
+    serve: Serve, transport: HttpTransport
+) -> None:
+    server, base = await serve(_always(JSON_OK))
+    with_user = base.replace("://", "://al%40ice:s3cret@")
+    await (await transport.send(post(with_user + "/v1/models"))).read()
+    await (await transport.send(post(with_user + "/v1/models", Authorization="Bearer k"))).read()
+    first, second = server.exchanges
+    expected = "Basic " + base64.b64encode(b"al@ice:s3cret").decode()
+    assert first.header("authorization") == expected
+    assert second.header("authorization") == "Bearer k"  # the provider's own key wins
+    assert first.header("host") == base.split("://")[1]  # no credentials in the Host

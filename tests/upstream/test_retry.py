@@ -77,6 +77,8 @@ async def test_a_refused_connection_is_marked_unsent() -> None:
         with pytest.raises(UpstreamUnavailableError, match="cannot be reached") as caught:
             await transport.send(post(f"http://127.0.0.1:{port}"))
         assert caught.value.unsent is True
+        assert "Connection refused" in caught.value.message
+        assert "127.0.0.1" not in caught.value.message  # internal addresses go to the log
     finally:
         await transport.aclose()
 

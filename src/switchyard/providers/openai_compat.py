@@ -76,7 +76,7 @@ class OpenAICompatProvider:
             raise ConfigError(
                 f"provider '{config.id}' (type {self.type}) needs a base_url in its config"
             )
-        self.base_url = base_url.rstrip("/")
+        self.base_url = _checked_url(config.id, base_url).rstrip("/")
         self._transport = transport or default_transport(
             timeout=config.timeout,
             connect_timeout=config.connect_timeout,
@@ -84,6 +84,12 @@ class OpenAICompatProvider:
         )
         self._headers = {"User-Agent": f"switchyard/{__version__}"}
         if config.api_key:
+            if not config.api_key.isprintable():
+                # Say, the \r of a .env file written on Windows: every request would fail.
+                raise ConfigError(
+                    f"provider '{config.id}': its api_key holds a line break or another "
+                    "control character; remove it (a .env file with Windows line endings?)"
+                )
             self._headers["Authorization"] = f"Bearer {config.api_key}"
 
     @classmethod
@@ -427,6 +433,23 @@ _SECRET_WORDS = ("key", "token", "secret", "password", "auth")
 
 def _secret_name(name: str) -> bool:
     return any(word in name.lower() for word in _SECRET_WORDS)
+
+
+def _checked_url(provider_id: str, url: str) -> str:
+    """``url``, if it is one a request can go to; a ConfigError at start otherwise, not
+    a 503 on every request."""
+    parts = urlsplit(url)
+    try:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(
+            f"provider '{provider_id}': base_url {_without_userinfo(url)!r} is not an http(s) "
+            "URL with a host; write it as http://host:port/v1 or https://host/v1"
+        )
+    return url
 
 
 def _without_userinfo(url: str) -> str:

@@ -8,6 +8,9 @@ instead of patching anything.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import ssl
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -98,11 +101,25 @@ def network_error(
             f"{where} cannot be reached: {err.public}", provider_id=provider_id, unsent=unsent
         )
     return UpstreamUnavailableError(
-        f"{where} cannot be reached ({type(err).__name__}: {err}); "
+        f"{where} cannot be reached ({type(err).__name__}: {_reason(err)}); "
         "check that it is running and that its base_url is right",
         provider_id=provider_id,
         unsent=unsent,
     )
+
+
+def _reason(err: BaseException) -> str:
+    """What went wrong, for the client: without the addresses the OS's messages carry
+    (``Connect call failed ('10.0.0.7', 8000)``), which the log has."""
+    if isinstance(err, socket.gaierror):
+        return str(err.strerror)  # "Name or service not known"
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return f"its TLS certificate was refused ({err.reason}: {err.verify_message})"
+    if isinstance(err, ssl.SSLError):
+        return f"TLS failed: {err.reason}"
+    if isinstance(err, OSError) and isinstance(err.errno, int) and err.errno > 0:
+        return os.strerror(err.errno)
+    return str(err)  # our own messages (a dropped connection, a malformed answer)
 
 
 def broken_answer(request: UpstreamRequest, err: BaseException) -> UpstreamError:

@@ -11,12 +11,13 @@ answer had started into :class:`UpstreamError`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import socket
 import ssl
 from functools import lru_cache, partial
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohappyeyeballs
 
@@ -55,6 +56,7 @@ class _Target(NamedTuple):
     origin: Origin
     path: str  # with the query
     host_header: str
+    authorization: str | None  # Basic, from user:password in the URL
 
 
 @lru_cache(maxsize=1024)
@@ -66,7 +68,11 @@ def _target(url: str) -> _Target:
     port = parts.port or default  # .port raises ValueError for a bad port
     host = parts.netloc.rpartition("@")[2]  # no credentials in the Host header
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return _Target(Origin(parts.scheme, parts.hostname, port), path, host)
+    authorization = None
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        authorization = "Basic " + base64.b64encode(pair.encode()).decode()
+    return _Target(Origin(parts.scheme, parts.hostname, port), path, host, authorization)
 
 
 def _request_bytes(request: UpstreamRequest, target: _Target, proxy: Proxy | None) -> bytes:
@@ -84,6 +90,12 @@ def _request_bytes(request: UpstreamRequest, target: _Target, proxy: Proxy | Non
             raise ValueError(f"header {name!r} holds a line break")
         encoding_asked = encoding_asked or name.lower() == "accept-encoding"
         lines.append(f"{name}: {value}\r\n")
+    if target.authorization is not None and not any(
+        name.lower() == "authorization" for name in request.headers
+    ):
+        # As httpx does: a base_url's user:password is Basic auth, unless the provider
+        # sends its own key.
+        lines.append(f"Authorization: {target.authorization}\r\n")
     if not encoding_asked:
         # Not deflate: servers differ on whether it is zlib-wrapped or raw.
         lines.append("Accept-Encoding: gzip\r\n")

@@ -1,0 +1,38 @@
+"""A provider whose config no request could succeed with fails at start, saying why."""
+
+from __future__ import annotations
+
+import pytest
+
+from switchyard.config import ProviderConfig
+from switchyard.errors import ConfigError
+from switchyard.providers import create_provider
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["localhost:11434/v1", "ftp://host/v1", "http:///v1", "http://host:port/v1"],
+)
+def test_a_base_url_that_is_not_an_http_url_is_refused(base_url: str) -> None:
+    with pytest.raises(ConfigError, match="is not an http\\(s\\) URL") as caught:
+        create_provider(ProviderConfig(id="local", type="vllm", base_url=base_url))
+    assert "provider 'local'" in caught.value.message
+
+
+def test_the_base_url_is_shown_without_its_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        create_provider(ProviderConfig(id="p", type="vllm", base_url="ftp://u:s3cret@host/v1"))
+    assert "s3cret" not in caught.value.message
+
+
+@pytest.mark.parametrize("api_key", ["sk-abc\r", "sk-abc\n", "sk-\x00abc"])
+def test_an_api_key_with_a_control_character_is_refused(api_key: str) -> None:
+    with pytest.raises(ConfigError, match="api_key holds a line break"):
+        create_provider(ProviderConfig(id="openai", type="openai", api_key=api_key))
+
+
+def test_a_well_formed_provider_still_starts() -> None:
+    provider = create_provider(
+        ProviderConfig(id="v", type="vllm", base_url="http://u:p@127.0.0.1:8000/v1", api_key="k")
+    )
+    assert provider.id == "v"
