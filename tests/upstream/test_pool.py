@@ -18,7 +18,7 @@ import trustme
 from tests.support.scripted_server import JSON_OK, Answer, Exchange, ScriptedServer, post
 
 from switchyard.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
-from switchyard.upstream import HttpTransport, UpstreamRequest
+from switchyard.upstream import HttpTransport, UpstreamRequest, connection
 from switchyard.upstream.connection import HIGH_WATER, RESEND_WINDOW
 
 
@@ -520,3 +520,18 @@ async def test_credentials_in_the_url_are_sent_as_basic_auth(
     assert first.header("authorization") == expected
     assert second.header("authorization") == "Bearer k"  # the provider's own key wins
     assert first.header("host") == base.split("://")[1]  # no credentials in the Host
+
+
+@pytest.mark.parametrize("packed", [False, True])
+async def test_a_whole_answer_past_the_limit_is_refused(
+    serve: Serve, transport: HttpTransport, monkeypatch: pytest.MonkeyPatch, packed: bool
+) -> None:
+    monkeypatch.setattr(connection, "MAX_WHOLE_BODY", 64 * 1024)
+    body = b'{"data":"' + b"0" * 100_000 + b'"}'
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
+    if packed:  # 100 KB that packs into a few hundred bytes
+        body = gzip.compress(body)
+        head += b"Content-Encoding: gzip\r\n"
+    _, base = await serve(_always(head % len(body) + b"\r\n" + body))
+    with pytest.raises(UpstreamError, match=r"an answer larger than 0\.0625 MiB"):
+        await (await transport.send(post(base))).read()

@@ -27,6 +27,10 @@ RESEND_WINDOW = 0.5
 # Flow control for streamed bodies: stop reading from the provider while this much is
 # buffered and not yet taken; the next read takes all of it and reading starts again.
 HIGH_WATER = 256 * 1024
+# The most a whole (not streamed) answer may hold, read or decompressed: far above any
+# real one (2,048 embeddings of 3,072 floats are ~130 MB of JSON), low enough that a
+# broken or hostile provider cannot take a worker's memory.
+MAX_WHOLE_BODY = 512 * 1024 * 1024
 
 
 class ConnectionLostError(ConnectionError):
@@ -133,6 +137,9 @@ class Http1Connection(asyncio.Protocol):
             return
         self._chunks.append(body)
         self._buffered += len(body)
+        if self._whole and self._buffered > MAX_WHOLE_BODY:
+            self._fail(_too_large())
+            return
         if self._buffered > HIGH_WATER and not (self._paused or self._whole):
             self._paused = True
             assert self._transport is not None
@@ -168,6 +175,9 @@ class Http1Connection(asyncio.Protocol):
         self._resume()
         while not self._complete:
             await self._wait()
+        if self._buffered > MAX_WHOLE_BODY:  # all in before it was asked for
+            self.close()
+            raise _too_large()
         data = b"".join(self._chunks)
         self._chunks.clear()
         return data
@@ -261,6 +271,10 @@ class Http1Connection(asyncio.Protocol):
             self._error = err
         self.close()
         self._wake()
+
+
+def _too_large() -> ConnectionError:
+    return ConnectionError(f"an answer larger than {MAX_WHOLE_BODY / 2**20:g} MiB")
 
 
 class _Drain:

@@ -6,6 +6,7 @@ import contextlib
 import zlib
 from collections.abc import AsyncGenerator, Callable, Mapping
 
+from switchyard.upstream import connection
 from switchyard.upstream.base import UpstreamRequest, broken_answer, ends_at_close
 from switchyard.upstream.connection import Http1Connection
 
@@ -42,7 +43,10 @@ class HttpResponse:
             body = await conn.read_all()
             if decoder is None:
                 return body
-            body = decoder.decompress(body) + decoder.flush()
+            limit = connection.MAX_WHOLE_BODY
+            body = decoder.decompress(body, limit)
+            if decoder.unconsumed_tail:  # a "zip bomb" as much as a real answer
+                raise zlib.error(f"an answer larger than {limit / 2**20:g} MiB unpacked")
             _check_ended(decoder)
             return body
         except (OSError, TimeoutError, zlib.error) as err:
