@@ -535,3 +535,28 @@ async def test_a_whole_answer_past_the_limit_is_refused(
     _, base = await serve(_always(head % len(body) + b"\r\n" + body))
     with pytest.raises(UpstreamError, match=r"an answer larger than 0\.0625 MiB"):
         await (await transport.send(post(base))).read()
+
+
+async def test_idle_connections_left_at_the_bottom_expire_under_traffic(serve: Serve) -> None:
+    transport = HttpTransport(timeout=1.0, connect_timeout=1.0, keepalive_expiry=0.4)
+
+    async def slow(exchange: Exchange) -> bytes:
+        if len(server.exchanges) <= 2:
+            await asyncio.sleep(0.05)  # the first two overlap: two connections
+        return JSON_OK
+
+    server, base = await serve(slow)
+    try:
+
+        async def call() -> None:
+            await (await transport.send(post(base))).read()
+
+        await asyncio.gather(call(), call())
+        for _ in range(4):  # one connection at a time: always the freshest, at the top
+            await asyncio.sleep(0.15)
+            await call()
+        idle = [c for conns in transport._idle.values() for c in conns]
+        assert len(idle) == 1  # the other one expired at the bottom and was closed
+        assert len({e.conn for e in server.exchanges[2:]}) == 1  # the top one served the rest
+    finally:
+        await transport.aclose()

@@ -163,7 +163,7 @@ class Http1Connection(asyncio.Protocol):
     async def request(self, data: bytes) -> None:
         """Send a whole request and wait for the answer's status line and headers."""
         assert self._transport is not None
-        self._resume()  # the last answer may have been left with its tail unread
+        self.resume_reading()  # the last answer may have been left with its tail unread
         self._reset()
         self._sent_at = self._loop.time()
         self._transport.write(data)
@@ -172,7 +172,7 @@ class Http1Connection(asyncio.Protocol):
 
     async def read_all(self) -> bytes:
         self._whole = True
-        self._resume()
+        self.resume_reading()
         while not self._complete:
             await self._wait()
         if self._buffered > MAX_WHOLE_BODY:  # all in before it was asked for
@@ -195,10 +195,11 @@ class Http1Connection(asyncio.Protocol):
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self._buffered = 0
-        self._resume()
+        self.resume_reading()
         return data
 
-    def _resume(self) -> None:
+    def resume_reading(self) -> None:
+        """Read from the socket again if flow control had paused it."""
         if self._paused and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
@@ -212,7 +213,7 @@ class Http1Connection(asyncio.Protocol):
         self._chunks.clear()
         self._buffered = 0
         self._drain = _Drain(then, limit, self._loop.call_later(seconds, self.close))
-        self._resume()
+        self.resume_reading()
 
     @property
     def complete(self) -> bool:

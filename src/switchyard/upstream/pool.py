@@ -225,8 +225,18 @@ class HttpTransport:
             conn.close()
             return
         idle = self._idle.setdefault(origin, [])
-        conn.idle_since = asyncio.get_running_loop().time()
+        now = asyncio.get_running_loop().time()
+        # The oldest are at the bottom, where checkouts (from the top) never reach while
+        # traffic goes on: closed here once expired, not left open until the provider
+        # closes them.
+        while idle and now - idle[0].idle_since >= self._keepalive_expiry:
+            expired = idle.pop(0)
+            expired.on_idle_close = None
+            expired.close()
+        conn.idle_since = now
         conn.on_idle_close = idle.remove
+        # Reading again if flow control had paused it, so that a close is seen while idle.
+        conn.resume_reading()
         idle.append(conn)
 
     async def aclose(self) -> None:
