@@ -157,8 +157,8 @@ class UpstreamError(SwitchyardError):
     ) -> None:
         super().__init__(message, param=param, code=code)
         self.provider_id = provider_id
-        # The provider cannot have seen the request (no connection, or one dropped at
-        # once): the only failure that is safe to send again (upstream/retry.py).
+        # The provider cannot have seen the request (no connection was made): the only
+        # failure that is safe to send again (upstream/retry.py).
         self.unsent = unsent
 
 

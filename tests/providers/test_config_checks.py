@@ -11,7 +11,14 @@ from switchyard.providers import create_provider
 
 @pytest.mark.parametrize(
     "base_url",
-    ["localhost:11434/v1", "ftp://host/v1", "http:///v1", "http://host:port/v1"],
+    [
+        "localhost:11434/v1",
+        "ftp://host/v1",
+        "http:///v1",
+        "http://host:port/v1",
+        "http://[::1/v1",
+        "http://[vllm]:8000/v1",
+    ],
 )
 def test_a_base_url_that_is_not_an_http_url_is_refused(base_url: str) -> None:
     with pytest.raises(ConfigError, match="is not an http\\(s\\) URL") as caught:
@@ -19,10 +26,13 @@ def test_a_base_url_that_is_not_an_http_url_is_refused(base_url: str) -> None:
     assert "provider 'local'" in caught.value.message
 
 
-def test_the_base_url_is_shown_without_its_password() -> None:
+@pytest.mark.parametrize(
+    "base_url", ["ftp://u:s3cret@host/v1", "http://u:s3/cret@h:x/v1", "http://u:s3?cret@h:x/v1"]
+)
+def test_the_base_url_is_shown_without_its_password(base_url: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        create_provider(ProviderConfig(id="p", type="vllm", base_url="ftp://u:s3cret@host/v1"))
-    assert "s3cret" not in caught.value.message
+        create_provider(ProviderConfig(id="p", type="vllm", base_url=base_url))
+    assert "cret" not in caught.value.message
 
 
 @pytest.mark.parametrize("api_key", ["sk-abc\r", "sk-abc\n", "sk-\x00abc"])

@@ -538,7 +538,7 @@ async def test_a_whole_answer_past_the_limit_is_refused(
 
 
 async def test_idle_connections_left_at_the_bottom_expire_under_traffic(serve: Serve) -> None:
-    transport = HttpTransport(timeout=1.0, connect_timeout=1.0, keepalive_expiry=0.4)
+    transport = HttpTransport(timeout=1.0, connect_timeout=1.0, keepalive_expiry=1.0)
 
     async def slow(exchange: Exchange) -> bytes:
         if len(server.exchanges) <= 2:
@@ -553,10 +553,21 @@ async def test_idle_connections_left_at_the_bottom_expire_under_traffic(serve: S
 
         await asyncio.gather(call(), call())
         for _ in range(4):  # one connection at a time: always the freshest, at the top
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.35)
             await call()
         idle = [c for conns in transport._idle.values() for c in conns]
         assert len(idle) == 1  # the other one expired at the bottom and was closed
         assert len({e.conn for e in server.exchanges[2:]}) == 1  # the top one served the rest
     finally:
         await transport.aclose()
+
+
+async def test_an_empty_body_marked_gzip_is_empty(serve: Serve, transport: HttpTransport) -> None:
+    # A 429 or a 204 with the encoding header and no body at all: nothing was cut.
+    head = b"HTTP/1.1 429 Too Many Requests\r\nContent-Encoding: gzip\r\nRetry-After: 7\r\n"
+    _, base = await serve(_always(head + b"Content-Length: 0\r\n\r\n"))
+    response = await transport.send(post(base))
+    assert (response.status, await response.read()) == (429, b"")
+    chunked = _chunked(headers=b"Content-Encoding: gzip\r\n")
+    _, base = await serve(_always(chunked))
+    assert [p async for p in (await transport.send(post(base))).aiter_bytes()] == []

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
-from tests.support.scripted_server import JSON_OK, Exchange, ScriptedServer, post
+from tests.support.scripted_server import Exchange, ScriptedServer, post
 
 from switchyard.errors import UpstreamTimeoutError, UpstreamUnavailableError
 from switchyard.upstream import HttpTransport, RetryTransport
+from switchyard.upstream.base import network_error
 from switchyard.upstream.connection import RESEND_WINDOW
 
 
@@ -53,18 +55,37 @@ async def test_a_malformed_answer_is_not_sent_again(retrying: RetryTransport) ->
         await server.stop()
 
 
-async def test_a_new_connection_dropped_at_once_is_tried_again(retrying: RetryTransport) -> None:
+async def test_a_new_connection_dropped_at_once_is_not_sent_again(
+    retrying: RetryTransport,
+) -> None:
     async def answer(exchange: Exchange) -> bytes | None:
-        return None if exchange.conn == 1 else JSON_OK  # the first one closes unanswered
+        return None  # read, then closed at once: say, a crash on this very request
 
     server = ScriptedServer(answer)
     base = await server.start()
     try:
-        response = await retrying.send(post(base))
-        assert (response.status, await response.read()) == (200, b'{"ok":true}')
-        assert [e.conn for e in server.exchanges] == [1, 2]
+        with pytest.raises(UpstreamUnavailableError, match="closed the connection"):
+            await retrying.send(post(base))
+        await asyncio.sleep(0.1)
+        assert len(server.exchanges) == 1
     finally:
         await server.stop()
+
+
+def test_messages_and_logs_keep_addresses_and_passwords_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    request = post("http://admin:pa/ss@vllm.internal:8000/v1/chat/completions")
+    mixed = OSError(
+        "Multiple exceptions: [Errno 113] Connect call failed ('2001:db8::7', 8000, 0, 0), "
+        "[Errno 111] Connect call failed ('10.0.0.7', 8000)"
+    )
+    with caplog.at_level(logging.WARNING):
+        error = network_error(request, mixed, unsent=True)
+    assert "none of its host's addresses accepted a connection" in error.message
+    assert "10.0.0.7" not in error.message and "2001:db8::7" not in error.message
+    assert "10.0.0.7" in caplog.text  # the operator's log has them
+    assert "pa/ss" not in caplog.text and "***@vllm.internal:8000/v1" in caplog.text
 
 
 async def test_a_refused_connection_is_marked_unsent() -> None:

@@ -35,10 +35,11 @@ from switchyard.upstream import (
     UpstreamResponse,
     default_transport,
 )
+from switchyard.upstream.base import logged_url
 
-# Name fragments of embedding model families, for lists that do not say a model's type.
 log = logging.getLogger(__name__)
 
+# Name fragments of embedding model families, for lists that do not say a model's type.
 EMBEDDING_HINTS = (
     "embed",
     "bge-",
@@ -438,16 +439,16 @@ def _secret_name(name: str) -> bool:
 def _checked_url(provider_id: str, url: str) -> str:
     """``url``, if it is one a request can go to; a ConfigError at start otherwise, not
     a 503 on every request."""
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)  # ValueError for a bracketed host that is not IPv6
         valid = parts.scheme in ("http", "https") and bool(parts.hostname)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
         valid = False
     if not valid:
         raise ConfigError(
-            f"provider '{provider_id}': base_url {_without_userinfo(url)!r} is not an http(s) "
-            "URL with a host; write it as http://host:port/v1 or https://host/v1"
+            f"provider '{provider_id}': base_url {logged_url(url)!r} is not an http(s) URL "
+            "with a host; write it as http://host:port/v1 or https://host/v1"
         )
     return url
 

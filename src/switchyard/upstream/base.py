@@ -80,7 +80,11 @@ def network_error(
     the provider cannot have seen the request (so it may be sent again)."""
     # The URL goes to the log, not to the client: it may name internal hosts.
     log.warning(
-        "%s %s (provider %s) failed: %r", request.method, request.url, request.provider_id, err
+        "%s %s (provider %s) failed: %r",
+        request.method,
+        logged_url(request.url),
+        request.provider_id,
+        err,
     )
     where = f"provider '{request.provider_id}'"
     provider_id = request.provider_id
@@ -114,12 +118,25 @@ def _reason(err: BaseException) -> str:
     if isinstance(err, socket.gaierror):
         return str(err.strerror)  # "Name or service not known"
     if isinstance(err, ssl.SSLCertVerificationError):
-        return f"its TLS certificate was refused ({err.reason}: {err.verify_message})"
+        # Not verify_message: a name mismatch quotes the host.
+        return f"its TLS certificate was refused ({err.reason})"
     if isinstance(err, ssl.SSLError):
         return f"TLS failed: {err.reason}"
     if isinstance(err, OSError) and isinstance(err.errno, int) and err.errno > 0:
         return os.strerror(err.errno)
+    if str(err).startswith("Multiple exceptions"):  # each address failed its own way
+        return "none of its host's addresses accepted a connection"
     return str(err)  # our own messages (a dropped connection, a malformed answer)
+
+
+def logged_url(url: str) -> str:
+    """``url`` for a log line or a message: without the password a base_url may carry
+    (Basic auth). Everything up to the last "@" goes, since a password may hold "/" or
+    "?" that hide it from ``urlsplit``; a path with an "@" loses more than it needs to."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def broken_answer(request: UpstreamRequest, err: BaseException) -> UpstreamError:
@@ -127,7 +144,11 @@ def broken_answer(request: UpstreamRequest, err: BaseException) -> UpstreamError
     if isinstance(err, TimeoutError):
         return network_error(request, err)
     log.warning(
-        "%s %s (provider %s) broke off: %r", request.method, request.url, request.provider_id, err
+        "%s %s (provider %s) broke off: %r",
+        request.method,
+        logged_url(request.url),
+        request.provider_id,
+        err,
     )
     return UpstreamError(
         f"provider '{request.provider_id}' broke off its answer ({type(err).__name__}: {err})",

@@ -140,10 +140,10 @@ class HttpTransport:
         except ConnectFailed as failed:
             raise network_error(request, failed.cause, unsent=True) from failed.cause
         except (OSError, TimeoutError, ValueError) as err:  # ValueError: a bad URL or host
-            # A connection dropped at once, before any answer, never reached the
-            # provider; any later failure may have (it may be generating already).
-            unsent = isinstance(err, ConnectionLostError) and err.resendable
-            raise network_error(request, err, unsent=unsent) from err
+            # Sent: the provider may have read it, even on a new connection it closed at
+            # once (a crash on this very request); only a reused connection's race is
+            # known to be safe, and _exchange already sent that once more.
+            raise network_error(request, err) from err
         return HttpResponse(conn, request, partial(self.release, target.origin))
 
     async def _exchange(

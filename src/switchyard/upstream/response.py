@@ -41,7 +41,7 @@ class HttpResponse:
         try:
             decoder = _decoder(self.headers)
             body = await conn.read_all()
-            if decoder is None:
+            if decoder is None or not body:  # an empty body (a 429, say) is not packed
                 return body
             limit = connection.MAX_WHOLE_BODY
             body = decoder.decompress(body, limit)
@@ -58,12 +58,14 @@ class HttpResponse:
         conn = self._take()
         try:
             decoder = _decoder(self.headers)
+            packed = False
             while (chunk := await conn.next_chunk()) is not None:
                 if decoder is not None:
+                    packed = packed or bool(chunk)
                     chunk = decoder.decompress(chunk)
                 if chunk:
                     yield chunk
-            if decoder is not None:
+            if decoder is not None and packed:
                 _check_ended(decoder)
         except (OSError, TimeoutError, zlib.error) as err:
             raise broken_answer(self._request, err) from err

@@ -6,7 +6,13 @@ import asyncio
 from collections.abc import Mapping
 
 from switchyard.errors import UpstreamError
-from switchyard.upstream.base import Transport, UpstreamRequest, UpstreamResponse, log
+from switchyard.upstream.base import (
+    Transport,
+    UpstreamRequest,
+    UpstreamResponse,
+    log,
+    logged_url,
+)
 
 # Retry policy, as openai-python does it: two retries with exponential backoff between
 # 0.5 s and 8 s, honouring the provider's Retry-After / retry-after-ms.
@@ -55,7 +61,7 @@ class RetryTransport:
             log.info(
                 "retrying %s %s (provider %s) in %.2fs, attempt %d of %d",
                 request.method,
-                request.url,
+                logged_url(request.url),
                 request.provider_id,
                 delay,
                 attempt,
