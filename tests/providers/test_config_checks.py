@@ -46,3 +46,16 @@ def test_a_well_formed_provider_still_starts() -> None:
         ProviderConfig(id="v", type="vllm", base_url="http://u:p@127.0.0.1:8000/v1", api_key="k")
     )
     assert provider.id == "v"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "shown"),
+    [
+        ("http://u:s3%2Fcret@vllm:8000/v1", "http://***@vllm:8000/v1"),
+        ("https://h.example/openai/v1?api-key=s3cret", "https://h.example/openai/v1"),
+        ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+    ],
+)
+def test_providers_are_described_without_their_secrets(base_url: str, shown: str) -> None:
+    provider = create_provider(ProviderConfig(id="v", type="vllm", base_url=base_url))
+    assert provider.describe()["base_url"] == shown

@@ -14,7 +14,7 @@ import sys
 from array import array
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -454,11 +454,9 @@ def _checked_url(provider_id: str, url: str) -> str:
 
 
 def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc and not parts.query:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    # logged_url finds credentials that urlsplit misses (a password holding "/" or "?");
+    # the query goes too, since some providers take a key there.
+    return logged_url(url).split("?", 1)[0]
 
 
 def _finishes(chunks: list[JSON]) -> bool:
