@@ -11,13 +11,12 @@ answer had started into :class:`UpstreamError`.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import socket
 import ssl
 from functools import lru_cache, partial
 from typing import NamedTuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import aiohappyeyeballs
 
@@ -28,7 +27,14 @@ from switchyard.upstream.base import (
     network_error,
 )
 from switchyard.upstream.connection import ConnectionLostError, Http1Connection
-from switchyard.upstream.proxies import Proxy, open_tunnel, proxy_for, refusal, unreachable
+from switchyard.upstream.proxies import (
+    Proxy,
+    basic_authorization,
+    open_tunnel,
+    proxy_for,
+    refusal,
+    unreachable,
+)
 from switchyard.upstream.response import HttpResponse
 
 log = logging.getLogger(__name__)
@@ -68,11 +74,8 @@ def _target(url: str) -> _Target:
     port = parts.port or default  # .port raises ValueError for a bad port
     host = parts.netloc.rpartition("@")[2]  # no credentials in the Host header
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    authorization = None
-    if parts.username is not None:
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        authorization = "Basic " + base64.b64encode(pair.encode()).decode()
-    return _Target(Origin(parts.scheme, parts.hostname, port), path, host, authorization)
+    origin = Origin(parts.scheme, parts.hostname, port)
+    return _Target(origin, path, host, basic_authorization(parts))
 
 
 def _request_bytes(request: UpstreamRequest, target: _Target, proxy: Proxy | None) -> bytes:

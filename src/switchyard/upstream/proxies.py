@@ -23,7 +23,7 @@ import re
 import socket
 import urllib.request
 from typing import NamedTuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 # A proxy's answer to CONNECT is a status line and a few headers.
 MAX_TUNNEL_ANSWER = 64 * 1024
@@ -108,11 +108,15 @@ def _parse(url: str, variable: str) -> Proxy:
             "proxies only; name one, or list the provider's host in NO_PROXY"
         )
         raise ProxyError(text, text)
-    authorization = None
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
-    return Proxy(parts.hostname, port, authorization, variable)
+    return Proxy(parts.hostname, port, basic_authorization(parts), variable)
+
+
+def basic_authorization(parts: SplitResult) -> str | None:
+    """The Basic ``Authorization`` value for a URL's ``user:password@``, if it has one."""
+    if parts.username is None:
+        return None
+    credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return "Basic " + base64.b64encode(credentials.encode()).decode()
 
 
 def authority(host: str, port: int) -> str:
