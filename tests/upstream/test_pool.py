@@ -571,3 +571,25 @@ async def test_an_empty_body_marked_gzip_is_empty(serve: Serve, transport: HttpT
     chunked = _chunked(headers=b"Content-Encoding: gzip\r\n")
     _, base = await serve(_always(chunked))
     assert [p async for p in (await transport.send(post(base))).aiter_bytes()] == []
+
+
+async def test_a_connection_pooled_with_reading_paused_sees_its_close(serve: Serve) -> None:
+    transport = HttpTransport(timeout=1.0, connect_timeout=1.0)
+    big = b"x" * (HIGH_WATER + 64 * 1024)  # past the flow-control mark: reading pauses
+
+    async def answer(exchange: Exchange) -> None:
+        exchange.writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(big), big))
+        await exchange.writer.drain()
+        await asyncio.sleep(0.3)
+        exchange.writer.close()  # the provider drops the idle connection later
+
+    _, base = await serve(answer)
+    try:
+        response = await transport.send(post(base))
+        await asyncio.sleep(0.1)  # all of it in, unread: complete, with reading paused
+        await response.aclose()  # back to the pool
+        assert sum(len(c) for c in transport._idle.values()) == 1
+        await asyncio.sleep(0.5)
+        assert sum(len(c) for c in transport._idle.values()) == 0  # its close was seen
+    finally:
+        await transport.aclose()
