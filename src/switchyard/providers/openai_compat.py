@@ -14,7 +14,6 @@ import sys
 from array import array
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -34,6 +33,7 @@ from switchyard.upstream import (
     UpstreamRequest,
     UpstreamResponse,
     default_transport,
+    reachable_url,
 )
 from switchyard.upstream.base import logged_url
 
@@ -439,13 +439,7 @@ def _secret_name(name: str) -> bool:
 def _checked_url(provider_id: str, url: str) -> str:
     """``url``, if it is one a request can go to; a ConfigError at start otherwise, not
     a 503 on every request."""
-    try:
-        parts = urlsplit(url)  # ValueError for a bracketed host that is not IPv6
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        valid = False
-    if not valid:
+    if not reachable_url(url):
         raise ConfigError(
             f"provider '{provider_id}': base_url {logged_url(url)!r} is not an http(s) URL "
             "with a host; write it as http://host:port/v1 or https://host/v1"

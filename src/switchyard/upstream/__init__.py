@@ -9,7 +9,7 @@ httptools); :mod:`.retry` wraps another transport with openai-python's retry pol
 from __future__ import annotations
 
 from switchyard.upstream.base import Transport, UpstreamRequest, UpstreamResponse
-from switchyard.upstream.pool import HttpTransport
+from switchyard.upstream.pool import HttpTransport, reachable_url
 from switchyard.upstream.retry import RetryTransport
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "UpstreamRequest",
     "UpstreamResponse",
     "default_transport",
+    "reachable_url",
 ]
 
 

@@ -138,7 +138,7 @@ class Http1Connection(asyncio.Protocol):
         self._chunks.append(body)
         self._buffered += len(body)
         if self._whole and self._buffered > MAX_WHOLE_BODY:
-            self._fail(_too_large())
+            self._fail(too_large())
             return
         if self._buffered > HIGH_WATER and not (self._paused or self._whole):
             self._paused = True
@@ -177,7 +177,7 @@ class Http1Connection(asyncio.Protocol):
             await self._wait()
         if self._buffered > MAX_WHOLE_BODY:  # all in before it was asked for
             self.close()
-            raise _too_large()
+            raise too_large()
         data = b"".join(self._chunks)
         self._chunks.clear()
         return data
@@ -274,8 +274,9 @@ class Http1Connection(asyncio.Protocol):
         self._wake()
 
 
-def _too_large() -> ConnectionError:
-    return ConnectionError(f"an answer larger than {MAX_WHOLE_BODY / 2**20:g} MiB")
+def too_large(what: str = "") -> ConnectionError:
+    """The failure of an answer past MAX_WHOLE_BODY (``what``: how it was measured)."""
+    return ConnectionError(f"an answer larger than {MAX_WHOLE_BODY / 2**20:g} MiB{what}")
 
 
 class _Drain:

@@ -78,6 +78,16 @@ def _target(url: str) -> _Target:
     return _Target(origin, path, host, basic_authorization(parts))
 
 
+def reachable_url(url: str) -> bool:
+    """Whether the transport can send to ``url`` at all (an http(s) URL with a host and
+    a numeric port): what a provider's config is checked with at start."""
+    try:
+        _target(url)
+    except ValueError:  # urlsplit's too, for a bracketed host that is not IPv6
+        return False
+    return True
+
+
 def _request_bytes(request: UpstreamRequest, target: _Target, proxy: Proxy | None) -> bytes:
     body = request.content
     path, credentials = target.path, ""

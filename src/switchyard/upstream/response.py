@@ -43,10 +43,9 @@ class HttpResponse:
             body = await conn.read_all()
             if decoder is None or not body:  # an empty body (a 429, say) is not packed
                 return body
-            limit = connection.MAX_WHOLE_BODY
-            body = decoder.decompress(body, limit)
+            body = decoder.decompress(body, connection.MAX_WHOLE_BODY)
             if decoder.unconsumed_tail:  # a "zip bomb" as much as a real answer
-                raise zlib.error(f"an answer larger than {limit / 2**20:g} MiB unpacked")
+                raise connection.too_large(" unpacked")
             _check_ended(decoder)
             return body
         except (OSError, TimeoutError, zlib.error) as err:
