@@ -81,6 +81,10 @@ def test_null_counts_as_absent() -> None:
         ),
         (CHAT, {"model": "m", "messages": [], "metadata": {"k": "v" * 513}}, "metadata"),
         (CHAT, {"model": "m", "messages": [], "tool_choice": "sometimes"}, "tool_choice"),
+        (EMBEDDINGS, {"model": "m", "input": ["a"] * 2048}, None),
+        (EMBEDDINGS, {"model": "m", "input": ["a"] * 2049}, "input"),
+        (EMBEDDINGS, {"model": "m", "input": [[1]] * 2049}, "input"),
+        (EMBEDDINGS, {"model": "m", "input": [1] * 8000}, None),  # one text's tokens
     ],
 )
 def test_field_checks(fields: Any, body: dict[str, Any], param: str | None) -> None:
@@ -107,3 +111,57 @@ def test_a_bad_message_is_named_by_its_place_in_the_list(bad: Any, param: str) -
         check_messages([*OK_MESSAGES, bad, {"role": "user", "content": "fine"}])
     assert info.value.param == param
     assert f"'{param}'" in info.value.message
+
+
+CUSTOM_TOOL = {"type": "custom", "custom": {"name": "code_exec", "format": {"type": "text"}}}
+FUNCTION_TOOL = {"type": "function", "function": {"name": "f"}}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"tools": [CUSTOM_TOOL, FUNCTION_TOOL]},
+        {"tools": [{"type": "browser_search"}]},  # a provider's own tool type
+        {"tool_choice": {"type": "custom", "custom": {"name": "code_exec"}}},
+        {
+            "tool_choice": {
+                "type": "allowed_tools",
+                "allowed_tools": {"mode": "required", "tools": [FUNCTION_TOOL]},
+            }
+        },
+    ],
+)
+def test_every_tool_shape_openai_defines_passes(extra: dict[str, Any]) -> None:
+    check_body({"model": "m", "messages": [], **extra}, CHAT, ("model",))
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "text"),
+    [
+        ({"tools": [{"type": "custom", "custom": {}}]}, "tools", "[0].custom"),
+        ({"tools": [FUNCTION_TOOL, {"function": {"nom": "f"}}]}, "tools", "[1].function"),
+        ({"tools": [{"type": 3}]}, "tools", "string 'type'"),
+        ({"tool_choice": {"type": "function", "function": "f"}}, "tool_choice", "function"),
+        ({"tool_choice": {"type": "custom"}}, "tool_choice", "custom"),
+        (
+            {"tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "some"}}},
+            "tool_choice",
+            "allowed_tools",
+        ),
+        (
+            {
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "allowed_tools": {"mode": "some", "tools": []},
+                }
+            },
+            "tool_choice",
+            "mode",
+        ),
+    ],
+)
+def test_a_malformed_tool_is_named(extra: dict[str, Any], param: str, text: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        check_body({"model": "m", "messages": [], **extra}, CHAT, ("model",))
+    assert info.value.param == param
+    assert text in info.value.message

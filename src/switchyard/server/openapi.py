@@ -107,7 +107,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["model", "input"],
         "properties": {
             "model": _STR,
-            "input": {"oneOf": [_STR, {"type": "array", "minItems": 1}]},
+            "input": {"oneOf": [_STR, {"type": "array", "minItems": 1, "maxItems": 2048}]},
             "encoding_format": {"enum": ["float", "base64"]},
             "dimensions": {**_INT, "minimum": 1},
             "user": _STR,

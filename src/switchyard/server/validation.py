@@ -121,24 +121,47 @@ def _response_format(v: Any) -> str | None:
     return None
 
 
+def _named(tool: dict[str, Any], kind: str) -> bool:
+    """Whether ``tool[kind]`` is an object with a string name ({"function": {"name": ...}})."""
+    spec = tool.get(kind)
+    return isinstance(spec, dict) and isinstance(spec.get("name"), str)
+
+
+# Tool types whose shape OpenAI defines; a provider's own (Groq's "browser_search",
+# say) passes through unchecked, for the provider to judge.
+_NAMED_TOOLS = ("function", "custom")
+
+
 def _tools(v: Any) -> str | None:
     if not isinstance(v, list):
         return "must be a list"
     for i, tool in enumerate(v):
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            return f"[{i}] must be an object with type 'function'"
-        function = tool.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            return f"[{i}].function must be an object with a 'name'"
+        if not isinstance(tool, dict) or not isinstance(tool.get("type", "function"), str):
+            return f"[{i}] must be an object with a string 'type'"
+        kind = tool.get("type", "function")
+        if kind in _NAMED_TOOLS and not _named(tool, kind):
+            return f"[{i}].{kind} must be an object with a 'name'"
     return None
 
 
 def _tool_choice(v: Any) -> str | None:
     if v in ("none", "auto", "required"):
         return None
-    if isinstance(v, dict) and isinstance(v.get("function"), dict):
-        return None
-    return "must be 'none', 'auto', 'required' or {'type': 'function', 'function': {...}}"
+    if not isinstance(v, dict) or not isinstance(v.get("type", "function"), str):
+        return (
+            "must be 'none', 'auto', 'required' or an object such as "
+            "{'type': 'function', 'function': {'name': ...}}"
+        )
+    kind = v.get("type", "function")
+    if kind in _NAMED_TOOLS and not _named(v, kind):
+        return f"{kind} must be an object with a 'name'"
+    if kind == "allowed_tools":
+        allowed = v.get("allowed_tools")
+        if not isinstance(allowed, dict) or not isinstance(allowed.get("tools"), list):
+            return "allowed_tools must be an object with a 'mode' and a list of 'tools'"
+        if allowed.get("mode") not in ("auto", "required"):
+            return "allowed_tools.mode must be 'auto' or 'required'"
+    return None
 
 
 def _stream_options(v: Any) -> str | None:
@@ -217,18 +240,23 @@ def _prompt(v: Any) -> str | None:
     return "must be a string, a non-empty list of strings, or token arrays"
 
 
+MAX_EMBEDDING_INPUTS = 2048
+
+
 def _embedding_input(v: Any) -> str | None:
     if isinstance(v, str):
         return None if v else "must not be an empty string"
     if not isinstance(v, list) or not v:
         return "must be a non-empty string or a non-empty list"
+    if all(_is_int(x) for x in v):
+        return None  # one text as token ids
+    if len(v) > MAX_EMBEDDING_INPUTS:
+        # OpenAI's limit. Past it, the inline model would hold its thread for minutes.
+        return f"must have at most {MAX_EMBEDDING_INPUTS} items; send the rest in another request"
     if all(isinstance(x, str) for x in v):
         return None if all(v) else "must not contain empty strings"
-    if all(_is_int(x) for x in v):
-        return None
-    if all(isinstance(x, list) and x and all(_is_int(t) for t in x) for x in v):
-        return None
-    return "must be a string, a list of strings, or token arrays"
+    tokens = all(isinstance(x, list) and x and all(_is_int(t) for t in x) for x in v)
+    return None if tokens else "must be a string, a list of strings, or token arrays"
 
 
 def _is_int(x: Any) -> bool:
