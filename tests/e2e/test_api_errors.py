@@ -407,7 +407,12 @@ def test_too_large_is_413(server: ServerHandle) -> None:
 
 def test_unknown_routes_and_methods(server: ServerHandle) -> None:
     _error(httpx.get(server.url + "/v1/nothing-here"), 404)
-    _error(httpx.delete(server.base_url + "/models"), 405)
+    refused = httpx.delete(server.base_url + "/models")
+    _error(refused, 405)
+    assert refused.headers["allow"] == "GET, HEAD"
+    refused = httpx.put(server.base_url + "/chat/completions/some-id")
+    assert "use DELETE, GET, HEAD, POST" in _error(refused, 405)["message"]
+    assert refused.headers["allow"] == "DELETE, GET, HEAD, POST"
     for method, path in [("POST", "/chat/completions/"), ("GET", "/chat/completions/x/")]:
         response = httpx.request(method, server.base_url + path, json={})
         assert "trailing slash" in _error(response, 404)["message"]  # not an empty redirect

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,6 +201,31 @@ def test_nul_characters_are_400s_on_every_route(server: ServerHandle) -> None:
         f"{server.base_url}/chat/completions/x", json={"metadata": {"k\u0000": "v"}}
     )
     assert update.status_code == 400 and update.json()["error"]["param"] == "metadata"
+
+
+def test_a_body_after_a_byte_order_mark_is_answered_and_stored(
+    server: ServerHandle, client: openai.OpenAI
+) -> None:
+    body = b'\xef\xbb\xbf{"model": "%s", "messages": [{"role": "user", "content": "bom"}]}'
+    answer = httpx.post(
+        f"{server.base_url}/chat/completions",
+        content=body % MODEL.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 200, answer.text
+    stored = client.chat.completions.retrieve(answer.json()["id"])
+    assert stored.choices[0].message.content == "echo: bom"
+
+
+def test_a_compressed_body_is_415_saying_so(server: ServerHandle) -> None:
+    body = gzip.compress(b'{"model": "%s", "messages": []}' % MODEL.encode())
+    answer = httpx.post(
+        f"{server.base_url}/chat/completions",
+        content=body,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert answer.status_code == 415
+    assert "uncompressed" in answer.json()["error"]["message"]
 
 
 def test_deleting_each_completion_while_paging_reaches_them_all(client: openai.OpenAI) -> None:

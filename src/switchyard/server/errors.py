@@ -7,6 +7,7 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from switchyard.errors import InvalidRequestError, NotFoundError, SwitchyardError, UpstreamError
 from switchyard.metrics import UPSTREAM_ERRORS
@@ -40,13 +41,29 @@ async def http_error(request: Request, exc: Exception) -> Response:
         hint = " (drop the trailing slash)" if len(path) > 1 and path.endswith("/") else ""
         error = NotFoundError(f"No route {request.method} {path}{hint}; see GET /openapi.json.")
     elif exc.status_code == 405:
+        allowed = _allowed_methods(request)
         error = MethodNotAllowedError(
-            f"Method {request.method} is not allowed on {request.url.path}."
+            f"Method {request.method} is not allowed on {request.url.path}"
+            + (f"; use {allowed}." if allowed else ".")
         )
+        if allowed:
+            error.headers["Allow"] = allowed  # RFC 9110 asks a 405 to list them
     else:
         error = InvalidRequestError(str(exc.detail))
         error.status = exc.status_code  # type: ignore[misc]
     return await switchyard_error(request, error)
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method some route takes on this path: Starlette's own 405 names only the
+    first route's (GET for /v1/chat/completions/{id}, which also takes POST and DELETE)."""
+    router = request.scope.get("router")
+    methods: set[str] = set()
+    for route in getattr(router, "routes", ()):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods)) or None
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:

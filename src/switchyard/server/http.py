@@ -14,6 +14,8 @@ from starlette.types import Receive, Scope, Send
 from switchyard.errors import InvalidRequestError, PayloadTooLargeError
 from switchyard.server.protocol import CLIENT_GONE
 
+_BOM = b"\xef\xbb\xbf"
+_GZIP = b"\x1f\x8b"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -45,15 +47,26 @@ async def read_body(request: Request, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if raw.startswith(_BOM):
+        raw = raw[3:]  # JSON parsers may ignore one (RFC 8259); orjson refuses it
     if not raw:
         raise InvalidRequestError("The request body is empty; send a JSON object.")
     return raw
+
+
+class CompressedBodyError(InvalidRequestError):
+    status = 415  # RFC 9110: a content coding the server does not take
 
 
 def parse_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as err:
+        if raw.startswith(_GZIP):
+            raise CompressedBodyError(
+                "The request body is compressed (gzip); send the JSON uncompressed, "
+                "without Content-Encoding."
+            ) from None
         if "UTF-8" in err.msg:
             # orjson's own words ("surrogates not allowed") mislead for Latin-1 or UTF-16.
             raise InvalidRequestError(
