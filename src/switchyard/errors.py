@@ -194,6 +194,12 @@ class UpstreamTimeoutError(UpstreamError):
     error_type = "upstream_timeout"
 
 
+def no_client_retry(error: SwitchyardError) -> None:
+    """Ask the client's SDK not to retry ``error``: the openai SDKs obey this header
+    before their own rules (which retry 429 and every 5xx)."""
+    error.headers["x-should-retry"] = "false"
+
+
 # Client-side mistakes the provider caught are the client's to fix, so they keep
 # their status. A provider rejecting *our* credentials (401/403) is not: the caller
 # cannot change it, so it becomes a 502 that tells the operator what to fix.

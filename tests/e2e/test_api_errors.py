@@ -289,6 +289,27 @@ def test_a_providers_key_refused_points_at_the_config_not_the_clients_key(
     assert error["code"] is None and error["param"] is None
 
 
+def test_the_clients_sdk_does_not_retry_what_switchyard_retried_or_cannot_help(
+    server: ServerHandle, upstream: FaultyUpstream
+) -> None:
+    # openai-python retries a 5xx twice by itself: on top of Switchyard's two retries,
+    # nine calls to the provider for one request.
+    before = upstream.calls.get("status-500", 0)
+    with openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=2) as client:
+        with pytest.raises(openai.InternalServerError) as info:
+            client.chat.completions.create(model="retrying/status-500", messages=MESSAGES)  # type: ignore[arg-type]
+        assert info.value.response.headers["x-should-retry"] == "false"
+        assert upstream.calls["status-500"] - before == 3  # Switchyard's try and 2 retries
+        with pytest.raises(openai.InternalServerError) as info:
+            client.chat.completions.create(model="up/status-401", messages=MESSAGES)  # type: ignore[arg-type]
+        assert info.value.response.headers["x-should-retry"] == "false"
+    # No retries of its own (max_retries: 0): the client's SDK may retry.
+    unretried = _post(
+        server, "/chat/completions", json={"model": "up/status-500", "messages": MESSAGES}
+    )
+    assert unretried.status_code == 502 and "x-should-retry" not in unretried.headers
+
+
 def test_an_error_in_a_200_answer_is_a_502_and_not_stored(server: ServerHandle) -> None:
     body = {"model": "up/error-200", "messages": MESSAGES, "metadata": {"probe": "error-200"}}
     error = _error(_post(server, "/chat/completions", json=body), 502)

@@ -89,10 +89,7 @@ def test_messages_and_logs_keep_addresses_and_passwords_out(
 
 
 async def test_a_refused_connection_is_marked_unsent() -> None:
-    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    listener.close()
-    await listener.wait_closed()
+    port = await _closed_port()
     transport = HttpTransport(timeout=1.0, connect_timeout=1.0)
     try:
         with pytest.raises(UpstreamUnavailableError, match="cannot be reached") as caught:
@@ -120,3 +117,27 @@ async def test_a_connect_timeout_names_connect_timeout_and_is_unsent() -> None:
             writer.close()
         listener.close()
         await listener.wait_closed()
+
+
+async def _closed_port() -> int:
+    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = int(listener.sockets[0].getsockname()[1])
+    listener.close()
+    await listener.wait_closed()
+    return port
+
+
+@pytest.mark.parametrize(("max_retries", "header"), [(1, "false"), (0, None)])
+async def test_a_client_is_asked_not_to_retry_only_what_was_retried_here(
+    max_retries: int, header: str | None
+) -> None:
+    port = await _closed_port()
+    transport = RetryTransport(
+        HttpTransport(timeout=1.0, connect_timeout=1.0), max_retries=max_retries
+    )
+    try:
+        with pytest.raises(UpstreamUnavailableError) as caught:
+            await transport.send(post(f"http://127.0.0.1:{port}"))
+        assert caught.value.headers.get("x-should-retry") == header
+    finally:
+        await transport.aclose()

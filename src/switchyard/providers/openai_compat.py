@@ -25,6 +25,7 @@ from switchyard.errors import (
     UnsupportedParameterError,
     UpstreamError,
     UpstreamStatusError,
+    no_client_retry,
 )
 from switchyard.providers.base import JSON, ModelInfo
 from switchyard.recording.sse import DONE, SSEParser
@@ -36,6 +37,7 @@ from switchyard.upstream import (
     reachable_url,
 )
 from switchyard.upstream.base import logged_url
+from switchyard.upstream.retry import RETRY_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,12 @@ class OpenAICompatProvider:
             for name in ("retry-after", "retry-after-ms"):
                 if name in response.headers:
                     error.headers[name] = response.headers[name]
+            if response.status in (401, 403) or (
+                response.status in RETRY_STATUSES and self.config.max_retries
+            ):
+                # Our retries are spent, or none can help: a client SDK's own retries
+                # (openai-python's: two) would multiply the provider's load threefold.
+                no_client_retry(error)
             raise error
         return response
 

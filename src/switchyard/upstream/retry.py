@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from switchyard.errors import UpstreamError
+from switchyard.errors import UpstreamError, no_client_retry
 from switchyard.upstream.base import (
     Transport,
     UpstreamRequest,
@@ -50,6 +50,8 @@ class RetryTransport:
                 # Only what the provider never saw: a request it dropped mid-way may
                 # already be generating (and billed); sending it again would do it twice.
                 if not err.unsent or attempt >= self._max_retries:
+                    if err.unsent and attempt:
+                        no_client_retry(err)  # retried here already
                     raise
                 delay = self._backoff(attempt, None)
             else:
