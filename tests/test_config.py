@@ -178,3 +178,12 @@ def test_api_keys_from_the_file_or_the_environment(tmp_path: Path) -> None:
     for empty in (",", " , "):
         with pytest.raises(ConfigError, match="SWITCHYARD_API_KEYS is set but holds no key"):
             config_from_environment({**env, "SWITCHYARD_API_KEYS": empty})
+
+
+def test_allowed_origins_must_be_origins() -> None:
+    config = config_from_dict(
+        {"server": {"allowed_origins": ["https://a.example:3000/", "*"]}}, "x"
+    )
+    assert config.server.allowed_origins == ["https://a.example:3000/", "*"]
+    with pytest.raises(ConfigError, match=r"server.allowed_origins.*'app.example.com' is not an"):
+        config_from_dict({"server": {"allowed_origins": ["app.example.com"]}}, "x")

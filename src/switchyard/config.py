@@ -115,6 +115,26 @@ class ServerConfig(_Strict):
     api_keys: list[Annotated[str, Field(pattern=r"^[\x21-\x2b\x2d-\x7e]+$")]] = Field(
         default_factory=list
     )
+    # Web pages whose requests are answered (with CORS headers), besides loopback ones:
+    # "https://app.example.com", or "*" for any (server/browsers.py says why).
+    allowed_origins: list[str] = Field(default_factory=list)
+    # Host names a client may connect by on a loopback address with no api_keys, besides
+    # localhost and IP addresses ("*": any).
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme, host and port as a browser "
+                    "sends them (https://app.example.com, http://10.0.0.2:3000), or '*' for any"
+                )
+        return origins
+
+
+_ORIGIN = re.compile(r"^(\*|null|[A-Za-z][\w+.-]*://[^/\s]+/?)$")
 
 
 class Config(_Strict):

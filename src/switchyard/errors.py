@@ -87,6 +87,11 @@ class AuthenticationError(SwitchyardError):
     error_type = "authentication_error"
 
 
+class PermissionDeniedError(SwitchyardError):
+    status = 403
+    error_type = "permission_error"
+
+
 class NotFoundError(SwitchyardError):
     status = 404
     error_type = "not_found_error"

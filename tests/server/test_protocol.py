@@ -172,13 +172,13 @@ def _read_responses(sock: socket.socket, count: int, head_only: bool = False) ->
 
 def test_pipelined_head_and_closing_requests_get_whole_answers(server: ServerHandle) -> None:
     port = int(server.url.rsplit(":", 1)[1])
-    get = b"GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n"
+    get = b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n"
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(get + get + get)  # pipelined: three answers, in order, whole
         for answer in _read_responses(sock, 3):
             assert answer.startswith(b"HTTP/1.1 200 ")
             assert answer.endswith(b'{"status":"OK"}')
-        sock.sendall(b"HEAD /v1/health HTTP/1.1\r\nHost: t\r\n\r\n")
+        sock.sendall(b"HEAD /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         (head,) = _read_responses(sock, 1, head_only=True)
         assert head.startswith(b"HTTP/1.1 200 ")
         sock.sendall(get.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
@@ -191,7 +191,7 @@ def test_an_idle_connection_outlives_the_clients_own_idle_expiry(server: ServerH
     # httpx (under the openai SDK) drops idle connections after 5 s; a server that
     # closes them at 5 s too (uvicorn's default) races with a client reusing one.
     port = int(server.url.rsplit(":", 1)[1])
-    get = b"GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n"
+    get = b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n"
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(get)
         _read_responses(sock, 1)

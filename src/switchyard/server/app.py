@@ -26,6 +26,7 @@ from switchyard.recording.transport import finish_reads
 from switchyard.registry import ModelRegistry
 from switchyard.server import chat, completions, embeddings, meta, models, openapi, stored
 from switchyard.server.auth import KeyCheck
+from switchyard.server.browsers import BrowserGuard
 from switchyard.server.errors import HANDLERS
 from switchyard.server.fastpath import FastPath, fixed_routes
 from switchyard.server.state import AppState
@@ -129,8 +130,10 @@ def create_app(config: Config, providers: dict[str, Provider] | None = None) -> 
     # empty redirect to a URL built from the client's Host header.
     app.router.redirect_slashes = False
     app.state.switchyard = state
-    keys = KeyCheck(config.server.api_keys) if config.server.api_keys else None
-    return FastPath(app, fixed_routes(routes), keys)
+    server = config.server
+    keys = KeyCheck(server.api_keys) if server.api_keys else None
+    browsers = BrowserGuard(server.allowed_origins, server.allowed_hosts, keys=keys is not None)
+    return FastPath(app, fixed_routes(routes), keys, browsers)
 
 
 def _freeze_startup_objects() -> None:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -20,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from switchyard.errors import SwitchyardError
 from switchyard.server.auth import KeyCheck
+from switchyard.server.browsers import BrowserGuard
 from switchyard.server.errors import switchyard_error, unexpected_error
 
 log = logging.getLogger(__name__)
@@ -36,28 +38,52 @@ def fixed_routes(routes: list[BaseRoute]) -> dict[tuple[str, str], Endpoint]:
     return table
 
 
+# Set on a request a trusted web page sent, once screened: CORS wraps the same app.
+_SCREENED = "switchyard.screened"
+
+
 class FastPath:
-    """ASGI app: fixed routes straight to their endpoint, the rest to ``fallback``; with
-    ``keys``, every request checked for one first (``server.auth``)."""
+    """ASGI app: fixed routes straight to their endpoint, the rest to ``fallback``; every
+    request screened for web pages first (``server.browsers``), then, with ``keys``,
+    checked for a key (``server.auth``)."""
 
     def __init__(
         self,
         fallback: Starlette,
         table: dict[tuple[str, str], Endpoint],
         keys: KeyCheck | None = None,
+        browsers: BrowserGuard | None = None,
     ) -> None:
         self.fallback = fallback
         self.table = table
         self.keys = keys
+        self.browsers = browsers
+        # allow_origins "*": the guard has already refused every origin not trusted.
+        self.cors = CORSMiddleware(
+            self,
+            allow_origins=["*"],
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["*"],
+            expose_headers=["retry-after", "retry-after-ms", "x-should-retry"],
+            max_age=600,
+        )
         self.state = fallback.state  # app.state.switchyard, as on the Starlette app
         self.routes = fallback.routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = None
         if scope["type"] == "http":
+            if self.browsers is not None and _SCREENED not in scope:
+                screened = self.browsers.screen(scope)
+                if screened is not False:
+                    if screened is True:
+                        scope[_SCREENED] = True
+                        await self.cors(scope, receive, send)
+                    else:
+                        await _refuse(screened, scope, receive, send)
+                    return
             if self.keys is not None and (refused := self.keys.refusal(scope)) is not None:
-                response = await switchyard_error(Request(scope, receive), refused)
-                await response(scope, receive, send)
+                await _refuse(refused, scope, receive, send)
                 return
             endpoint = self.table.get((scope["method"], scope["path"]))
         if endpoint is None:
@@ -71,3 +97,8 @@ class FastPath:
         except Exception as err:  # the same last resort as Starlette's: JSON, logged
             response = await unexpected_error(request, err)
         await response(scope, receive, send)
+
+
+async def _refuse(error: SwitchyardError, scope: Scope, receive: Receive, send: Send) -> None:
+    response = await switchyard_error(Request(scope, receive), error)
+    await response(scope, receive, send)

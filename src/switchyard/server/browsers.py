@@ -1,0 +1,135 @@
+"""Requests from web browsers: answered only for pages the config trusts.
+
+With no API keys (the default), any web page a user opens could drive a server on
+their machine. A browser sends a cross-site POST with a ``text/plain`` body without
+asking first (no CORS preflight): it would spend the providers' keys and rewrite
+stored completions. And a page whose domain is rebound to 127.0.0.1 (DNS rebinding)
+reads the stored conversations as its own origin. So, as Ollama and Jupyter do:
+
+- a request with an ``Origin`` header (browsers send one on every cross-site request,
+  and on their own site's POSTs) passes only from a loopback page (``localhost``,
+  127.0.0.1) or one listed in ``server.allowed_origins``; those get CORS headers, so
+  browser apps there work;
+- with no API keys, a request that came in on a loopback address must name a loopback
+  host, an IP address, or a name in ``server.allowed_hosts``: a rebound domain does not.
+
+SDKs and curl send no Origin and name the host they connect to: they are not touched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from starlette.types import Scope
+
+from switchyard.errors import PermissionDeniedError
+
+ANY = "*"
+# Host values already found acceptable, for a set lookup instead of a parse per
+# request; bounded, since any IP address is acceptable and a client picks the value.
+_SEEN_MAX = 256
+
+
+class BrowserGuard:
+    __slots__ = ("_any_origin", "_check_hosts", "_hosts", "_local", "_origins", "_seen")
+
+    def __init__(
+        self, allowed_origins: Iterable[str], allowed_hosts: Iterable[str], keys: bool
+    ) -> None:
+        self._origins = frozenset(o.lower().rstrip("/") for o in allowed_origins)
+        self._any_origin = ANY in self._origins
+        self._hosts = frozenset(h.lower() for h in allowed_hosts)
+        # A browser holds no key, so with keys a rebound page gets nowhere anyway.
+        self._check_hosts = not keys and ANY not in self._hosts
+        self._seen: set[bytes] = set()
+        self._local: dict[str, bool] = {}  # the server's own addresses: loopback or not
+
+    def screen(self, scope: Scope) -> PermissionDeniedError | bool:
+        """A refusal; or whether a trusted web page sent the request (True: answer it
+        with CORS headers); False for any other client."""
+        origin = host = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value
+            elif name == b"host":
+                host = value
+        if self._check_hosts and host is not None and host not in self._seen:
+            refusal = self._host_refusal(host, scope)
+            if refusal is not None:
+                return refusal
+        if origin is None:
+            return False
+        return self._origin_refusal(origin.decode("latin-1")) or True
+
+    def _host_refusal(self, host: bytes, scope: Scope) -> PermissionDeniedError | None:
+        # (No Host at all is HTTP/1.0, which no browser speaks.)
+        if not self._on_loopback(scope):
+            return None
+        name = _host_name(host.decode("latin-1"))
+        if name and (_local_name(name) or _is_address(name) or name in self._hosts):
+            if len(self._seen) < _SEEN_MAX:
+                self._seen.add(host)
+            return None
+        return PermissionDeniedError(
+            f"Host '{name}' is not a name this server answers to on a loopback address "
+            "(a web page whose domain was pointed at 127.0.0.1 would send one). Connect "
+            "to localhost or 127.0.0.1, or add the name to server.allowed_hosts in the "
+            "config.",
+            code="host_not_allowed",
+        )
+
+    def _on_loopback(self, scope: Scope) -> bool:
+        """Whether the connection reached one of the server's loopback addresses (a
+        Unix socket has none: no rebound name leads to it)."""
+        server = scope.get("server")
+        if server is None:
+            return False
+        address = str(server[0])
+        local = self._local.get(address)
+        if local is None:
+            local = self._local[address] = _loopback_address(address)
+        return local
+
+    def _origin_refusal(self, origin: str) -> PermissionDeniedError | None:
+        if self._any_origin or origin.lower() in self._origins:
+            return None
+        try:
+            name = urlsplit(origin).hostname or ""
+        except ValueError:
+            name = ""
+        if _local_name(name) or _loopback_address(name):
+            return None
+        return PermissionDeniedError(
+            f"Requests from web pages are refused unless their origin is allowed (this "
+            f"one: {origin[:200]}). To let a browser app there call Switchyard, add its "
+            "origin to server.allowed_origins in the config.",
+            code="origin_not_allowed",
+        )
+
+
+def _host_name(host: str) -> str:
+    """``host`` without its port (``[::1]:8321`` -> ``::1``), lower case."""
+    if host.startswith("["):
+        return host[1 : host.find("]")].lower() if "]" in host else ""
+    return host.rpartition(":")[0].lower() if ":" in host else host.lower()
+
+
+def _local_name(name: str) -> bool:
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _loopback_address(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

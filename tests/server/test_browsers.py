@@ -1,0 +1,88 @@
+"""The browser guard's decisions, header by header (``server/browsers.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from switchyard.errors import PermissionDeniedError
+from switchyard.server.browsers import BrowserGuard
+
+
+def scope(
+    host: str | None = "127.0.0.1:8321",
+    origin: str | None = None,
+    server: tuple[str, int] | None = ("127.0.0.1", 8321),
+) -> dict[str, Any]:
+    headers = [(b"content-type", b"application/json")]
+    if host is not None:
+        headers.insert(0, (b"host", host.encode()))
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    return {"type": "http", "headers": headers, "server": server}
+
+
+def code(result: PermissionDeniedError | bool) -> str | bool | None:
+    return result.code if isinstance(result, PermissionDeniedError) else result
+
+
+GUARD = BrowserGuard(["https://App.example.com/"], ["gateway.internal"], keys=False)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1:8321", False),
+        ("localhost", False),
+        ("LOCALHOST:8321", False),
+        ("ui.localhost:8321", False),
+        ("[::1]:8321", False),
+        ("192.168.1.4", False),  # an address names no domain to rebind
+        ("gateway.internal:8321", False),
+        ("evil.example:8321", "host_not_allowed"),
+        ("127.0.0.1.evil.example", "host_not_allowed"),
+        ("[::1", "host_not_allowed"),
+        ("", "host_not_allowed"),
+        (None, False),  # HTTP/1.0 with no Host: no browser speaks it
+    ],
+)
+def test_the_host_on_a_loopback_address(host: str | None, expected: str | bool) -> None:
+    assert code(GUARD.screen(scope(host=host))) == expected
+    assert code(GUARD.screen(scope(host=host))) == expected  # the same once remembered
+
+
+@pytest.mark.parametrize("server", [("10.0.0.5", 8321), ("::", 8321), None])
+def test_the_host_is_not_checked_off_loopback(server: tuple[str, int] | None) -> None:
+    # Reached over a network (a container's compose name) or a Unix socket.
+    assert GUARD.screen(scope(host="switchyard:8321", server=server)) is False
+
+
+@pytest.mark.parametrize(
+    ("origin", "expected"),
+    [
+        ("https://app.example.com", True),
+        ("HTTPS://APP.EXAMPLE.COM", True),
+        ("http://localhost:3000", True),
+        ("http://127.0.0.1", True),
+        ("http://[::1]:5173", True),
+        ("https://app.example.com:8443", "origin_not_allowed"),
+        ("https://evil.example", "origin_not_allowed"),
+        ("http://localhost.evil.example", "origin_not_allowed"),
+        ("null", "origin_not_allowed"),
+        ("http://[bad", "origin_not_allowed"),
+    ],
+)
+def test_the_origin(origin: str, expected: str | bool) -> None:
+    assert code(GUARD.screen(scope(origin=origin))) == expected
+
+
+def test_stars_allow_any_origin_and_host() -> None:
+    guard = BrowserGuard(["*"], ["*"], keys=False)
+    assert guard.screen(scope(host="evil.example", origin="https://evil.example")) is True
+
+
+def test_with_keys_only_the_origin_is_checked() -> None:
+    guard = BrowserGuard([], [], keys=True)
+    assert guard.screen(scope(host="evil.example")) is False
+    assert code(guard.screen(scope(origin="https://evil.example"))) == "origin_not_allowed"
