@@ -248,7 +248,13 @@ async def test_a_connection_dropped_as_the_request_goes_is_retried_once(
     ("answer", "error", "message"),
     [
         (_close_after(b""), UpstreamUnavailableError, "closed the connection before answering"),
-        (_always(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"), UpstreamUnavailableError, "malformed HTTP"),
+        (_always(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"), UpstreamError, "malformed HTTP"),
+        (_always(b"HTTP/1.1 abc garbage\r\n\r\n"), UpstreamError, "malformed HTTP"),
+        (
+            _always(b"HTTP/1.1 200 OK\r\n" + b"X-Dup: abcdefghij\r\n" * 5000 + b"\r\n"),
+            UpstreamError,
+            "headers larger than 64 KiB",
+        ),
         (
             _close_after(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"),
             UpstreamError,
@@ -284,6 +290,8 @@ async def test_a_connection_dropped_as_the_request_goes_is_retried_once(
     ids=[
         "closed-unanswered",
         "not-http",
+        "bad-status-line",
+        "endless-headers",
         "cut-off",
         "reset",
         "unasked-encoding",
@@ -299,8 +307,11 @@ async def test_broken_answers_are_upstream_errors_and_not_sent_twice(
     message: str,
 ) -> None:
     server, base = await serve(answer)
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as caught:
         await (await transport.send(post(base))).read()
+    # Reached, and answered badly: a 502, not the 503 of a provider out of reach.
+    assert isinstance(caught.value, UpstreamError)
+    assert caught.value.status == (503 if error is UpstreamUnavailableError else 502)
     # Once only: nothing says that the provider did not act on it.
     assert len(server.exchanges) == 1
 

@@ -65,6 +65,11 @@ def ends_at_close(headers: Mapping[str, str]) -> bool:
     return "content-length" not in headers and "chunked" not in coding
 
 
+class BadAnswer(ConnectionError):
+    """The provider answered, but not with a usable HTTP answer (malformed, or too
+    large): a 502, not the 503 of a provider that could not be reached."""
+
+
 class ConnectFailed(Exception):
     """Connecting to the provider (or its proxy) failed: it never saw the request."""
 
@@ -75,9 +80,10 @@ class ConnectFailed(Exception):
 
 def network_error(
     request: UpstreamRequest, err: BaseException, *, unsent: bool = False
-) -> UpstreamTimeoutError | UpstreamUnavailableError:
-    """No answer at all: a timeout (504) or an unreachable provider (503). ``unsent``:
-    the provider cannot have seen the request (so it may be sent again)."""
+) -> UpstreamError:
+    """No usable answer: a timeout (504), an unreachable provider (503) or a broken
+    answer (502). ``unsent``: the provider cannot have seen the request (so it may be
+    sent again)."""
     # The URL goes to the log, not to the client: it may name internal hosts.
     log.warning(
         "%s %s (provider %s) failed: %r",
@@ -98,6 +104,11 @@ def network_error(
             )
         return UpstreamTimeoutError(
             f"{where} did not answer in time; try again or raise the provider's timeout",
+            provider_id=provider_id,
+        )
+    if isinstance(err, BadAnswer):
+        return UpstreamError(
+            f"{where} sent {err}; check that its base_url points at an OpenAI-compatible API",
             provider_id=provider_id,
         )
     if isinstance(err, ProxyError):
@@ -141,7 +152,7 @@ def logged_url(url: str) -> str:
 
 def broken_answer(request: UpstreamRequest, err: BaseException) -> UpstreamError:
     """The answer had started: a timeout is still a timeout, anything else a broken reply."""
-    if isinstance(err, TimeoutError):
+    if isinstance(err, (TimeoutError, BadAnswer)):
         return network_error(request, err)
     log.warning(
         "%s %s (provider %s) broke off: %r",

@@ -19,7 +19,7 @@ from typing import cast
 
 import httptools
 
-from switchyard.upstream.base import ends_at_close
+from switchyard.upstream.base import BadAnswer, ends_at_close
 
 # A request whose connection is closed sooner than this after it was sent, with no byte
 # of an answer, met a connection the provider had already dropped (see ConnectionLostError).
@@ -31,6 +31,9 @@ HIGH_WATER = 256 * 1024
 # real one (2,048 embeddings of 3,072 floats are ~130 MB of JSON), low enough that a
 # broken or hostile provider cannot take a worker's memory.
 MAX_WHOLE_BODY = 512 * 1024 * 1024
+# The most an answer's status line and headers may hold, as in nginx and aiohttp's
+# order of size: real providers send a few KB; a broken one could send without end.
+MAX_HEAD = 64 * 1024
 
 
 class ConnectionLostError(ConnectionError):
@@ -67,6 +70,7 @@ class Http1Connection(asyncio.Protocol):
         self.reusable = False  # until this answer ends and the provider keeps the connection
         self.status = 0
         self.headers: dict[str, str] = {}
+        self._head_size = 0
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._answered = False  # any byte of the answer seen
@@ -90,7 +94,7 @@ class Http1Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as err:
-            self._fail(ConnectionError(f"malformed HTTP answer: {err}"))
+            self._fail(BadAnswer(f"a malformed HTTP answer: {err}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -115,6 +119,11 @@ class Http1Connection(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > MAX_HEAD:
+            if self._error is None:
+                self._fail(BadAnswer(f"headers larger than {MAX_HEAD // 1024} KiB"))
+            return
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         old = self.headers.get(key)
@@ -124,6 +133,7 @@ class Http1Connection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if 100 <= status < 200:  # 100 Continue and friends: the real answer follows
             self.headers = {}
+            self._head_size = 0
             return
         self.status = status
         self._head_done = True
@@ -274,9 +284,9 @@ class Http1Connection(asyncio.Protocol):
         self._wake()
 
 
-def too_large(what: str = "") -> ConnectionError:
+def too_large(what: str = "") -> BadAnswer:
     """The failure of an answer past MAX_WHOLE_BODY (``what``: how it was measured)."""
-    return ConnectionError(f"an answer larger than {MAX_WHOLE_BODY / 2**20:g} MiB{what}")
+    return BadAnswer(f"an answer larger than {MAX_WHOLE_BODY / 2**20:g} MiB{what}")
 
 
 class _Drain:
