@@ -187,6 +187,8 @@ class UpstreamStatusError(UpstreamError):
             self.error_type = error_type  # type: ignore[misc]
         elif self.status == 429:
             self.error_type = "rate_limit_error"  # type: ignore[misc]
+        elif self.status < 500:  # the client's to fix (a 413 with no type of its own)
+            self.error_type = "invalid_request_error"  # type: ignore[misc]
 
 
 class UpstreamUnavailableError(UpstreamError):

@@ -15,6 +15,7 @@ from tests.support.faulty_upstream import FaultyUpstream
 from tests.support.server import ServerHandle, free_port, thread_server
 
 MESSAGES = [{"role": "user", "content": "hi"}]
+PROVIDER_KEY = "sk-provider-secret-4c1d"
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def server(upstream: FaultyUpstream) -> Iterator[ServerHandle]:
                 "id": "up",
                 "type": "openai_compatible",
                 "base_url": upstream.url + "/v1",
+                "api_key": PROVIDER_KEY,
                 "max_retries": 0,
                 "timeout": 1.0,
             },
@@ -284,6 +286,9 @@ def test_a_providers_key_refused_points_at_the_config_not_the_clients_key(
     body = {"model": "up/status-401", "messages": MESSAGES}
     error = _error(_post(server, "/chat/completions", json=body), 502)
     assert "api_key of provider 'up'" in error["message"]
+    # The provider quoted the key it refused, Switchyard's own: not passed on.
+    assert "incorrect API key provided: Bearer ***" in error["message"]
+    assert PROVIDER_KEY not in error["message"]
     # The provider's code and param (invalid_api_key, temperature) would send the client
     # after its own key.
     assert error["code"] is None and error["param"] is None
@@ -308,6 +313,13 @@ def test_the_clients_sdk_does_not_retry_what_switchyard_retried_or_cannot_help(
         server, "/chat/completions", json={"model": "up/status-500", "messages": MESSAGES}
     )
     assert unretried.status_code == 502 and "x-should-retry" not in unretried.headers
+
+
+def test_a_proxys_html_page_is_not_quoted_to_the_client(server: ServerHandle) -> None:
+    body = {"model": "up/html-502", "messages": MESSAGES}
+    error = _error(_post(server, "/chat/completions", json=body), 502)
+    assert "an HTML page (in Switchyard's log)" in error["message"]
+    assert "10.1.2.3" not in error["message"]
 
 
 def test_an_error_in_a_200_answer_is_a_502_and_not_stored(server: ServerHandle) -> None:
@@ -353,6 +365,7 @@ def test_rate_limits_pass_the_providers_retry_after(server: ServerHandle) -> Non
         # Two choices side by side (n=2): the first finished, the second was cut.
         ("up/close-cut-n2-stream", ["first", "other", " second"]),
         ("up/empty-stream", []),
+        ("up/string-error-stream", ["first"]),  # {"error": "..."}, then [DONE]
     ],
 )
 def test_errors_after_the_first_byte_end_the_stream_with_an_error_event(
@@ -382,6 +395,7 @@ def _unfinished_streams(server: ServerHandle) -> float:
     [
         ("up/finished-stream", ["first", " second"]),
         ("up/close-finished-stream", ["first", " second"]),
+        ("up/empty-data-stream", ["first", " second"]),
     ],
 )
 def test_a_stream_that_ended_whole_may_end_without_done(

@@ -112,14 +112,20 @@ class FaultyUpstream(ThreadedApp):
         self.calls[model] = self.calls.get(model, 0) + 1
         if model.startswith("status-"):
             status = int(model.removeprefix("status-"))
+            said = f"upstream says {status}"
+            if status == 401:  # as some providers do: the key it refused, quoted back
+                said += f"; incorrect API key provided: {request.headers.get('Authorization')}"
             error = {
-                "message": f"upstream says {status}",
+                "message": said,
                 "type": "test_error",
                 "param": "temperature",
                 "code": "invalid_api_key" if status == 401 else None,
             }
             headers = {"Retry-After": "7"} if status == 429 else None
             return web.json_response({"error": error}, status=status, headers=headers)
+        if model == "html-502":  # a proxy's page in front of the provider
+            page = "<html><body><h1>502 Bad Gateway</h1>upstream 10.1.2.3:8000</body></html>"
+            return web.Response(text=page, status=502, content_type="text/html")
         if model == "error-200":
             return web.json_response({"error": {"message": "model overloaded", "type": "x"}})
         if model == "flaky" and self.calls[model] == 1:
@@ -169,6 +175,13 @@ _SCRIPTS: dict[str, list[bytes | None]] = {
     "cut-stream": [_FIRST, None],
     "unfinished-stream": [_FIRST],
     "finished-stream": [_FIRST, _LAST],
+    "string-error-stream": [
+        _FIRST,
+        b'data: {"error": "model overloaded"}\n\n',
+        b"data: [DONE]\n\n",
+    ],
+    # Events with empty data (keep-alives, as some servers send them): not events at all.
+    "empty-data-stream": [_FIRST, b"data: \n\n", b"data:\n\n", _LAST, b"data: [DONE]\n\n"],
 }
 _HEAD_TO_CLOSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
 _CLOSE_DELIMITED = {

@@ -28,6 +28,7 @@ from switchyard.errors import (
     no_client_retry,
 )
 from switchyard.providers.base import JSON, ModelInfo
+from switchyard.providers.quoting import Quoter, error_fields
 from switchyard.recording.sse import DONE, SSEParser
 from switchyard.upstream import (
     Transport,
@@ -86,6 +87,7 @@ class OpenAICompatProvider:
             max_retries=config.max_retries,
         )
         self._headers = {"User-Agent": f"switchyard/{__version__}"}
+        self._quote = Quoter(config.id, config.api_key, base_url)
         if config.api_key:
             if not config.api_key.isprintable():
                 # Say, the \r of a .env file written on Windows: every request would fail.
@@ -160,7 +162,7 @@ class OpenAICompatProvider:
             message = error.get("message", error) if isinstance(error, dict) else error
             raise UpstreamError(
                 f"provider '{self.id}' failed (an error in an HTTP 200 answer): "
-                f"{str(message)[:500]}",
+                f"{self._quote(str(message))}",
                 provider_id=self.id,
             )
         return payload
@@ -170,7 +172,8 @@ class OpenAICompatProvider:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise UpstreamError(
-                f"provider '{self.id}' answered with something that is not JSON: {raw[:200]!r}",
+                f"provider '{self.id}' answered with something that is not JSON: "
+                f"{self._quote(raw[:200].decode('utf-8', 'replace'))!r}",
                 provider_id=self.id,
             ) from None
         if not isinstance(payload, dict):
@@ -195,7 +198,7 @@ class OpenAICompatProvider:
             return err
         error = payload.get("error")
         if error is not None:
-            message, _, _, _ = _error_fields(raw)
+            message = self._quote(error_fields(raw)[0])
             return UpstreamError(f"provider '{self.id}' failed: {message}", provider_id=self.id)
         return UpstreamError(
             f"provider '{self.id}' answered a streaming request with one JSON document, "
@@ -258,6 +261,8 @@ class OpenAICompatProvider:
         for data in payloads:
             if data == DONE:
                 return chunks, True, None
+            if not data:
+                continue  # "data:" alone: an event with no data is not dispatched (SSE)
             try:
                 chunks.append(self._event(data))
             except Exception as err:  # raised by _events, once the chunks before it are out
@@ -267,9 +272,10 @@ class OpenAICompatProvider:
     def _event(self, data: bytes) -> JSON:
         event = self._decode(data)
         error = event.get("error")
-        if isinstance(error, dict):
+        if error:  # an object, or a bare string ({"error": "model overloaded"})
+            message = error.get("message", error) if isinstance(error, dict) else error
             raise UpstreamError(
-                f"provider '{self.id}' failed mid-stream: {error.get('message', error)}",
+                f"provider '{self.id}' failed mid-stream: {self._quote(str(message))}",
                 provider_id=self.id,
             )
         return event
@@ -286,7 +292,8 @@ class OpenAICompatProvider:
         )
 
     def _status_error(self, status: int, raw: bytes) -> UpstreamStatusError:
-        message, error_type, param, code = _error_fields(raw)
+        message, error_type, param, code = error_fields(raw)
+        message = self._quote(message)
         if status in (401, 403):
             # The provider refused Switchyard's key, not the client's: its code (say
             # invalid_api_key) would send the client after the wrong key.
@@ -338,7 +345,7 @@ class OpenAICompatProvider:
         except orjson.JSONDecodeError:
             raise UpstreamError(
                 f"provider '{self.id}' answered /models with something that is not JSON: "
-                f"{raw[:200]!r}",
+                f"{self._quote(raw[:200].decode('utf-8', 'replace'))!r}",
                 provider_id=self.id,
             ) from None
         return self.parse_model_list(payload)
@@ -476,28 +483,6 @@ def _finishes(chunks: list[JSON]) -> bool:
                 key = index if isinstance(index, int) else 0
                 finished[key] = finished.get(key, False) or bool(choice.get("finish_reason"))
     return bool(finished) and all(finished.values())
-
-
-def _error_fields(raw: bytes) -> tuple[str, str | None, str | None, str | None]:
-    """Pull message, type, param and code out of whatever error body a provider sent."""
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        text = raw.decode("utf-8", "replace").strip()
-        return (text[:500] or "no details given"), None, None, None
-    error = payload.get("error", payload) if isinstance(payload, dict) else payload
-    if isinstance(error, str):
-        return error, None, None, None
-    if not isinstance(error, dict):
-        return str(error)[:500], None, None, None
-    message = error.get("message") or error.get("detail") or orjson.dumps(error).decode()
-    param, code, kind = error.get("param"), error.get("code"), error.get("type")
-    return (
-        str(message),
-        kind if isinstance(kind, str) else None,
-        param if isinstance(param, str) else None,
-        code if isinstance(code, str) else None,
-    )
 
 
 def _longer_vectors(result: JSON, dimensions: int) -> bool:

@@ -1,0 +1,69 @@
+"""What a provider said, made fit to quote in a client's error message and in the log.
+
+A provider's error text is worth passing on ("maximum context length is 8192 tokens"),
+but not all of it: a provider may echo the key it refused (Switchyard's own, from the
+config), and a proxy in front of it answers with an HTML page that can name internal
+hosts. So a quote drops the configured secrets, stands in for an HTML page (which goes
+to the log), and is cut short.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import unquote, urlsplit
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+QUOTE_MAX = 500
+HIDDEN = "***"
+# Shorter "secrets" ("x", a placeholder key) would blank out ordinary words.
+_SECRET_MIN = 6
+
+
+class Quoter:
+    __slots__ = ("_provider_id", "_secrets")
+
+    def __init__(self, provider_id: str, api_key: str | None, base_url: str) -> None:
+        self._provider_id = provider_id
+        secrets = [api_key or ""]
+        try:
+            password = urlsplit(base_url).password
+        except ValueError:
+            password = None
+        if password:
+            secrets += [password, unquote(password)]
+        found = {s for s in secrets if len(s) >= _SECRET_MIN}
+        self._secrets = tuple(sorted(found, key=len, reverse=True))  # the longest first
+
+    def __call__(self, text: str, limit: int = QUOTE_MAX) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, HIDDEN)
+        if text.lstrip()[:1] == "<":
+            log.warning("provider %s answered with an HTML page: %s", self._provider_id, text)
+            return "an HTML page (in Switchyard's log), not an API error"
+        return text[:limit]
+
+
+def error_fields(raw: bytes) -> tuple[str, str | None, str | None, str | None]:
+    """Pull message, type, param and code out of whatever error body a provider sent
+    (unquoted: pass the message through a Quoter)."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        text = raw.decode("utf-8", "replace").strip()
+        return (text or "no details given"), None, None, None
+    error = payload.get("error", payload) if isinstance(payload, dict) else payload
+    if isinstance(error, str):
+        return error, None, None, None
+    if not isinstance(error, dict):
+        return str(error), None, None, None
+    message = error.get("message") or error.get("detail") or orjson.dumps(error).decode()
+    param, code, kind = error.get("param"), error.get("code"), error.get("type")
+    return (
+        str(message),
+        kind if isinstance(kind, str) else None,
+        param if isinstance(param, str) else None,
+        code if isinstance(code, str) else None,
+    )
