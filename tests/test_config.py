@@ -187,3 +187,9 @@ def test_allowed_origins_must_be_origins() -> None:
     assert config.server.allowed_origins == ["https://a.example:3000/", "*"]
     with pytest.raises(ConfigError, match=r"server.allowed_origins.*'app.example.com' is not an"):
         config_from_dict({"server": {"allowed_origins": ["app.example.com"]}}, "x")
+
+
+def test_a_provider_id_fits_the_stores_column() -> None:
+    provider = {"id": "p" * 129, "type": "openai_compatible", "base_url": "http://h/v1"}
+    with pytest.raises(ConfigError, match=r"providers\.0\.id"):
+        config_from_dict({"providers": [provider]}, "x")

@@ -31,7 +31,7 @@ class _Strict(BaseModel):
 
 
 class ProviderConfig(_Strict):
-    id: str
+    id: str = Field(max_length=128)  # the store's provider_id column
     type: str
     base_url: str | None = None
     api_key: str | None = None

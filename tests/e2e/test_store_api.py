@@ -159,7 +159,7 @@ def test_store_false_is_never_stored(client: openai.OpenAI) -> None:
         ("limit=ten", "limit"),
         ("order=sideways", "order"),
         ("after=chatcmpl-unknown", "after"),
-        ("metadata[]=x", "metadata[]"),
+        ("metadata[k]x=v", "metadata[k]x"),
         ("metadata[k=v", "metadata[k"),
         ("metadata=k", "metadata"),
         # PostgreSQL refuses NUL in a query: a 400 on every backend, not a 500 there.
@@ -226,6 +226,14 @@ def test_a_compressed_body_is_415_saying_so(server: ServerHandle) -> None:
     )
     assert answer.status_code == 415
     assert "uncompressed" in answer.json()["error"]["message"]
+
+
+def test_any_metadata_key_a_create_takes_can_be_filtered_on(client: openai.OpenAI) -> None:
+    metadata = {"line\nbreak": "v1", "": "empty key", "tab\tkey": "v2"}
+    answer = client.chat.completions.create(model=MODEL, messages=ask("keys"), metadata=metadata)
+    for key, value in metadata.items():
+        listed = client.chat.completions.list(metadata={key: value})
+        assert [c.id for c in listed.data] == [answer.id], repr(key)
 
 
 def test_deleting_each_completion_while_paging_reaches_them_all(client: openai.OpenAI) -> None:

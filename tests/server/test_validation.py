@@ -82,6 +82,9 @@ def test_null_counts_as_absent() -> None:
         (CHAT, {"model": "m", "messages": [], "metadata": {"k": "v" * 513}}, "metadata"),
         (CHAT, {"model": "m", "messages": [], "tool_choice": "sometimes"}, "tool_choice"),
         (EMBEDDINGS, {"model": "m", "input": ["a"] * 2048}, None),
+        (CHAT, {"model": "p/" + "m" * 254, "messages": []}, None),
+        (CHAT, {"model": "p/" + "m" * 255, "messages": []}, "model"),
+        (EMBEDDINGS, {"model": "", "input": "a"}, "model"),
         (EMBEDDINGS, {"model": "m", "input": ["a"] * 2049}, "input"),
         (EMBEDDINGS, {"model": "m", "input": [[1]] * 2049}, "input"),
         (EMBEDDINGS, {"model": "m", "input": [1] * 8000}, None),  # one text's tokens

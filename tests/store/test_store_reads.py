@@ -127,11 +127,22 @@ async def test_model_and_metadata_filters_paginate_too(store: InferenceStore) ->
 
 
 async def test_metadata_keys_with_any_character_filter(store: InferenceStore) -> None:
-    keys = ['dq"', "bs\\", "sq'", "dot.ted", "$", "br[x]", "plain"]
+    keys = ['dq"', "bs\\", "sq'", "dot.ted", "$", "br[x]", "plain", "tab\tkey", "ctl\x01", "ü"]
     await write_all(store, [call(n, metadata={key: str(n)}) for n, key in enumerate(keys)])
     for n, key in enumerate(keys):
         assert await walk(store, metadata={key: str(n)}) == [f"chatcmpl-test-{n:06d}"], key
         assert await walk(store, metadata={key: "other"}) == [], key
+
+
+async def test_a_providers_overlong_id_is_cut_and_the_completion_kept(
+    store: InferenceStore,
+) -> None:
+    # PostgreSQL refused the whole row (a VARCHAR(256)); SQLite took it all.
+    c = call(7)
+    c.provider_completion_id = "p" * 300
+    await write_all(store, [c])
+    got = await store.get_completion("chatcmpl-test-000007")
+    assert got["switchyard"]["provider_completion_id"] == "p" * 256
 
 
 @pytest.mark.parametrize("order", ["asc", "desc"])

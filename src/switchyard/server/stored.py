@@ -29,7 +29,7 @@ MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
 LIST_ORDER: Order = "desc"  # newest first (issue 4, Llama Stack)
 MESSAGES_ORDER: Order = "asc"  # as in the request
-_METADATA_PARAM = re.compile(r"^metadata\[(.+)\]$")
+_METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$", re.DOTALL)  # any key a create took
 _BASE = "/v1/chat/completions"
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -20,8 +20,13 @@ def _string(v: Any) -> str | None:
     return None if isinstance(v, str) else "must be a string"
 
 
-def _nonempty_string(v: Any) -> str | None:
-    return None if isinstance(v, str) and v else "must be a non-empty string"
+MODEL_MAX = 256  # the store's column (store/schema.py); no provider's ids come close
+
+
+def _model(v: Any) -> str | None:
+    if not isinstance(v, str) or not v:
+        return "must be a non-empty string"
+    return None if len(v) <= MODEL_MAX else f"must be at most {MODEL_MAX} characters"
 
 
 def _bool(v: Any) -> str | None:
@@ -264,7 +269,7 @@ def _is_int(x: Any) -> bool:
 
 
 _SAMPLING: dict[str, Check] = {
-    "model": _nonempty_string,
+    "model": _model,
     "stream": _bool,
     "stream_options": _stream_options,
     "n": _int(1, 128),
@@ -302,7 +307,7 @@ COMPLETIONS: Mapping[str, Check] = {
 }
 
 EMBEDDINGS: Mapping[str, Check] = {
-    "model": _nonempty_string,
+    "model": _model,
     "input": _embedding_input,
     "encoding_format": _one_of("float", "base64"),
     "dimensions": _int(1),

@@ -123,14 +123,21 @@ def list_rows(db: Database, query: ListQuery) -> tuple[list[sa.Row[Any]], bool]:
 
 
 def _metadata_is(backend: str, key: str, value: str) -> sa.ColumnElement[bool]:
-    if backend == "sqlite" and ('"' in key or "\\" in key):
-        # SQLite's JSON paths cannot quote these characters (the path found nothing):
+    if backend == "sqlite" and _unquotable(key):
+        # SQLite's JSON paths cannot quote these characters (the path finds nothing):
         # such a key is looked up among the object's members instead.
         members = sa.func.json_each(table.c.metadata).table_valued("key", "value")
         found = sa.select(1).select_from(members)
         return found.where(members.c.key == key, members.c.value == value).exists()
     matches: sa.ColumnElement[bool] = table.c.metadata[key].as_string() == value
     return matches
+
+
+def _unquotable(key: str) -> bool:
+    """Whether SQLite's JSON path misses ``key``: it compares a path label with the
+    key's escaped JSON text, so a quote, a backslash or a control character (escaped
+    in JSON as \\t, \\u0001...) never matches."""
+    return '"' in key or "\\" in key or any(c < " " for c in key)
 
 
 def _after_deleted(after: str, order: Order) -> sa.ColumnElement[bool]:

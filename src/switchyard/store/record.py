@@ -25,6 +25,8 @@ from switchyard.store.queries import Values
 __all__ = ["MalformedRecord", "Record", "as_events", "record_id", "record_of", "row_values"]
 
 
+PROVIDER_ID_MAX = 256  # schema.py's provider_completion_id
+
 # Kept in their own columns, so not repeated in the stored request.
 _REQUEST_OWN_COLUMNS = frozenset({"messages", "metadata", "model"})
 
@@ -128,7 +130,9 @@ def row_values(record: Record) -> Values:
         int(finished * 1_000_000),
         str(model),
         provider_id,
-        upstream_id,
+        # The provider's own id, for finding the call in its logs; one longer than the
+        # column (a broken provider's) is cut rather than cost the row on PostgreSQL.
+        None if upstream_id is None else upstream_id[:PROVIDER_ID_MAX],
         caller,
         streamed,
         completion_text,
