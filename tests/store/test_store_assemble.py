@@ -70,6 +70,26 @@ def test_tool_calls_rebuilt_from_interleaved_deltas_by_index() -> None:
     assert assemble(chunks)["choices"][0]["finish_reason"] == "tool_calls"
 
 
+def test_whole_tool_calls_without_an_index_stay_apart() -> None:
+    # Gemini's OpenAI-compatible stream: each call whole, in a chunk of its own, no index.
+    def call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+        function = {"name": name, "arguments": arguments}
+        return {"id": call_id, "type": "function", "function": function}
+
+    chunks = [
+        chunk(
+            [delta(role="assistant", tool_calls=[call("call_A", "weather", '{"city":"Paris"}')])]
+        ),
+        chunk([delta(tool_calls=[call("call_B", "time", "{}")])]),
+        chunk([delta(tool_calls=[call("call_C", "date", "{}")], finish="tool_calls")]),
+    ]
+    assert assemble(chunks)["choices"][0]["message"]["tool_calls"] == [
+        call("call_A", "weather", '{"city":"Paris"}'),
+        call("call_B", "time", "{}"),
+        call("call_C", "date", "{}"),
+    ]
+
+
 def test_several_choices_by_index_and_their_logprobs() -> None:
     def lp(token: str) -> dict[str, Any]:
         return {"content": [{"token": token, "logprob": -1.0, "top_logprobs": []}]}

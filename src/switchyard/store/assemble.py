@@ -63,7 +63,9 @@ class _Choice:
                 self._add_function_call(value)
 
     def _add_tool_call(self, position: int, delta: JSON) -> None:
-        index = delta.get("index", position)
+        index = delta.get("index")
+        if index is None:
+            index = self._unindexed(position, delta.get("id"))
         call = self.tool_calls.setdefault(
             index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
         )
@@ -75,6 +77,21 @@ class _Choice:
         for key in ("name", "arguments"):
             if isinstance(function.get(key), str):
                 call["function"][key] += function[key]
+
+    def _unindexed(self, position: int, call_id: Any) -> Any:
+        """Where a tool-call delta with no index goes. Gemini's OpenAI-compatible API
+        sends each call whole, with no index, first in its chunk's list: a new id there
+        is a new call, not more of the one before."""
+        there = self.tool_calls.get(position)
+        if not call_id or there is None or there["id"] in (None, call_id):
+            return position
+        for index, call in self.tool_calls.items():
+            if call["id"] == call_id:
+                return index
+        index = len(self.tool_calls)
+        while index in self.tool_calls:
+            index += 1
+        return index
 
     def _add_function_call(self, delta: JSON) -> None:
         if self.function_call is None:
