@@ -328,6 +328,26 @@ async def test_postgres_down_at_start_then_back(pg_behind_proxy: tuple[str, TcpP
         await store.close()
 
 
+async def test_close_keeps_to_close_timeout_while_the_schema_waits_to_be_made(
+    pg_behind_proxy: tuple[str, TcpProxy], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Down at start: the writer retries the migration with a back-off; a back-off
+    # begun before shutdown must not hold the save past close_timeout (a supervisor's
+    # kill, 30 s after SIGTERM in Kubernetes, would lose what was queued).
+    monkeypatch.setattr(writer, "RETRY_FIRST_S", 20.0)
+    url, proxy = pg_behind_proxy
+    proxy.cut()
+    store = await make_store(url, tmp_path, writer="thread", close_timeout=0.5)
+    for n in range(3):
+        await store.completion_finished(call(n))
+    await asyncio.sleep(0.3)  # the writer is in its back-off now
+    started = time.monotonic()
+    await store.close()
+    assert time.monotonic() - started < 5
+    saved = list((tmp_path / "store-unwritten").iterdir())
+    assert len(saved) == 1 and len(saved[0].read_text().splitlines()) == 3
+
+
 @pytest.mark.usefixtures("fast_retries")
 async def test_postgres_cut_mid_run_loses_nothing(pg_behind_proxy: tuple[str, TcpProxy]) -> None:
     url, proxy = pg_behind_proxy

@@ -25,6 +25,7 @@ woken only when it sleeps, and the unwritten gauge is computed when scraped
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -86,6 +87,7 @@ class Writer:
         self._drops = DropLog()
         self._task: asyncio.Task[None] | None = None
         self._deadline: float | None = None  # set by close(): stop retrying after it
+        self._deadline_set = asyncio.Event()  # wakes a retry's sleep begun before it
         self._queued_bytes = 0
         self.accepted = 0
         self.settled = 0
@@ -174,6 +176,7 @@ class Writer:
         if self._task is None:
             return
         self._deadline = time.monotonic() + self._config.close_timeout
+        self._deadline_set.set()
         try:
             # Bounded even if a database call hangs in the thread despite its timeouts.
             await asyncio.wait_for(self._finish(), self._config.close_timeout + 30)
@@ -244,7 +247,7 @@ class Writer:
         delay = RETRY_FIRST_S
         while not self.ready and not self._past_deadline():
             await self._sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S * 6)
+            delay = min(delay * 2, RETRY_MAX_S)
             try:
                 await asyncio.to_thread(migrate, self._db)
             except sa.exc.SQLAlchemyError as err:
@@ -359,8 +362,15 @@ class Writer:
         return self._deadline is not None and time.monotonic() >= self._deadline
 
     async def _sleep(self, delay: float) -> None:
-        if self._deadline is not None:
-            delay = max(0.0, min(delay, self._deadline - time.monotonic()))
+        """A retry's back-off, never past the close deadline: one begun before close()
+        set it ends then, so the flush and the save keep to close_timeout."""
+        if self._deadline is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._deadline_set.wait(), delay)
+            if self._deadline is None:
+                return
+            delay = 0.0  # woken by close(): try once more at once
+        delay = max(0.0, min(delay, self._deadline - time.monotonic()))
         await asyncio.sleep(delay)
 
 
