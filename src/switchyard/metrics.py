@@ -72,7 +72,8 @@ STREAMS_NOT_STORED = Counter(
 STORE_DROPPED = Counter(
     "switchyard_store_dropped",
     "Completions given up on, also logged: queue full, a row the database refuses, "
-    "or the database still down when shutdown's flush times out",
+    "a stream too large to keep, or the database still down when shutdown's flush "
+    "times out",
     registry=REGISTRY,
 )
 

@@ -6,7 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import pytest
 
+from switchyard import metrics
+from switchyard.server import stream
 from switchyard.server.stream import DONE_EVENT, Tap, relay
 
 OURS = {"id": "chatcmpl-ours", "model": "up/m"}
@@ -34,7 +37,9 @@ async def test_the_chunks_of_one_read_go_out_as_one_piece() -> None:
     pieces = await relayed(reads([chunk(1), chunk(2)], [], [chunk(3)]), tap)
     assert pieces == [event(1) + event(2), event(3), DONE_EVENT]
     # What the store gets: the very chunks the events carried, as one JSON array.
-    assert orjson.loads(tap.answer()) == [{**chunk(n), **OURS} for n in (1, 2, 3)]
+    answer = tap.answer()
+    assert answer is not None
+    assert orjson.loads(answer) == [{**chunk(n), **OURS} for n in (1, 2, 3)]
     assert tap.provider_completion_id == "up-1"
 
 
@@ -48,3 +53,16 @@ async def test_an_empty_batch_that_is_not_a_list_makes_no_event() -> None:
     # A plugin provider yielding a generator that turns out empty: nothing is sent.
     pieces = await relayed(reads((c for c in ()), [chunk(1)]))
     assert pieces == [b"", event(1), DONE_EVENT]
+
+
+async def test_a_stream_past_what_the_store_keeps_is_relayed_whole_and_not_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stream, "MAX_KEPT", len(event(1)) * 3)  # about three chunks
+    dropped = metrics.STORE_DROPPED._value.get()
+    tap = Tap()
+    pieces = await relayed(reads(*[[chunk(n)] for n in range(10)]), tap)
+    assert pieces == [*(event(n) for n in range(10)), DONE_EVENT]
+    assert tap.chunks is None  # let go of, not held to the end
+    assert tap.answer() is None
+    assert metrics.STORE_DROPPED._value.get() == dropped + 1

@@ -53,10 +53,13 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
             tap = Tap()
 
             async def store_stream() -> None:
+                answer = tap.answer()
+                if answer is None:
+                    return
                 upstream_id = tap.provider_completion_id
                 record = _record(
                     raw,
-                    tap.answer(),
+                    answer,
                     entry.provider_id,
                     started,
                     upstream_id,

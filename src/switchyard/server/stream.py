@@ -16,26 +16,47 @@ from typing import Any
 import orjson
 
 from switchyard.errors import SwitchyardError
-from switchyard.metrics import STREAMS_NOT_STORED
+from switchyard.metrics import STORE_DROPPED, STREAMS_NOT_STORED
 
 log = logging.getLogger(__name__)
 
 DONE_EVENT = b"data: [DONE]\n\n"
 
 
+# The most of a stream the store keeps: its chunks' JSON. 128K tokens of text (any
+# model's longest answer) take ~40 MB; a provider stuck in a loop could send without end.
+MAX_KEPT = 128 * 1024 * 1024
+
+
 class Tap:
     """What the store keeps of a stream as it passes: the JSON of each chunk the client
-    was sent, and the provider's own id for the completion (from its first chunk)."""
+    was sent (None once past MAX_KEPT: the stream is relayed but not stored), and the
+    provider's own id for the completion (from its first chunk)."""
 
-    __slots__ = ("chunks", "provider_completion_id")
+    __slots__ = ("chunks", "kept", "provider_completion_id")
 
     def __init__(self) -> None:
-        self.chunks: list[bytes] = []
+        self.chunks: list[bytes] | None = []
+        self.kept = 0
         self.provider_completion_id: Any = None
 
-    def answer(self) -> bytes:
+    def keep(self, dumped: list[bytes]) -> None:
+        if self.chunks is None:
+            return
+        self.kept += sum(map(len, dumped))
+        if self.kept <= MAX_KEPT:
+            self.chunks.extend(dumped)
+            return
+        self.chunks = None
+        log.warning("a stream passed %d MiB: relayed on, but not stored", MAX_KEPT // 2**20)
+
+    def answer(self) -> bytes | None:
         """The chunks as one JSON array: what the store's writer parses in one call,
-        with no SSE framing to take apart (bench/NOTES.md, section 37)."""
+        with no SSE framing to take apart (bench/NOTES.md, section 37). None for a
+        stream too large to keep."""
+        if self.chunks is None:
+            STORE_DROPPED.inc()
+            return None
         return b"[" + b",".join(self.chunks) + b"]"
 
 
@@ -85,5 +106,5 @@ def _sse(chunks: list[dict[str, Any]], overrides: dict[str, Any], tap: Tap | Non
     if not dumped:  # a plugin's empty batch (say, a generator): no event at all
         return b""
     if tap is not None:
-        tap.chunks.extend(dumped)
+        tap.keep(dumped)
     return b"data: " + b"\n\ndata: ".join(dumped) + b"\n\n"
