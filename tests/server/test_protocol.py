@@ -15,6 +15,7 @@ import uvicorn
 from tests.support.server import ServerHandle, thread_server
 from uvicorn.server import ServerState
 
+from switchyard.server import protocol
 from switchyard.server.protocol import CLIENT_GONE, GatheringTransport, HttpProtocol
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
@@ -245,3 +246,35 @@ async def test_a_watch_withdrawn_is_not_called() -> None:
     watch(None)  # the stream ended
     protocol.connection_lost(None)
     assert calls == []
+
+
+def test_connections_that_never_finish_a_request_are_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(protocol, "REQUEST_STALL_SECONDS", 0.5)
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n"
+    with thread_server({"providers": []}) as handle:
+        port = int(handle.url.rsplit(":", 1)[1])
+        stalled = []
+        for sent in (
+            b"",
+            head[:20],
+            head + b"\r\n" + b"{" * 10,
+        ):  # nothing, half a head, half a body
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(sent)
+            stalled.append(sock)
+        slow = socket.create_connection(("127.0.0.1", port))
+        get = b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        for byte in get:  # slow, but never silent for long: it is answered
+            slow.sendall(bytes([byte]))
+            time.sleep(0.02)
+        for sock in stalled:
+            sock.settimeout(5)
+            started = time.monotonic()
+            assert sock.recv(1024) == b""  # closed by the server
+            assert time.monotonic() - started < 3
+            sock.close()
+        slow.settimeout(5)
+        assert _read_responses(slow, 1)[0].endswith(b'{"status":"OK"}')
+        slow.close()

@@ -31,6 +31,11 @@ HTTP_PROTOCOL = "switchyard.server.protocol:HttpProtocol"  # for uvicorn's --htt
 # that race fails a request with "Server disconnected without sending a response". 75 s
 # is nginx's default.
 KEEP_ALIVE_SECONDS = 75
+# How long a client may take to send a request once it connects, or may leave one half
+# sent without sending more (nginx's client_header_timeout and client_body_timeout):
+# past it the connection is closed, or connections that never finish a request (slow
+# loris) would hold file descriptors for ever.
+REQUEST_STALL_SECONDS = 60.0
 _HEAD = b"HTTP/"  # how every response head uvicorn writes begins
 # An ASGI extension of ours: ``scope["extensions"][CLIENT_GONE]["watch"](callback)``
 # calls ``callback`` when the client's connection is lost (at once if it already is),
@@ -118,15 +123,52 @@ class HttpProtocol(HttpToolsProtocol):
 
     _on_client_gone: Callable[[], None] | None = None
     _client_lost = False
+    # The stall timer (REQUEST_STALL_SECONDS), armed only while the connection owes a
+    # request: none yet since it connected, or one begun and not complete after a read.
+    # A request that arrives whole in one read (nearly all) never arms it.
+    _stall: asyncio.TimerHandle | None = None
+    _begun = False  # a request has begun on this connection
+    _in_request = False  # one has begun and is not complete
+    _last_read = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         loop = asyncio.get_running_loop()
         self._gathering = GatheringTransport(transport, loop)
         super().connection_made(cast(asyncio.Transport, self._gathering))
+        self._arm_stall()
+
+    def data_received(self, data: bytes) -> None:
+        if self._stall is not None:
+            self._last_read = self.loop.time()
+        super().data_received(data)
+        if self._in_request and self._stall is None:
+            self._arm_stall()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if not self._begun and self._stall is not None:
+            self._stall.cancel()  # the first request came; re-armed if it stalls
+            self._stall = None
+        self._in_request = self._begun = True
         self.scope["extensions"] = {CLIENT_GONE: {"watch": self._watch_client}}
+
+    def on_message_complete(self) -> None:
+        self._in_request = False
+        super().on_message_complete()
+
+    def _arm_stall(self) -> None:
+        self._last_read = self.loop.time()
+        self._stall = self.loop.call_later(REQUEST_STALL_SECONDS, self._check_stall)
+
+    def _check_stall(self) -> None:
+        self._stall = None
+        if self._begun and not self._in_request:
+            return  # requests came whole: the keep-alive timeout watches it from here
+        left = self._last_read + REQUEST_STALL_SECONDS - self.loop.time()
+        if left > 0:
+            self._stall = self.loop.call_later(left, self._check_stall)
+        elif not self.transport.is_closing():
+            self.transport.close()
 
     def _watch_client(self, callback: Callable[[], None] | None) -> None:
         if callback is None:
@@ -141,6 +183,9 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._client_lost = True
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
         gone, self._on_client_gone = self._on_client_gone, None
         super().connection_lost(exc)
         if gone is not None:
