@@ -573,6 +573,27 @@ async def test_idle_connections_left_at_the_bottom_expire_under_traffic(serve: S
         await transport.aclose()
 
 
+async def test_idle_connections_expire_when_traffic_stops(serve: Serve) -> None:
+    transport = HttpTransport(timeout=1.0, connect_timeout=1.0, keepalive_expiry=0.3)
+
+    async def slow(exchange: Exchange) -> bytes:
+        await asyncio.sleep(0.05)  # all at once: a connection each
+        return JSON_OK
+
+    _, base = await serve(slow)
+    try:
+        calls = [transport.send(post(base)) for _ in range(5)]
+        for response in await asyncio.gather(*calls):
+            await response.read()
+        idle = [c for conns in transport._idle.values() for c in conns]
+        assert len(idle) == 5
+        await asyncio.sleep(0.6)  # no request comes to expire them
+        assert all(c.closed for c in idle)
+        assert not any(transport._idle.values())
+    finally:
+        await transport.aclose()
+
+
 async def test_an_empty_body_marked_gzip_is_empty(serve: Serve, transport: HttpTransport) -> None:
     # A 429 or a 204 with the encoding header and no body at all: nothing was cut.
     head = b"HTTP/1.1 429 Too Many Requests\r\nContent-Encoding: gzip\r\nRetry-After: 7\r\n"

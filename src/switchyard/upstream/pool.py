@@ -139,6 +139,7 @@ class HttpTransport:
         # The system's trust store (and SSL_CERT_FILE / SSL_CERT_DIR) unless given one.
         self._ssl = ssl_context
         self._closed = False
+        self._sweep: asyncio.TimerHandle | None = None  # expires idle connections
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         try:
@@ -242,18 +243,40 @@ class HttpTransport:
         # The oldest are at the bottom, where checkouts (from the top) never reach while
         # traffic goes on: closed here once expired, not left open until the provider
         # closes them.
-        while idle and now - idle[0].idle_since >= self._keepalive_expiry:
-            expired = idle.pop(0)
-            expired.on_idle_close = None
-            expired.close()
+        self._expire(idle, now)
         conn.idle_since = now
         conn.on_idle_close = idle.remove
         # Reading again if flow control had paused it, so that a close is seen while idle.
         conn.resume_reading()
         idle.append(conn)
+        if self._sweep is None:
+            # And when traffic stops: a burst of 500 streams left 500 sockets open
+            # until the next request came.
+            self._sweep = asyncio.get_running_loop().call_later(
+                self._keepalive_expiry, self._sweep_idle
+            )
+
+    def _expire(self, idle: list[Http1Connection], now: float) -> None:
+        while idle and now - idle[0].idle_since >= self._keepalive_expiry:
+            expired = idle.pop(0)
+            expired.on_idle_close = None
+            expired.close()
+
+    def _sweep_idle(self) -> None:
+        self._sweep = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for idle in self._idle.values():
+            self._expire(idle, now)
+        oldest = min((idle[0].idle_since for idle in self._idle.values() if idle), default=None)
+        if oldest is not None:
+            self._sweep = loop.call_at(oldest + self._keepalive_expiry, self._sweep_idle)
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for idle in self._idle.values():
             for conn in idle:
                 conn.on_idle_close = None
