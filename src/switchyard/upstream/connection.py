@@ -31,8 +31,8 @@ HIGH_WATER = 256 * 1024
 # real one (2,048 embeddings of 3,072 floats are ~130 MB of JSON), low enough that a
 # broken or hostile provider cannot take a worker's memory.
 MAX_WHOLE_BODY = 512 * 1024 * 1024
-# The most an answer's status line and headers may hold, as in nginx and aiohttp's
-# order of size: real providers send a few KB; a broken one could send without end.
+# How much an answer's head may take to arrive, as in nginx and aiohttp's order of
+# size: real providers send a few KB; a broken one could send without end.
 MAX_HEAD = 64 * 1024
 
 
@@ -71,6 +71,7 @@ class Http1Connection(asyncio.Protocol):
         self.status = 0
         self.headers: dict[str, str] = {}
         self._head_size = 0
+        self._repeats: dict[str, list[str]] = {}
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._answered = False  # any byte of the answer seen
@@ -95,6 +96,13 @@ class Http1Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as err:
             self._fail(BadAnswer(f"a malformed HTTP answer: {err}"))
+            return
+        if not self._head_done:
+            # Reads that leave the head unfinished: counted per read, since httptools
+            # grows one endless header's value without calling back at all.
+            self._head_size += len(data)
+            if self._head_size > MAX_HEAD:
+                self._fail(BadAnswer(f"an answer whose headers exceed {MAX_HEAD // 1024} KiB"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -119,21 +127,21 @@ class Http1Connection(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > MAX_HEAD:
-            if self._error is None:
-                self._fail(BadAnswer(f"headers larger than {MAX_HEAD // 1024} KiB"))
-            return
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
-        old = self.headers.get(key)
-        self.headers[key] = text if old is None else f"{old}, {text}"
+        if key not in self.headers:
+            self.headers[key] = text
+        else:  # joined once the head is in: joined per repeat, n repeats cost n squared
+            self._repeats.setdefault(key, [self.headers[key]]).append(text)
 
     def on_headers_complete(self) -> None:
+        if self._repeats:
+            for key, values in self._repeats.items():
+                self.headers[key] = ", ".join(values)
+            self._repeats = {}
         status = self._parser.get_status_code()
         if 100 <= status < 200:  # 100 Continue and friends: the real answer follows
             self.headers = {}
-            self._head_size = 0
             return
         self.status = status
         self._head_done = True
