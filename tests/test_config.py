@@ -187,6 +187,8 @@ def test_allowed_origins_must_be_origins() -> None:
     assert config.server.allowed_origins == ["https://a.example:3000/", "*"]
     with pytest.raises(ConfigError, match=r"server.allowed_origins.*'app.example.com' is not an"):
         config_from_dict({"server": {"allowed_origins": ["app.example.com"]}}, "x")
+    with pytest.raises(ConfigError, match="sandboxed page"):
+        config_from_dict({"server": {"allowed_origins": ["null"]}}, "x")
 
 
 def test_a_provider_id_fits_the_stores_column() -> None:

@@ -126,6 +126,11 @@ class ServerConfig(_Strict):
     @classmethod
     def _origins(cls, origins: list[str]) -> list[str]:
         for origin in origins:
+            if origin == "null":
+                raise ValueError(
+                    "'null' is the origin of any sandboxed page or local file: it would "
+                    "let every web page in; list the app's real origin, or '*' to mean all"
+                )
             if not _ORIGIN.match(origin):
                 raise ValueError(
                     f"{origin!r} is not an origin: write scheme, host and port as a browser "
@@ -134,7 +139,7 @@ class ServerConfig(_Strict):
         return origins
 
 
-_ORIGIN = re.compile(r"^(\*|null|[A-Za-z][\w+.-]*://[^/\s]+/?)$")
+_ORIGIN = re.compile(r"^(\*|[A-Za-z][\w+.-]*://[^/\s]+/?)$")
 
 
 class Config(_Strict):

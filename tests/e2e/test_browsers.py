@@ -80,6 +80,17 @@ def test_a_trusted_page_gets_cors_answers(server: ServerHandle, origin: str) -> 
     )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "*"
+    # Chromium's question before a public page calls a private address.
+    private = httpx.options(
+        server.base_url + "/chat/completions",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Private-Network": "true",
+        },
+    )
+    assert private.status_code == 200
+    assert private.headers["access-control-allow-private-network"] == "true"
     assert "POST" in preflight.headers["access-control-allow-methods"]
     headers = {"Origin": origin, "Content-Type": "application/json"}
     answer = _post(server, "/chat/completions", headers, content=BODY)
@@ -96,12 +107,19 @@ def test_sdks_send_no_origin_and_pass(server: ServerHandle) -> None:
         assert answer.choices[0].message.content == "echo: hi"
 
 
-def test_with_api_keys_the_host_is_not_checked(upstream: FakeOpenAI) -> None:
-    # A browser holds no key: a rebound page gets a 401 anyway, and a proxy in front
-    # that passes its own Host on keeps working.
+def test_with_api_keys_the_host_is_not_checked_and_any_page_may_try(
+    upstream: FakeOpenAI,
+) -> None:
+    # A browser holds no key unless its user gave it one: a rebound page gets a 401
+    # anyway, a proxy in front that passes its own Host on keeps working, and a hosted
+    # chat app the user gave a key gets CORS answers.
     config = {"server": {"api_keys": ["sk-k"]}, "providers": [upstream.provider_config()]}
     with thread_server(config) as handle:
         headers = {"Host": "api.example.com", "Authorization": "Bearer sk-k"}
         assert httpx.get(handle.base_url + "/models", headers=headers).status_code == 200
-        evil = {**headers, "Origin": "https://evil.example"}
-        assert httpx.get(handle.base_url + "/models", headers=evil).status_code == 403
+        page = {"Origin": "https://chat.example", "Authorization": "Bearer sk-k"}
+        answer = httpx.get(handle.base_url + "/models", headers=page)
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == "*"
+        keyless = httpx.get(handle.base_url + "/models", headers={"Origin": "https://x.example"})
+        assert keyless.status_code == 401

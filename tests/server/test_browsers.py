@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -82,7 +83,37 @@ def test_stars_allow_any_origin_and_host() -> None:
     assert guard.screen(scope(host="evil.example", origin="https://evil.example")) is True
 
 
-def test_with_keys_only_the_origin_is_checked() -> None:
+def test_with_keys_any_page_may_try_and_no_host_is_checked() -> None:
+    # A page holds no key unless its user gave it one: a 401 stops the rest.
     guard = BrowserGuard([], [], keys=True)
     assert guard.screen(scope(host="evil.example")) is False
-    assert code(guard.screen(scope(origin="https://evil.example"))) == "origin_not_allowed"
+    assert guard.screen(scope(origin="https://chat.example", host="evil.example")) is True
+
+
+@pytest.mark.parametrize(
+    ("server", "browser", "expected"),
+    [
+        # A container's port published on the host's loopback: its own address is not.
+        (("172.17.0.2", 8321), True, "host_not_allowed"),
+        (("172.17.0.2", 8321), False, False),  # an SDK by a compose service's name
+        (("::ffff:127.0.0.1", 8321), False, "host_not_allowed"),  # a dual-stack socket
+    ],
+)
+def test_the_host_off_loopback_is_checked_for_browsers(
+    server: tuple[str, int], browser: bool, expected: str | bool
+) -> None:
+    request = scope(host="evil.example", server=server)
+    if browser:
+        request["headers"].append((b"sec-fetch-site", b"same-origin"))
+    assert code(GUARD.screen(request)) == expected
+
+
+@pytest.mark.parametrize("host", ["host.docker.internal:8321", socket.gethostname()])
+def test_names_no_one_outside_can_point_here_pass(host: str) -> None:
+    assert GUARD.screen(scope(host=host)) is False
+
+
+def test_listed_hosts_and_origins_are_compared_as_browsers_send_them() -> None:
+    guard = BrowserGuard(["HTTPS://App.example:443/"], ["Gateway.Example:8321"], keys=False)
+    assert guard.screen(scope(host="gateway.example:9999")) is False
+    assert guard.screen(scope(origin="https://app.example")) is True

@@ -6,12 +6,15 @@ asking first (no CORS preflight): it would spend the providers' keys and rewrite
 stored completions. And a page whose domain is rebound to 127.0.0.1 (DNS rebinding)
 reads the stored conversations as its own origin. So, as Ollama and Jupyter do:
 
-- a request with an ``Origin`` header (browsers send one on every cross-site request,
-  and on their own site's POSTs) passes only from a loopback page (``localhost``,
-  127.0.0.1) or one listed in ``server.allowed_origins``; those get CORS headers, so
-  browser apps there work;
-- with no API keys, a request that came in on a loopback address must name a loopback
-  host, an IP address, or a name in ``server.allowed_hosts``: a rebound domain does not.
+- with no API keys, a request with an ``Origin`` header (browsers send one on every
+  cross-site request, and on their own site's POSTs) passes only from a loopback page
+  (``localhost``, 127.0.0.1) or one listed in ``server.allowed_origins``; those get
+  CORS headers, so browser apps there work. With keys, any page may try (it holds no
+  key unless its user gave it one), with CORS headers too;
+- with no API keys, a request must name in its Host a loopback or ``.internal`` name,
+  an IP address, this machine's own name or one in ``server.allowed_hosts`` (a rebound
+  domain does not) when it came in on a loopback address or from a browser (by its
+  ``Sec-Fetch-Site`` header: a container's port published on the host's loopback).
 
 SDKs and curl send no Origin and name the host they connect to: they are not touched.
 """
@@ -19,6 +22,7 @@ SDKs and curl send no Origin and name the host they connect to: they are not tou
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -38,9 +42,10 @@ class BrowserGuard:
     def __init__(
         self, allowed_origins: Iterable[str], allowed_hosts: Iterable[str], keys: bool
     ) -> None:
-        self._origins = frozenset(o.lower().rstrip("/") for o in allowed_origins)
-        self._any_origin = ANY in self._origins
-        self._hosts = frozenset(h.lower() for h in allowed_hosts)
+        self._origins = frozenset(origin_key(o) for o in allowed_origins)
+        # With keys, a page holds none unless its user gave it one: any origin may try.
+        self._any_origin = keys or ANY in self._origins
+        self._hosts = frozenset(host_key(h) for h in allowed_hosts) | _own_names()
         # A browser holds no key, so with keys a rebound page gets nowhere anyway.
         self._check_hosts = not keys and ANY not in self._hosts
         self._seen: set[bytes] = set()
@@ -49,34 +54,41 @@ class BrowserGuard:
     def screen(self, scope: Scope) -> PermissionDeniedError | bool:
         """A refusal; or whether a trusted web page sent the request (True: answer it
         with CORS headers); False for any other client."""
-        origin = host = None
+        origin = host = browser = None
         for name, value in scope["headers"]:
             if name == b"origin":
                 origin = value
             elif name == b"host":
                 host = value
-        if self._check_hosts and host is not None and host not in self._seen:
-            refusal = self._host_refusal(host, scope)
-            if refusal is not None:
-                return refusal
+            elif name == b"sec-fetch-site":  # only browsers send it
+                browser = value
+        # On a loopback address, any client's Host is checked (older browsers send no
+        # Sec-Fetch-Site); elsewhere (a container's port published on the host's
+        # loopback), a browser's.
+        if (
+            self._check_hosts
+            and host is not None
+            and host not in self._seen
+            and (browser is not None or self._on_loopback(scope))
+            and (refusal := self._host_refusal(host)) is not None
+        ):
+            return refusal
         if origin is None:
             return False
         return self._origin_refusal(origin.decode("latin-1")) or True
 
-    def _host_refusal(self, host: bytes, scope: Scope) -> PermissionDeniedError | None:
+    def _host_refusal(self, host: bytes) -> PermissionDeniedError | None:
         # (No Host at all is HTTP/1.0, which no browser speaks.)
-        if not self._on_loopback(scope):
-            return None
         name = _host_name(host.decode("latin-1"))
-        if name and (_local_name(name) or _is_address(name) or name in self._hosts):
+        if name and (_trusted_name(name) or _is_address(name) or name in self._hosts):
             if len(self._seen) < _SEEN_MAX:
                 self._seen.add(host)
             return None
         return PermissionDeniedError(
-            f"Host '{name}' is not a name this server answers to on a loopback address "
-            "(a web page whose domain was pointed at 127.0.0.1 would send one). Connect "
-            "to localhost or 127.0.0.1, or add the name to server.allowed_hosts in the "
-            "config.",
+            f"Host '{name}' is not a name this server answers to without API keys (a web "
+            "page whose domain was pointed at this server would send one). Connect to "
+            "localhost or an IP address, add the name to server.allowed_hosts in the "
+            "config, or set server.api_keys.",
             code="host_not_allowed",
         )
 
@@ -93,13 +105,13 @@ class BrowserGuard:
         return local
 
     def _origin_refusal(self, origin: str) -> PermissionDeniedError | None:
-        if self._any_origin or origin.lower() in self._origins:
+        if self._any_origin or origin_key(origin) in self._origins:
             return None
         try:
             name = urlsplit(origin).hostname or ""
         except ValueError:
             name = ""
-        if _local_name(name) or _loopback_address(name):
+        if name == "localhost" or name.endswith(".localhost") or _loopback_address(name):
             return None
         return PermissionDeniedError(
             f"Requests from web pages are refused unless their origin is allowed (this "
@@ -116,8 +128,30 @@ def _host_name(host: str) -> str:
     return host.rpartition(":")[0].lower() if ":" in host else host.lower()
 
 
-def _local_name(name: str) -> bool:
-    return name == "localhost" or name.endswith(".localhost")
+def _trusted_name(name: str) -> bool:
+    """Names no one outside can point at this server: localhost, and the reserved
+    ``.internal`` (Docker Desktop's host.docker.internal)."""
+    return name == "localhost" or name.endswith(".localhost") or name.endswith(".internal")
+
+
+def _own_names() -> frozenset[str]:
+    """The machine's own names (Debian maps its host name to 127.0.1.1)."""
+    names = {socket.gethostname(), socket.getfqdn()}
+    return frozenset(n.lower() for n in names if n)
+
+
+def host_key(host: str) -> str:
+    """An allowed_hosts entry as Host values are compared: without a port, lower case."""
+    return _host_name(host) if host != ANY else ANY
+
+
+def origin_key(origin: str) -> str:
+    """An origin as browsers send it: lower case, no trailing slash, no default port."""
+    origin = origin.lower().rstrip("/")
+    for scheme, port in (("http://", ":80"), ("https://", ":443")):
+        if origin.startswith(scheme) and origin.endswith(port):
+            return origin[: -len(port)]
+    return origin
 
 
 def _is_address(name: str) -> bool:
@@ -130,6 +164,9 @@ def _is_address(name: str) -> bool:
 
 def _loopback_address(name: str) -> bool:
     try:
-        return ipaddress.ip_address(name).is_loopback
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
+    # A dual-stack socket sees IPv4 loopback as ::ffff:127.0.0.1.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback

@@ -66,6 +66,9 @@ class FastPath:
             allow_headers=["*"],
             expose_headers=["retry-after", "retry-after-ms", "x-should-retry"],
             max_age=600,
+            # Chromium asks before a public page calls a private address (localhost):
+            # the guard has already said whether this page may.
+            allow_private_network=True,
         )
         self.state = fallback.state  # app.state.switchyard, as on the Starlette app
         self.routes = fallback.routes
