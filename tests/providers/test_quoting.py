@@ -46,3 +46,9 @@ def test_a_quote_is_cut_short() -> None:
 )
 def test_error_fields(raw: bytes, fields: tuple[str | None, ...]) -> None:
     assert error_fields(raw) == fields
+
+
+def test_a_key_across_the_cut_is_hidden_whole() -> None:
+    quote = Quoter("p", "sk-live-123456", "http://h/v1")
+    said = quote("x" * 195 + "sk-live-123456 and more", 200)
+    assert "sk-" not in said and "***" in said

@@ -48,8 +48,9 @@ async def test_a_malformed_answer_is_not_sent_again(retrying: RetryTransport) ->
     server = ScriptedServer(answer)
     base = await server.start()
     try:
-        with pytest.raises(UpstreamError, match="malformed HTTP"):
+        with pytest.raises(UpstreamError, match="malformed HTTP") as caught:
             await retrying.send(post(base))
+        assert caught.value.status == 502  # reached, and answered badly
         assert len(server.exchanges) == 1
     finally:
         await server.stop()

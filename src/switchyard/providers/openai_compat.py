@@ -28,7 +28,7 @@ from switchyard.errors import (
     no_client_retry,
 )
 from switchyard.providers.base import JSON, ModelInfo
-from switchyard.providers.quoting import Quoter, error_fields
+from switchyard.providers.quoting import READ_MAX, Quoter, error_fields
 from switchyard.recording.sse import DONE, SSEParser
 from switchyard.upstream import (
     Transport,
@@ -173,7 +173,7 @@ class OpenAICompatProvider:
         except orjson.JSONDecodeError:
             raise UpstreamError(
                 f"provider '{self.id}' answered with something that is not JSON: "
-                f"{self._quote(raw[:200].decode('utf-8', 'replace'))!r}",
+                f"{self._quote(raw[:READ_MAX].decode('utf-8', 'replace'), 200)!r}",
                 provider_id=self.id,
             ) from None
         if not isinstance(payload, dict):
@@ -345,7 +345,7 @@ class OpenAICompatProvider:
         except orjson.JSONDecodeError:
             raise UpstreamError(
                 f"provider '{self.id}' answered /models with something that is not JSON: "
-                f"{self._quote(raw[:200].decode('utf-8', 'replace'))!r}",
+                f"{self._quote(raw[:READ_MAX].decode('utf-8', 'replace'), 200)!r}",
                 provider_id=self.id,
             ) from None
         return self.parse_model_list(payload)

@@ -17,6 +17,10 @@ import orjson
 log = logging.getLogger(__name__)
 
 QUOTE_MAX = 500
+LOGGED_MAX = 2000
+# What is read of an error body: enough to find a secret that a quote's cut would
+# otherwise halve, not all of a 512 MiB answer.
+READ_MAX = 64 * 1024
 HIDDEN = "***"
 # Shorter "secrets" ("x", a placeholder key) would blank out ordinary words.
 _SECRET_MIN = 6
@@ -41,7 +45,8 @@ class Quoter:
         for secret in self._secrets:
             text = text.replace(secret, HIDDEN)
         if text.lstrip()[:1] == "<":
-            log.warning("provider %s answered with an HTML page: %s", self._provider_id, text)
+            page = text[:LOGGED_MAX]
+            log.warning("provider %s answered with an HTML page: %s", self._provider_id, page)
             return "an HTML page (in Switchyard's log), not an API error"
         return text[:limit]
 
@@ -52,7 +57,7 @@ def error_fields(raw: bytes) -> tuple[str, str | None, str | None, str | None]:
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        text = raw.decode("utf-8", "replace").strip()
+        text = raw[:READ_MAX].decode("utf-8", "replace").strip()
         return (text or "no details given"), None, None, None
     error = payload.get("error", payload) if isinstance(payload, dict) else payload
     if isinstance(error, str):

@@ -152,8 +152,19 @@ def logged_url(url: str) -> str:
 
 def broken_answer(request: UpstreamRequest, err: BaseException) -> UpstreamError:
     """The answer had started: a timeout is still a timeout, anything else a broken reply."""
-    if isinstance(err, (TimeoutError, BadAnswer)):
+    if isinstance(err, TimeoutError):
         return network_error(request, err)
+    if isinstance(err, BadAnswer):  # too large, or its framing broken: no base_url to fix
+        log.warning(
+            "%s %s (provider %s): %s",
+            request.method,
+            logged_url(request.url),
+            request.provider_id,
+            err,
+        )
+        return UpstreamError(
+            f"provider '{request.provider_id}' sent {err}", provider_id=request.provider_id
+        )
     log.warning(
         "%s %s (provider %s) broke off: %r",
         request.method,
