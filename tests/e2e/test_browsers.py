@@ -68,30 +68,22 @@ def test_a_rebound_domain_is_refused_and_a_listed_or_local_name_is_not(
         assert answer.status_code == 200, host
 
 
+def _preflight(server: ServerHandle, origin: str, **asked: str) -> httpx.Response:
+    headers = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+    headers.update({f"Access-Control-Request-{k.replace('_', '-')}": v for k, v in asked.items()})
+    return httpx.options(server.base_url + "/chat/completions", headers=headers)
+
+
 @pytest.mark.parametrize("origin", [TRUSTED, "http://localhost:3000", "http://127.0.0.1:8080"])
 def test_a_trusted_page_gets_cors_answers(server: ServerHandle, origin: str) -> None:
-    preflight = httpx.options(
-        server.base_url + "/chat/completions",
-        headers={
-            "Origin": origin,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type",
-        },
-    )
+    preflight = _preflight(server, origin, Headers="authorization, content-type")
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
     # Chromium's question before a public page calls a private address.
-    private = httpx.options(
-        server.base_url + "/chat/completions",
-        headers={
-            "Origin": origin,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Private-Network": "true",
-        },
-    )
+    private = _preflight(server, origin, Private_Network="true")
     assert private.status_code == 200
     assert private.headers["access-control-allow-private-network"] == "true"
-    assert "POST" in preflight.headers["access-control-allow-methods"]
     headers = {"Origin": origin, "Content-Type": "application/json"}
     answer = _post(server, "/chat/completions", headers, content=BODY)
     assert answer.status_code == 200
