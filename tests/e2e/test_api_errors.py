@@ -366,6 +366,7 @@ def test_rate_limits_pass_the_providers_retry_after(server: ServerHandle) -> Non
         ("up/close-cut-n2-stream", ["first", "other", " second"]),
         ("up/empty-stream", []),
         ("up/string-error-stream", ["first"]),  # {"error": "..."}, then [DONE]
+        ("up/only-done-stream", []),  # [DONE] and nothing else
     ],
 )
 def test_errors_after_the_first_byte_end_the_stream_with_an_error_event(

@@ -175,6 +175,7 @@ _SCRIPTS: dict[str, list[bytes | None]] = {
     "cut-stream": [_FIRST, None],
     "unfinished-stream": [_FIRST],
     "finished-stream": [_FIRST, _LAST],
+    "only-done-stream": [b"data: [DONE]\n\n"],
     "string-error-stream": [
         _FIRST,
         b'data: {"error": "model overloaded"}\n\n',

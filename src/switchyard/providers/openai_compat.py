@@ -226,6 +226,12 @@ class OpenAICompatProvider:
                 if error is not None:
                     raise error
                 if ended:
+                    if not last:  # [DONE] with nothing before it: no answer at all
+                        raise UpstreamError(
+                            f"provider '{self.id}' ended the stream without a single chunk; "
+                            "try again",
+                            provider_id=self.id,
+                        )
                     return
         chunks, _, error = self._chunks(parser.flush())
         if chunks:
