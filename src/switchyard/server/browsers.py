@@ -135,9 +135,10 @@ def _trusted_name(name: str) -> bool:
 
 
 def _own_names() -> frozenset[str]:
-    """The machine's own names (Debian maps its host name to 127.0.1.1)."""
-    names = {socket.gethostname(), socket.getfqdn()}
-    return frozenset(n.lower() for n in names if n)
+    """The machine's own name (Debian maps it to 127.0.1.1). Not getfqdn(): a DNS
+    lookup, which can hang a start for seconds where DNS is broken."""
+    name = socket.gethostname().lower()
+    return frozenset({name} if name else ())
 
 
 def host_key(host: str) -> str:
