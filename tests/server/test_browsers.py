@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from switchyard.errors import PermissionDeniedError
-from switchyard.server.browsers import BrowserGuard
+from switchyard.server.browsers import BrowserGuard, host_key
 
 
 def scope(
@@ -36,6 +36,7 @@ GUARD = BrowserGuard(["https://App.example.com/"], ["gateway.internal"], keys=Fa
     [
         ("127.0.0.1:8321", False),
         ("localhost", False),
+        ("localhost.:8321", False),  # the same name, fully qualified
         ("LOCALHOST:8321", False),
         ("ui.localhost:8321", False),
         ("[::1]:8321", False),
@@ -93,18 +94,19 @@ def test_with_keys_any_page_may_try_and_no_host_is_checked() -> None:
 @pytest.mark.parametrize(
     ("server", "browser", "expected"),
     [
-        # A container's port published on the host's loopback: its own address is not.
-        (("172.17.0.2", 8321), True, "host_not_allowed"),
-        (("172.17.0.2", 8321), False, False),  # an SDK by a compose service's name
+        # Off loopback (a browser behind an HTTPS proxy, an SDK by a compose name): a
+        # real name and a rebound one look alike there; API keys guard such a server.
+        (("172.17.0.2", 8321), True, False),
+        (("172.17.0.2", 8321), False, False),
         (("::ffff:127.0.0.1", 8321), False, "host_not_allowed"),  # a dual-stack socket
     ],
 )
-def test_the_host_off_loopback_is_checked_for_browsers(
+def test_the_host_is_checked_on_loopback_only(
     server: tuple[str, int], browser: bool, expected: str | bool
 ) -> None:
     request = scope(host="evil.example", server=server)
     if browser:
-        request["headers"].append((b"sec-fetch-site", b"same-origin"))
+        request["headers"].append((b"sec-fetch-site", b"none"))
     assert code(GUARD.screen(request)) == expected
 
 
@@ -116,4 +118,6 @@ def test_names_no_one_outside_can_point_here_pass(host: str) -> None:
 def test_listed_hosts_and_origins_are_compared_as_browsers_send_them() -> None:
     guard = BrowserGuard(["HTTPS://App.example:443/"], ["Gateway.Example:8321"], keys=False)
     assert guard.screen(scope(host="gateway.example:9999")) is False
+    assert guard.screen(scope(host="gateway.example.")) is False
+    assert host_key("::1") == "::1" and host_key("[::1]:8321") == "::1"
     assert guard.screen(scope(origin="https://app.example")) is True

@@ -256,6 +256,16 @@ async def test_a_connection_dropped_as_the_request_goes_is_retried_once(
             "headers exceed 64 KiB",
         ),
         (
+            # A chunked body's trailers without end, after a head that was fine.
+            _always(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+                + b"X-Trailer: 1234567890\r\n" * 10_000
+                + b"\r\n"
+            ),
+            UpstreamError,
+            "trailers larger than 64 KiB",
+        ),
+        (
             # One header without end: httptools never calls back while it grows.
             _always(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 2_000_000 + b"\r\n\r\n"),
             UpstreamError,
@@ -298,6 +308,7 @@ async def test_a_connection_dropped_as_the_request_goes_is_retried_once(
         "not-http",
         "bad-status-line",
         "endless-headers",
+        "endless-trailers",
         "one-endless-header",
         "cut-off",
         "reset",

@@ -11,10 +11,12 @@ reads the stored conversations as its own origin. So, as Ollama and Jupyter do:
   (``localhost``, 127.0.0.1) or one listed in ``server.allowed_origins``; those get
   CORS headers, so browser apps there work. With keys, any page may try (it holds no
   key unless its user gave it one), with CORS headers too;
-- with no API keys, a request must name in its Host a loopback or ``.internal`` name,
-  an IP address, this machine's own name or one in ``server.allowed_hosts`` (a rebound
-  domain does not) when it came in on a loopback address or from a browser (by its
-  ``Sec-Fetch-Site`` header: a container's port published on the host's loopback).
+- with no API keys, a request that came in on a loopback address must name in its
+  Host a loopback or ``.internal`` name, an IP address, this machine's own name or one
+  in ``server.allowed_hosts``: a rebound domain does not. A server reached on another
+  address (a container's, even with its port published on the host's loopback) cannot
+  tell a rebound name from a real one (browsers send no Sec-Fetch-* headers to plain
+  http:// sites): there, only API keys keep pages out.
 
 SDKs and curl send no Origin and name the host they connect to: they are not touched.
 """
@@ -54,22 +56,17 @@ class BrowserGuard:
     def screen(self, scope: Scope) -> PermissionDeniedError | bool:
         """A refusal; or whether a trusted web page sent the request (True: answer it
         with CORS headers); False for any other client."""
-        origin = host = browser = None
+        origin = host = None
         for name, value in scope["headers"]:
             if name == b"origin":
                 origin = value
             elif name == b"host":
                 host = value
-            elif name == b"sec-fetch-site":  # only browsers send it
-                browser = value
-        # On a loopback address, any client's Host is checked (older browsers send no
-        # Sec-Fetch-Site); elsewhere (a container's port published on the host's
-        # loopback), a browser's.
         if (
             self._check_hosts
             and host is not None
             and host not in self._seen
-            and (browser is not None or self._on_loopback(scope))
+            and self._on_loopback(scope)
             and (refusal := self._host_refusal(host)) is not None
         ):
             return refusal
@@ -122,10 +119,13 @@ class BrowserGuard:
 
 
 def _host_name(host: str) -> str:
-    """``host`` without its port (``[::1]:8321`` -> ``::1``), lower case."""
+    """``host`` without its port (``[::1]:8321`` -> ``::1``) or a final dot, lower case."""
     if host.startswith("["):
         return host[1 : host.find("]")].lower() if "]" in host else ""
-    return host.rpartition(":")[0].lower() if ":" in host else host.lower()
+    if host.count(":") > 1:
+        return host.lower()  # a bare IPv6 address (a config entry; no Host is written so)
+    name = host.rpartition(":")[0] if ":" in host else host
+    return name.lower().removesuffix(".")
 
 
 def _trusted_name(name: str) -> bool:

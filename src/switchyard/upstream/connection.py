@@ -127,6 +127,11 @@ class Http1Connection(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head_done:  # a chunked body's trailers: nobody reads them, only counted
+            self._head_size += len(name) + len(value)
+            if self._head_size > MAX_HEAD:
+                self._fail(BadAnswer(f"trailers larger than {MAX_HEAD // 1024} KiB"))
+            return
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         if key not in self.headers:
