@@ -171,11 +171,7 @@ class OpenAICompatProvider:
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise UpstreamError(
-                f"provider '{self.id}' answered with something that is not JSON: "
-                f"{self._quote(raw[:READ_MAX].decode('utf-8', 'replace'), 200)!r}",
-                provider_id=self.id,
-            ) from None
+            raise self._not_json(raw, "") from None
         if not isinstance(payload, dict):
             raise UpstreamError(
                 f"provider '{self.id}' answered with JSON that is not an object",
@@ -286,6 +282,13 @@ class OpenAICompatProvider:
             )
         return event
 
+    def _not_json(self, raw: bytes, where: str = "") -> UpstreamError:
+        said = self._quote(raw[:READ_MAX].decode("utf-8", "replace"), 200)
+        return UpstreamError(
+            f"provider '{self.id}' answered{where} with something that is not JSON: {said!r}",
+            provider_id=self.id,
+        )
+
     def _redirected(self, status: int, location: str | None) -> UpstreamError:
         # Not followed: a POST redirected (http to https, a moved path) is a base_url to
         # fix, and following it could send the body and key somewhere else. Where it
@@ -349,11 +352,7 @@ class OpenAICompatProvider:
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise UpstreamError(
-                f"provider '{self.id}' answered /models with something that is not JSON: "
-                f"{self._quote(raw[:READ_MAX].decode('utf-8', 'replace'), 200)!r}",
-                provider_id=self.id,
-            ) from None
+            raise self._not_json(raw, " /models") from None
         return self.parse_model_list(payload)
 
     # -- quirk hooks -------------------------------------------------------------

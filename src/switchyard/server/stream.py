@@ -48,6 +48,7 @@ class Tap:
             self.chunks.extend(dumped)
             return
         self.chunks = None
+        STORE_DROPPED.inc()
         log.warning("a stream passed %d MiB: relayed on, but not stored", MAX_KEPT // 2**20)
 
     def answer(self) -> bytes | None:
@@ -55,7 +56,6 @@ class Tap:
         with no SSE framing to take apart (bench/NOTES.md, section 37). None for a
         stream too large to keep."""
         if self.chunks is None:
-            STORE_DROPPED.inc()
             return None
         return b"[" + b",".join(self.chunks) + b"]"
 

@@ -154,17 +154,6 @@ def broken_answer(request: UpstreamRequest, err: BaseException) -> UpstreamError
     """The answer had started: a timeout is still a timeout, anything else a broken reply."""
     if isinstance(err, TimeoutError):
         return network_error(request, err)
-    if isinstance(err, BadAnswer):  # too large, or its framing broken: no base_url to fix
-        log.warning(
-            "%s %s (provider %s): %s",
-            request.method,
-            logged_url(request.url),
-            request.provider_id,
-            err,
-        )
-        return UpstreamError(
-            f"provider '{request.provider_id}' sent {err}", provider_id=request.provider_id
-        )
     log.warning(
         "%s %s (provider %s) broke off: %r",
         request.method,
@@ -172,7 +161,12 @@ def broken_answer(request: UpstreamRequest, err: BaseException) -> UpstreamError
         request.provider_id,
         err,
     )
+    # A BadAnswer (too large, framing broken) says what it was; no base_url to fix.
+    what = (
+        f"sent {err}"
+        if isinstance(err, BadAnswer)
+        else (f"broke off its answer ({type(err).__name__}: {err})")
+    )
     return UpstreamError(
-        f"provider '{request.provider_id}' broke off its answer ({type(err).__name__}: {err})",
-        provider_id=request.provider_id,
+        f"provider '{request.provider_id}' {what}", provider_id=request.provider_id
     )
