@@ -8,6 +8,7 @@ server cannot open a socket to a provider, whatever its base URL says.
 from __future__ import annotations
 
 from switchyard.config import Config, ProviderConfig
+from switchyard.hidden import configured_secrets
 from switchyard.recording.library import library_for
 from switchyard.recording.transport import RecordingTransport
 from switchyard.upstream import Transport, default_transport
@@ -23,6 +24,7 @@ def transport_for(config: Config, provider: ProviderConfig) -> Transport:
         recording.mode,
         None if recording.mode == "replay" else _live(provider),
         realtime=recording.realtime,
+        secrets=configured_secrets(provider.api_key, provider.base_url),
     )
 
 

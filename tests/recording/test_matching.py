@@ -58,6 +58,11 @@ def test_floats_match_after_rounding_and_whole_floats_as_ints() -> None:
     recorded = match_key("POST", CHAT, _chat("x", temperature=0.7, top_p=1))
     assert match_key("post", CHAT, _chat("x", temperature=0.70000001, top_p=1.0)) == recorded
     assert match_key("POST", CHAT, _chat("x", temperature=0.71, top_p=1)) != recorded
+    # Beyond 64 bits a whole float stays a float (an int there is not JSON orjson writes).
+    assert match_key("POST", CHAT, {"maximum": 1e20}) == match_key(
+        "POST", CHAT, {"maximum": 1.0e20}
+    )
+    assert canonical({"a": -1e19, "b": 2.0**62}) == {"a": -1e19, "b": 2**62}
 
 
 def test_ignored_fields_are_dotted_paths_through_lists() -> None:
@@ -69,6 +74,10 @@ def test_ignored_fields_are_dotted_paths_through_lists() -> None:
         "metadata": {"trace": {"keep": 2}},
         "model": "m",
     }
+    # A path as a miss names it, with list indexes, means the same field in every item.
+    assert ignore_tree(["messages[0].name", "tools[].function.strict"]) == ignore_tree(
+        ["messages.name", "tools.function.strict"]
+    )
     # A field ignored whole wins over a path below it, in either order.
     assert ignore_tree(["a", "a.b"]) == {"a": None}
     assert ignore_tree(["a.b", "a"]) == {"a": None}
@@ -141,6 +150,13 @@ def test_model_lists_only_replay_to_their_own_provider(tmp_path: Path) -> None:
     assert _ask(library, None, "b", "/v1/models") is None
     miss = library.miss("b", RecordedRequest("GET", "/v1/models"))
     assert 'provider (recorded "a", got "b")' in miss.message
+
+
+def test_a_model_list_replays_the_first_recorded_every_time(tmp_path: Path) -> None:
+    # Asked at start and at every refresh: the listed models must not change meanwhile.
+    lists = [_interaction(None, {"data": [n]}, "a", "/v1/models") for n in (1, 2)]
+    library = _library(tmp_path, Cassette("a", lists))
+    assert [_ask(library, None, "a", "/v1/models") for _ in "123"] == [{"data": [1]}] * 3
 
 
 def test_ignore_fields_globally_and_per_cassette(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 from tests.support.recorded_upstream import RecordedUpstream, exchanges_for, recordings_root
 
+from switchyard.recording.pytest_plugin import _safe
+
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.skipif(not recordings_root().is_dir(), reason="no shared recordings")
 
@@ -165,3 +167,11 @@ def test_tests_sharing_a_cassette_all_keep_their_recordings(
     assert (
         "replay_miss" not in replayed.stdout.str() and "No recording" not in replayed.stdout.str()
     )
+
+
+def test_a_long_test_name_makes_a_file_name_that_fits() -> None:
+    ids = [f"test_x[{'long-parameter-' * 30}{end}]" for end in "ab"]
+    names = [_safe(i) for i in ids]
+    assert all(len(n) + len(".json") < 255 - len(".json.lock") for n in names)
+    assert names[0] != names[1]  # cut alike, kept apart by the hash of the whole id
+    assert _safe("test_x[a b]") == "test_x[a-b]"  # short ones as before

@@ -14,6 +14,7 @@ from tests.support.recorded_upstream import RecordedUpstream, exchanges_for, rec
 
 from switchyard.config import config_from_dict
 from switchyard.errors import ConfigError, ReplayMissError
+from switchyard.hidden import configured_secrets
 from switchyard.recording import scrub
 from switchyard.recording.cassette import (
     Cassette,
@@ -287,6 +288,60 @@ async def test_a_stream_the_client_leaves_early_is_read_on_and_written(
     assert [event.raw() for event in events] == [b'{"n":1}', b'{"n":2}', b"[DONE]"]
 
 
+KEY = "sk-live-ECHOED-123"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_key_the_provider_echoes_is_not_written(tmp_path: Path, stream: bool) -> None:
+    echo = b'{"error": {"message": "Invalid key ' + KEY.encode() + b' (pw hunter22)"}}'
+    answer = _Answer([b"data: " + echo + b"\n\n"] if stream else [echo], status=401)
+    library = CassetteLibrary(tmp_path, "rec", load="none", session="s")
+    secrets = configured_secrets(KEY, "http://u:hunter22@up/v1")
+    transport = RecordingTransport(
+        "together", library, "record", _Scripted(answer), secrets=secrets
+    )
+    response = await transport.send(_request("http://up/v1", {**CHAT_BODY, "stream": stream}))
+    got = b"".join(await _drain(response)) if stream else await response.read()
+    assert KEY.encode() in got  # the client's error is quoted elsewhere (providers.quoting)
+    text = (tmp_path / "rec.json").read_text()
+    assert KEY not in text and "hunter22" not in text
+    assert "Invalid key ***" in text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_cassette_that_cannot_be_written_costs_the_client_nothing(
+    tmp_path: Path, stream: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "rec.json").mkdir()  # as a full disk or a read-only folder would fail
+    transport = _recorder(tmp_path, "record", _Scripted(_Answer(STREAM)))
+    response = await transport.send(_request("http://up/v1", {**CHAT_BODY, "stream": stream}))
+    got = b"".join(await _drain(response)) if stream else await response.read()
+    assert got == b"".join(STREAM)
+    assert "was not written" in caplog.text and "rec.json" in caplog.text
+
+
+async def test_record_mode_starts_a_broken_cassette_afresh(tmp_path: Path) -> None:
+    (tmp_path / "rec.json").write_text("{ not json")
+    transport = _recorder(tmp_path, "record", _Scripted(_Answer([b'{"ok":true}'])))
+    response = await transport.send(_request("http://up/v1", {**CHAT_BODY, "stream": False}))
+    assert await response.read() == b'{"ok":true}'
+    (interaction,) = load_cassette(tmp_path / "rec.json").interactions
+    assert interaction.response.body == {"ok": True}
+
+
+def test_an_event_that_is_not_utf8_can_be_written(tmp_path: Path) -> None:
+    event = StreamEvent.from_raw(b'{"a": "\xff"}')
+    interaction = Interaction(
+        "p",
+        RecordedRequest("POST", "/v1/chat/completions", body={}),
+        RecordedResponse(200, {}, events=[event]),
+    )
+    save_cassette(Cassette(name="c", interactions=[interaction]), tmp_path / "c.json")
+    (back,) = load_cassette(tmp_path / "c.json").interactions
+    assert back.response.events is not None
+    assert back.response.events[0].raw() == '{"a": "\ufffd"}'.encode()
+
+
 class _SlowRead(_Answer):
     async def read(self) -> bytes:
         await asyncio.sleep(0.05)
@@ -391,7 +446,9 @@ def test_stream_events_replay_with_exact_bytes_even_when_not_json() -> None:
 
 
 def _config(tmp_path: Path, **recording: Any) -> Any:
-    providers = [{"id": "a", "type": "openai_compatible", "base_url": "http://a/v1"}]
+    providers = [
+        {"id": "a", "type": "openai_compatible", "base_url": "http://a/v1", "api_key": "sk-a-key"}
+    ]
     return config_from_dict({"providers": providers, "recording": recording}, "<test>")
 
 
@@ -409,6 +466,7 @@ def test_transport_for_picks_by_mode(tmp_path: Path) -> None:
     record = transport_for(config, config.providers[0])
     assert isinstance(record, RecordingTransport)
     assert isinstance(record._inner, RetryTransport)
+    assert record._secrets == ("sk-a-key",)  # hidden in what it writes
 
 
 def test_bad_recording_settings_fail_at_start(tmp_path: Path) -> None:

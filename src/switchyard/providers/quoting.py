@@ -10,9 +10,10 @@ to the log), and is cut short.
 from __future__ import annotations
 
 import logging
-from urllib.parse import unquote, urlsplit
 
 import orjson
+
+from switchyard.hidden import configured_secrets, hide
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +22,6 @@ LOGGED_MAX = 2000
 # What is read of an error body: enough to find a secret that a quote's cut would
 # otherwise halve, not all of a 512 MiB answer.
 READ_MAX = 64 * 1024
-HIDDEN = "***"
-# Shorter "secrets" ("x", a placeholder key) would blank out ordinary words.
-_SECRET_MIN = 6
 
 
 class Quoter:
@@ -31,19 +29,10 @@ class Quoter:
 
     def __init__(self, provider_id: str, api_key: str | None, base_url: str) -> None:
         self._provider_id = provider_id
-        secrets = [api_key or ""]
-        try:
-            password = urlsplit(base_url).password
-        except ValueError:
-            password = None
-        if password:
-            secrets += [password, unquote(password)]
-        found = {s for s in secrets if len(s) >= _SECRET_MIN}
-        self._secrets = tuple(sorted(found, key=len, reverse=True))  # the longest first
+        self._secrets = configured_secrets(api_key, base_url)
 
     def __call__(self, text: str, limit: int = QUOTE_MAX) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, HIDDEN)
+        text = hide(text, self._secrets)
         if text.lstrip()[:1] == "<":
             page = text[:LOGGED_MAX]
             log.warning("provider %s answered with an HTML page: %s", self._provider_id, page)

@@ -58,7 +58,8 @@ class StreamEvent:
             exact = isinstance(parsed, (dict, list)) and orjson.dumps(parsed) == raw
         except (orjson.JSONDecodeError, orjson.JSONEncodeError):
             exact = False
-        data = parsed if exact else raw.decode("utf-8", "surrogateescape")
+        # Not UTF-8 (which SSE is by definition): replaced, as JSON cannot hold it.
+        data = parsed if exact else raw.decode("utf-8", "replace")
         return cls(data=data, delay_ms=round(delay_ms, 1))
 
     def raw(self) -> bytes:

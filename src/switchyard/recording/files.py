@@ -159,7 +159,13 @@ def append_interaction(path: Path, interaction: Interaction, session: str | None
 def _added(path: Path, interaction: Interaction, fresh: bool) -> Any:
     """The cassette document read from ``path`` with ``interaction`` added (the only
     interaction, for the first write of a record session)."""
-    cassette = load_cassette(path) if path.exists() else Cassette(name=path.stem, path=path)
+    try:
+        cassette = load_cassette(path) if path.exists() else Cassette(name=path.stem, path=path)
+    except ValueError:
+        if not fresh:
+            raise  # appending: what is there is someone's recording, not to be lost
+        # Starting afresh anyway: a cassette broken by hand does not stop a new recording.
+        cassette = Cassette(name=path.stem, path=path)
     if fresh:
         cassette.interactions = []
     cassette.interactions.append(interaction)

@@ -119,7 +119,8 @@ class CassetteLibrary:
         self, provider_id: str, request: RecordedRequest, *, wrap: bool = True
     ) -> Interaction | None:
         """The next recording for ``request`` (the asking provider's first), or ``None``;
-        once all were used, the first again if ``wrap``, else ``None`` (to record one)."""
+        once all were used, the first again if ``wrap``, else ``None`` (to record one).
+        A bodyless request (a model list) always gets the first."""
         matches: list[Recorded] = []
         for ignore, by_key in self._groups.values():
             matches += by_key.get(match_key(request.method, request.path, request.body, ignore), ())
@@ -131,6 +132,10 @@ class CassetteLibrary:
             # another provider's answer would only be wrong.
             return None
         candidates = sorted(own or matches, key=lambda m: m.order)
+        if request.body is None:
+            # A model list, asked at start and at every refresh: always the first one
+            # recorded, or a replaying server's models would change every few minutes.
+            return candidates[0].interaction
         # Each provider replays its own recordings in order, whoever else asks the same.
         # The cursor is the first recording matched, not the request: requests that differ
         # only in ignored fields share it, and one recorded later extends the same list.

@@ -13,6 +13,7 @@ body and the request disagree, such as ``messages[0].content`` or ``temperature`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ IgnoreTree = dict[str, Any]
 """Ignored fields as a tree: ``{"user": None, "metadata": {"trace": None}}``; a ``None``
 leaf drops the member, a subtree drops members below it."""
 
+_INDEX = re.compile(r"\[\d*\]")
 _ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "<absent>"})()
 
 
@@ -45,7 +47,9 @@ def ignore_tree(fields: Iterable[str]) -> IgnoreTree:
     """Parse dotted field names into the tree :func:`canonical` walks."""
     tree: IgnoreTree = {}
     for name in fields:
-        *parents, leaf = name.replace("[]", "").split(".")
+        # messages[0].content (as a miss names it) and messages[].content are
+        # messages.content: a path looks through lists, whatever the index.
+        *parents, leaf = _INDEX.sub("", name).split(".")
         node: IgnoreTree | None = tree
         for part in parents:
             # A None child means an ancestor is already ignored whole: nothing to add.
@@ -71,7 +75,8 @@ def canonical(value: Any, ignore: IgnoreTree | None = None) -> Any:
         return [canonical(item, ignore) for item in value]
     if isinstance(value, float):
         rounded = round(value, FLOAT_DIGITS)
-        return int(rounded) if rounded.is_integer() else rounded
+        # Whole floats as integers, within the 64 bits orjson writes (1e20 stays a float).
+        return int(rounded) if rounded.is_integer() and abs(rounded) < 2**63 else rounded
     return value
 
 

@@ -29,6 +29,7 @@ fixture ``switchyard_config``
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import uuid
@@ -146,9 +147,18 @@ def switchyard_cassette(request: pytest.FixtureRequest, switchyard_record_mode: 
     return path
 
 
+_NAME_MAX = 200
+
+
 def _safe(name: str) -> str:
     """A test name as a file name: parameters kept readable, nothing that makes a path."""
-    return re.sub(r"[^A-Za-z0-9_.\-\[\]]+", "-", name).lstrip(".-") or "cassette"
+    safe = re.sub(r"[^A-Za-z0-9_.\-\[\]]+", "-", name).lstrip(".-") or "cassette"
+    if len(safe) > _NAME_MAX:
+        # A file name holds at most 255 bytes (and the lock file's adds 11): a long
+        # parameter id is cut, and a hash of the whole name keeps such cassettes apart.
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        safe = f"{safe[: _NAME_MAX - len(digest) - 1]}-{digest}"
+    return safe
 
 
 @pytest.fixture

@@ -11,12 +11,15 @@
 ``record-if-missing``
     replay what is recorded, send and record the rest.
 
-Recording never holds a stream back: chunks go to the provider as they arrive, while a
-parser beside them collects the events and their timing; the interaction is written when
-the stream ends. The recorder reads an answer in a task of its own, so a client that
-leaves or stops early does not cut it: it is read to its end and written whole. One the
-provider cuts is not written (it would replay truncated). Error answers are recorded
-like any other and replay as errors.
+Recording holds back only a stream's end: chunks go to the client as they arrive, while
+a parser beside them collects the events and their timing, and the piece with
+``data: [DONE]`` is passed on once the interaction is written (a client that has its
+answer finds it in the cassette). The recorder reads an answer in a task of its own, so a
+client that leaves or stops early does not cut it: it is read to its end and written
+whole. One the provider cuts is not written (it would replay truncated). Error answers are recorded
+like any other and replay as errors. The provider's configured secrets are hidden in
+what is written (a provider may echo the key it refused), and a cassette that cannot be
+written costs the log an error, not the client its answer.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from switchyard.errors import ConfigError
+from switchyard.hidden import hide_bytes
 from switchyard.recording import scrub
 from switchyard.recording.cassette import (
     Interaction,
@@ -83,6 +87,7 @@ class RecordingTransport:
         inner: Transport | None = None,
         *,
         realtime: bool = False,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"unknown record mode '{mode}'; use one of {', '.join(MODES)}")
@@ -93,6 +98,7 @@ class RecordingTransport:
         self.mode = mode
         self._inner = inner
         self._realtime = realtime
+        self._secrets = secrets  # hidden in what is written (hidden.configured_secrets)
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         recorded = recorded_request(request)
@@ -112,9 +118,19 @@ class RecordingTransport:
 
         async def finish(answer: RecordedResponse) -> None:
             interaction = Interaction(self.provider_id, recorded, answer, recorded_at=now_iso())
-            await self.library.record(interaction, replayable=self.mode == "record-if-missing")
+            try:
+                await self.library.record(interaction, replayable=self.mode == "record-if-missing")
+            except Exception as err:  # a full disk, a broken cassette: the answer still goes
+                log.error(
+                    "recording: %s %s (provider %s) was not written to %s: %s",
+                    recorded.method,
+                    recorded.path,
+                    self.provider_id,
+                    self.library.primary,
+                    err,
+                )
 
-        return _RecordingResponse(response, started, finish)
+        return _RecordingResponse(response, started, finish, self._secrets)
 
     async def aclose(self) -> None:
         if self._inner is not None:
@@ -125,9 +141,13 @@ class _StreamCopy:
     """The events of a stream being recorded, with their timing; written once."""
 
     def __init__(
-        self, started: float, write: Callable[[list[StreamEvent]], Awaitable[None]]
+        self,
+        started: float,
+        write: Callable[[list[StreamEvent]], Awaitable[None]],
+        secrets: tuple[str, ...],
     ) -> None:
         self._parser = SSEParser()
+        self._secrets = secrets
         self._events: list[StreamEvent] = []
         self._last = started
         self._write = write
@@ -136,7 +156,8 @@ class _StreamCopy:
     async def feed(self, chunk: bytes) -> None:
         now, done = time.monotonic(), False
         for data in self._parser.feed(chunk):
-            self._events.append(StreamEvent.from_raw(data, (now - self._last) * 1000))
+            kept = hide_bytes(data, self._secrets)
+            self._events.append(StreamEvent.from_raw(kept, (now - self._last) * 1000))
             self._last = now
             done = done or data == DONE
         # The consumer stops reading at [DONE] (even with more in the same piece: a
@@ -148,7 +169,10 @@ class _StreamCopy:
         if self.written:
             return
         if flush:
-            self._events += [StreamEvent.from_raw(data) for data in self._parser.flush()]
+            self._events += [
+                StreamEvent.from_raw(hide_bytes(data, self._secrets))
+                for data in self._parser.flush()
+            ]
         self.written = True
         await self._write(self._events)
 
@@ -188,10 +212,12 @@ class _RecordingResponse:
         inner: UpstreamResponse,
         started: float,
         finish: Callable[[RecordedResponse], Awaitable[None]],
+        secrets: tuple[str, ...],
     ) -> None:
         self._inner = inner
         self._started = started
         self._finish = finish
+        self._secrets = secrets
         self._reading = False  # a task of ours reads the stream, and closes it
         self._detached = False  # its client has stopped reading
         self.status = inner.status
@@ -214,10 +240,11 @@ class _RecordingResponse:
 
     async def _read_and_record(self) -> bytes:
         raw = await self._inner.read()
+        kept = hide_bytes(raw, self._secrets)
         try:
-            content: dict[str, Any] = {"body": orjson.loads(raw)}
+            content: dict[str, Any] = {"body": orjson.loads(kept)}
         except orjson.JSONDecodeError:
-            content = {"text": raw.decode("utf-8", "replace")}
+            content = {"text": kept.decode("utf-8", "replace")}
         await self._finish(self._answer(**content))
         return raw
 
@@ -241,7 +268,7 @@ class _RecordingResponse:
                 pieces.get_nowait()
 
     async def _read_all(self, pieces: asyncio.Queue[bytes | Exception | None]) -> None:
-        copy = _StreamCopy(self._started, self._write_events)
+        copy = _StreamCopy(self._started, self._write_events, self._secrets)
         chunks = self._inner.aiter_bytes()
         told = False  # the client has been given the end, or the error
         try:
