@@ -62,6 +62,23 @@ models:
     assert [m.model_id for m in with_groq.models] == ["t/m/x", "groq/llama"]
 
 
+def test_a_model_may_name_a_switched_off_provider_plainly(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        """
+providers:
+  - {id: "${env.GROQ_API_KEY:+groq}", type: groq, api_key: "${env.GROQ_API_KEY}"}
+  - {id: t, type: together, api_key: k}
+models:
+  - {provider_id: groq, provider_model_id: llama, aliases: [fast]}
+  - {provider_id: t, provider_model_id: m}
+"""
+    )
+    assert [m.model_id for m in load_config(path, {}).models] == ["t/m"]
+    with_groq = load_config(path, {"GROQ_API_KEY": "g"})
+    assert [m.model_id for m in with_groq.models] == ["groq/llama", "t/m"]
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "words"),
     [
@@ -77,6 +94,12 @@ models:
             "models: [{provider_id: nope, provider_model_id: m}]",
             "provider 'nope', which is not configured",
         ),
+        # uvicorn knows no "warn": it would fail with a traceback after the checks.
+        ("server: {log_level: warn}", "server.log_level"),
+        # The model part of an id starts at the first "/".
+        ("providers: [{id: a/b, type: openai}]", "providers.0.id"),
+        # The shell's default form would be sent as the key itself.
+        ("providers: [{id: a, type: openai, api_key: '${env.K:-x}'}]", "${env.X:=default}"),
     ],
 )
 def test_bad_config_names_file_and_field(tmp_path: Path, yaml_text: str, words: str) -> None:

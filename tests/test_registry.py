@@ -7,9 +7,10 @@ import pytest
 from tests.support.server import thread_server
 
 from switchyard.config import Config, ProviderConfig
-from switchyard.errors import ModelNotFoundError
+from switchyard.errors import ModelNotFoundError, WrongModelTypeError
 from switchyard.providers import create_provider
 from switchyard.registry import ModelRegistry
+from switchyard.router import route
 
 
 def _registry(**provider: object) -> ModelRegistry:
@@ -59,3 +60,40 @@ def test_a_plugin_whose_listing_raises_does_not_stop_the_server() -> None:
         assert [m["id"] for m in httpx.get(server.base_url + "/models").json()["data"]] == [
             "st/all-MiniLM-L6-v2"
         ]
+
+
+def _declaring(*models: dict[str, object]) -> ModelRegistry:
+    config = Config.model_validate(
+        {"providers": [{"id": "st", "type": "sentence-transformers"}], "models": list(models)}
+    )
+    return ModelRegistry(config, {p.id: create_provider(p) for p in config.providers})
+
+
+async def test_declaring_a_listed_model_keeps_what_its_provider_lists() -> None:
+    # Declared only to give it an alias: it stays an embedding model with its dimension.
+    registry = _declaring(
+        {"provider_id": "st", "provider_model_id": "all-MiniLM-L6-v2", "aliases": ["minilm"]},
+        {"provider_id": "st", "provider_model_id": "unlisted"},
+    )
+    await registry.refresh(10)
+    for name in ("minilm", "st/all-MiniLM-L6-v2"):
+        entry, _ = route(registry, name, "embedding")
+        assert entry.source == "config"
+        assert entry.metadata["embedding_dimension"] == 384
+    assert registry.resolve("st/unlisted").model_type == "llm"  # nothing says otherwise
+
+
+async def test_a_declared_type_wins_over_the_listed_one() -> None:
+    registry = _declaring(
+        {
+            "provider_id": "st",
+            "provider_model_id": "all-MiniLM-L6-v2",
+            "model_type": "llm",
+            "metadata": {"embedding_dimension": 1},
+        }
+    )
+    await registry.refresh(10)
+    entry = registry.resolve("st/all-MiniLM-L6-v2")
+    assert (entry.model_type, entry.metadata["embedding_dimension"]) == ("llm", 1)
+    with pytest.raises(WrongModelTypeError):
+        route(registry, "st/all-MiniLM-L6-v2", "embedding")

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import click
 
 from switchyard._version import __version__
-from switchyard.config import Config, RecordMode, config_from_environment
+from switchyard.config import Config, LogLevel, RecordMode, config_from_environment
 from switchyard.errors import ConfigError
 from switchyard.metrics import MULTIPROCESS_DIR
 from switchyard.recording.cli import cassettes
@@ -88,7 +88,7 @@ def _loopback(host: str) -> bool:
 @click.option(
     "--log-level",
     default=None,
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    type=click.Choice(get_args(LogLevel)),
 )
 def run(
     host: str | None,

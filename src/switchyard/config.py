@@ -23,6 +23,8 @@ from switchyard.errors import ConfigError
 
 ModelType = Literal["llm", "embedding"]
 RecordMode = Literal["live", "record", "replay", "record-if-missing"]
+# Names both logging and uvicorn know ("warn" is not one of uvicorn's).
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 
 class _Strict(BaseModel):
@@ -31,7 +33,9 @@ class _Strict(BaseModel):
 
 
 class ProviderConfig(_Strict):
-    id: str = Field(max_length=128)  # the store's provider_id column
+    # At most the store's provider_id column; no "/", which ends the provider's part of
+    # a model id (together/meta-llama/...).
+    id: str = Field(max_length=128, pattern=r"^[^/]+$")
     type: str
     base_url: str | None = None
     api_key: str | None = None
@@ -47,7 +51,8 @@ class ModelConfig(_Strict):
     provider_id: str
     provider_model_id: str
     id: str | None = None
-    model_type: ModelType = "llm"
+    # None: the type the provider lists the model with, else "llm".
+    model_type: ModelType | None = None
     aliases: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -107,7 +112,7 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     model_refresh_interval: float = Field(default=300.0, gt=0)
     discovery_timeout: float = Field(default=10.0, gt=0)
-    log_level: str = "info"
+    log_level: LogLevel = "info"
     access_log: bool = False
     # Keys a client must send as "Authorization: Bearer <key>"; none: no key needed.
     # Printable ASCII without commas: what an HTTP header carries, and SWITCHYARD_API_KEYS
@@ -181,6 +186,10 @@ class Config(_Strict):
 _ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?:(:=|:\+)([^}]*))?\}")
 
 
+# A provider id that is only a switch: ${env.X:+groq}.
+_SWITCH = re.compile(r"\$\{env\.[A-Za-z_][A-Za-z0-9_]*:\+([^}]+)\}")
+
+
 def substitute_env(value: str, env: Mapping[str, str], where: str = "") -> str:
     """Expand ``${env.X}``, ``${env.X:=default}`` and ``${env.X:+value}`` in one string."""
 
@@ -195,6 +204,12 @@ def substitute_env(value: str, env: Mapping[str, str], where: str = "") -> str:
             raise ConfigError(f"{where}: environment variable {name} is not set")
         return current
 
+    if "${env." in _ENV_REF.sub("", value):
+        # ${env.X:-default} (the shell's form) would otherwise be sent as the key itself.
+        raise ConfigError(
+            f"{where}: {value!r} holds a ${{env...}} form Switchyard does not read; use "
+            "${env.X}, ${env.X:=default} or ${env.X:+value}"
+        )
     return _ENV_REF.sub(expand, value)
 
 
@@ -224,6 +239,10 @@ def _drop_disabled(raw: dict[str, Any], env: Mapping[str, str], source: str) -> 
             resolved = substitute_env(raw_id, env, f"{source}: providers[{i}].id")
             if not resolved:
                 dropped.add(raw_id)
+                # A model may name the provider plainly (provider_id: groq) rather than
+                # repeat its switch.
+                if (switch := _SWITCH.fullmatch(raw_id)) is not None:
+                    dropped.add(switch.group(1))
                 continue
         kept.append(provider)
     raw["providers"] = kept

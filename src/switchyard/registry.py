@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from switchyard.config import Config
 from switchyard.errors import ModelNotFoundError, SwitchyardError
@@ -36,7 +36,7 @@ class ModelRegistry:
         self._config = config
         self._providers = providers
         self._declared: dict[str, ModelEntry] = {}
-        self._aliases: dict[str, ModelEntry] = {}
+        self._aliases: dict[str, str] = {}  # alias -> the declared model's id
         self._discovered: dict[str, dict[str, ModelEntry]] = {pid: {} for pid in providers}
         self._index: dict[str, ModelEntry] = {}
         self.status: dict[str, ProviderStatus] = {pid: ProviderStatus() for pid in providers}
@@ -45,13 +45,13 @@ class ModelRegistry:
                 id=model.model_id,
                 provider_id=model.provider_id,
                 provider_model_id=model.provider_model_id,
-                model_type=model.model_type,
+                model_type=model.model_type,  # None: what discovery says, else llm
                 metadata=dict(model.metadata),
                 source="config",
             )
             self._declared[entry.id] = entry
             for alias in model.aliases:
-                self._aliases[alias] = entry
+                self._aliases[alias] = entry.id
         self._rebuild()
 
     # -- lookups -----------------------------------------------------------------
@@ -141,11 +141,15 @@ class ModelRegistry:
     def _rebuild(self) -> None:
         # Build a fresh dict and swap it in: readers never see a half-built index.
         index: dict[str, ModelEntry] = {}
+        listed: dict[tuple[str, str], ModelEntry] = {}
         for models in self._discovered.values():
             index.update(models)
-        index.update(self._declared)
-        for alias, entry in self._aliases.items():
-            index.setdefault(alias, entry)
+            listed.update(((e.provider_id, e.provider_model_id), e) for e in models.values())
+        for declared in self._declared.values():
+            found = listed.get((declared.provider_id, declared.provider_model_id))
+            index[declared.id] = _declared_entry(declared, found)
+        for alias, model_id in self._aliases.items():
+            index.setdefault(alias, index[model_id])
         self._index = index
 
     async def refresh_forever(self) -> None:
@@ -154,3 +158,18 @@ class ModelRegistry:
         while True:
             await asyncio.sleep(interval)
             await self.refresh(timeout)
+
+
+def _declared_entry(declared: ModelEntry, listed: ModelEntry | None) -> ModelEntry:
+    """A model of the config, completed by what its provider lists of it: declaring a
+    model (to name it or give it aliases) must not turn a listed embedding model into a
+    language model, nor lose its dimension."""
+    if listed is None:
+        return replace(declared, model_type=declared.model_type or "llm")
+    return replace(
+        declared,
+        model_type=declared.model_type or listed.model_type or "llm",
+        metadata={**listed.metadata, **declared.metadata},
+        created=listed.created,
+        owned_by=listed.owned_by,
+    )
