@@ -41,6 +41,24 @@ def test_an_api_key_with_a_control_character_is_refused(api_key: str) -> None:
         create_provider(ProviderConfig(id="openai", type="openai", api_key=api_key))
 
 
+@pytest.mark.parametrize(
+    ("type_name", "options", "named"),
+    [
+        ("vllm", {"headers": {"x": "y"}}, "headers (it reads: none)"),
+        ("sentence-transformers", {"prelaod": True}, "prelaod (it reads: preload)"),
+    ],
+)
+def test_options_a_provider_does_not_read_are_refused(
+    type_name: str, options: dict[str, object], named: str
+) -> None:
+    config = ProviderConfig(id="p", type=type_name, base_url="http://h/v1", options=options)
+    with pytest.raises(ConfigError, match="does not read the options") as caught:
+        create_provider(config)
+    assert named in caught.value.message
+    preload = ProviderConfig(id="p", type="sentence-transformers", options={"preload": True})
+    assert create_provider(preload).config.options == {"preload": True}
+
+
 def test_a_well_formed_provider_still_starts() -> None:
     provider = create_provider(
         ProviderConfig(id="v", type="vllm", base_url="http://u:p@127.0.0.1:8000/v1", api_key="k")

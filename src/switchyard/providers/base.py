@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from switchyard.config import ModelType, ProviderConfig
+from switchyard.errors import ConfigError
 
 JSON = dict[str, Any]
 
@@ -61,6 +62,18 @@ class ModelEntry:
                 **self.metadata,
             },
         }
+
+
+def check_options(config: ProviderConfig, known: frozenset[str]) -> None:
+    """Refuse ``options`` the provider's type does not read: the rest of the config
+    refuses unknown keys, so a misspelt or misplaced option fails at start too."""
+    unknown = sorted(config.options.keys() - known)
+    if unknown:
+        reads = ", ".join(sorted(known)) or "none"
+        raise ConfigError(
+            f"provider '{config.id}' (type {config.type}) does not read the options "
+            f"{', '.join(unknown)} (it reads: {reads}); remove them"
+        )
 
 
 class Provider(Protocol):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from switchyard.config import ModelType
 from switchyard.providers.base import JSON
@@ -15,9 +16,15 @@ class FireworksProvider(OpenAICompatProvider):
     api_key_env: ClassVar[str | None] = "FIREWORKS_API_KEY"
     base_url_env: ClassVar[str | None] = "FIREWORKS_BASE_URL"
     embedding_dropped_fields: ClassVar[frozenset[str]] = frozenset({"user"})
+    # Its list gives an embedding model's context_length but not its dimension.
+    embedding_metadata: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "accounts/fireworks/models/qwen3-embedding-8b": {"embedding_dimension": 4096},
+        "nomic-ai/nomic-embed-text-v1.5": {"embedding_dimension": 768},
+    }
 
     def classify_model(self, entry: JSON) -> ModelType | None:
-        # Fireworks' list says ``kind``; embedding models have "EMBEDDING" in it.
+        # Fireworks' list has a ``kind``; an embedding model's may say so (its listed
+        # qwen3-embedding-8b is an HF_BASE_MODEL: the table and the name tell that one).
         kind = entry.get("kind")
         if isinstance(kind, str) and "EMBEDDING" in kind.upper():
             return "embedding"

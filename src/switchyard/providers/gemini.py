@@ -1,10 +1,11 @@
 """Google Gemini through its OpenAI-compatible API: chat only (no legacy completions)
-and one choice per request."""
+and one choice per request; its list names models ``models/gemini-2.5-flash``."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from switchyard.providers.base import ModelInfo
 from switchyard.providers.openai_compat import OpenAICompatProvider
 
 
@@ -17,3 +18,11 @@ class GeminiProvider(OpenAICompatProvider):
     base_url_env: ClassVar[str | None] = "GEMINI_BASE_URL"
     supports_completions: ClassVar[bool] = False
     max_n: ClassVar[int | None] = 1
+
+    def parse_model_list(self, payload: Any) -> list[ModelInfo]:
+        # Listed as Google's resource name; its chat takes the bare name, which is what
+        # users write (gemini/gemini-2.5-flash, allowed_models: [gemini-2.5-flash]).
+        models = super().parse_model_list(payload)
+        for model in models:
+            model.provider_model_id = model.provider_model_id.removeprefix("models/")
+        return models

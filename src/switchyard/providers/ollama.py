@@ -9,7 +9,7 @@ fetched by the gateway (which would let any caller make it download anything).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from switchyard.config import ProviderConfig
 from switchyard.errors import UnsupportedParameterError
@@ -21,6 +21,14 @@ class OllamaProvider(OpenAICompatProvider):
     type: ClassVar[str] = "ollama"
     default_base_url: ClassVar[str | None] = "http://localhost:11434/v1"
     max_n: ClassVar[int | None] = 1
+    # Ollama's list says nothing of dimensions; these are the models' own, by name
+    # without the tag (all-minilm:l6-v2, nomic-embed-text:latest).
+    embedding_metadata: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "all-minilm": {"embedding_dimension": 384},
+        "nomic-embed-text": {"embedding_dimension": 768},
+        "mxbai-embed-large": {"embedding_dimension": 1024},
+        "bge-m3": {"embedding_dimension": 1024},
+    }
 
     @classmethod
     def env_base_url(cls, env: Mapping[str, str]) -> str | None:
@@ -32,6 +40,9 @@ class OllamaProvider(OpenAICompatProvider):
     def from_env(cls, env: Mapping[str, str]) -> ProviderConfig | None:
         base_url = cls.env_base_url(env)
         return ProviderConfig(id=cls.type, type=cls.type, base_url=base_url) if base_url else None
+
+    def known_embedding(self, model_id: str) -> Mapping[str, Any]:
+        return self.embedding_metadata.get(model_id.partition(":")[0], {})
 
     def prepare_chat(self, body: JSON) -> JSON:
         for i, message in enumerate(body.get("messages") or ()):

@@ -27,7 +27,7 @@ from switchyard.errors import (
     UpstreamStatusError,
     no_client_retry,
 )
-from switchyard.providers.base import JSON, ModelInfo
+from switchyard.providers.base import JSON, ModelInfo, check_options
 from switchyard.providers.quoting import READ_MAX, Quoter, error_fields
 from switchyard.recording.sse import DONE, SSEParser
 from switchyard.upstream import (
@@ -71,8 +71,10 @@ class OpenAICompatProvider:
     embedding_dropped_fields: ClassVar[frozenset[str]] = frozenset()
     embedding_refused_fields: ClassVar[frozenset[str]] = frozenset()
     embedding_metadata: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    known_options: ClassVar[frozenset[str]] = frozenset()  # of config.options
 
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
+        check_options(config, self.known_options)
         self.id = config.id
         self.config = config
         base_url = config.base_url or self.default_base_url
@@ -343,6 +345,10 @@ class OpenAICompatProvider:
         if body.get("encoding_format") == "base64":
             # Some providers (Ollama) answer floats whatever was asked: encode them here.
             encode_embeddings_base64(result)
+        if not isinstance(result.get("usage"), dict):
+            # Together answers "usage": null for some models; OpenAI's schema requires
+            # it, and clients read resp.usage.prompt_tokens. Nothing was counted: zeros.
+            result["usage"] = {"prompt_tokens": 0, "total_tokens": 0}
         return result
 
     async def list_models(self) -> list[ModelInfo]:
@@ -402,7 +408,7 @@ class OpenAICompatProvider:
     def model_info(self, entry: JSON) -> ModelInfo:
         model_id = str(entry["id"])
         model_type = self.classify_model(entry)
-        metadata: dict[str, Any] = dict(self.embedding_metadata.get(model_id, {}))
+        metadata: dict[str, Any] = dict(self.known_embedding(model_id))
         context = entry.get("context_length") or entry.get("max_model_len")
         if isinstance(context, int) and "context_length" not in metadata:
             metadata["context_length"] = context
@@ -420,10 +426,14 @@ class OpenAICompatProvider:
         kind reaches the provider, which decides (a name outside the hints is no proof
         of a language model)."""
         model_id = str(entry["id"])
-        if model_id in self.embedding_metadata:
+        if self.known_embedding(model_id):
             return "embedding"
         lowered = model_id.lower()
         return "embedding" if any(h in lowered for h in EMBEDDING_HINTS) else None
+
+    def known_embedding(self, model_id: str) -> Mapping[str, Any]:
+        """What :attr:`embedding_metadata` says of a listed model (empty: not known)."""
+        return self.embedding_metadata.get(model_id, {})
 
     def describe(self) -> JSON:
         """The config for ``/v1/providers``: anything that may be a secret is masked."""

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from switchyard.config import ProviderConfig
 from switchyard.errors import InvalidRequestError, UnsupportedParameterError
-from switchyard.providers.base import JSON, ModelInfo
+from switchyard.providers.base import JSON, ModelInfo, check_options
 from switchyard.providers.openai_compat import encode_embeddings_base64
 from switchyard.upstream import Transport
 
@@ -32,6 +32,7 @@ class SentenceTransformersProvider:
     inline: ClassVar[bool] = True
 
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
+        check_options(config, frozenset({"preload"}))  # load the model at start
         self.id = config.id
         self.config = config
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embeddings")
