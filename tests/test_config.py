@@ -79,6 +79,36 @@ models:
     assert [m.model_id for m in with_groq.models] == ["groq/llama", "t/m"]
 
 
+def test_the_models_of_a_switched_id_stay_with_the_provider_that_is_on() -> None:
+    # Pick one backend: the one switched off must not take the kept one's models along.
+    raw = {
+        "providers": [
+            {"id": "${env.USE_VLLM:+local}", "type": "vllm", "base_url": "http://v/v1"},
+            {"id": "${env.USE_OLLAMA:+local}", "type": "ollama"},
+        ],
+        "models": [{"provider_id": "local", "provider_model_id": "m"}],
+    }
+    config = config_from_dict(raw, "x", env={"USE_VLLM": "1"})
+    assert [(p.id, p.type) for p in config.providers] == [("local", "vllm")]
+    assert [m.model_id for m in config.models] == ["local/m"]
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("${env.K:-sk-proj-secret}", "${env.K"),  # the shell's default form
+        ("${OPENAI_API_KEY}", "${OPENAI_API_KEY"),  # compose's
+        ("${env.A:=${env.B}}", "${env.A"),  # nesting is not read
+    ],
+)
+def test_a_form_not_read_is_refused_without_its_default(text: str, named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        substitute_env(text, {"B": "b"}, "providers[0].api_key")
+    assert f"'{named}' starts a" in caught.value.message
+    assert "secret" not in caught.value.message  # a default may be a key
+    assert substitute_env("${env.A:=pa$word}", {}) == "pa$word"
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "words"),
     [

@@ -51,7 +51,7 @@ class ModelConfig(_Strict):
     provider_id: str
     provider_model_id: str
     id: str | None = None
-    # None: the type the provider lists the model with, else "llm".
+    # None: the type the provider lists the model with, if it says.
     model_type: ModelType | None = None
     aliases: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -183,7 +183,11 @@ class Config(_Strict):
         return Path(base) / "switchyard"
 
 
-_ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?:(:=|:\+)([^}]*))?\}")
+# A default holds no "${" (nesting is not read): ${env.A:=${env.B}} is refused whole.
+_ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?:(:=|:\+)((?:[^}$]|\$(?!\{))*))?\}")
+# What is left of any other ${...} form once those are read: ${OPENAI_API_KEY},
+# ${env.X:-default} (the shell's), which would otherwise be sent as the key itself.
+_UNREAD = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_.]*")
 
 
 # A provider id that is only a switch: ${env.X:+groq}.
@@ -204,11 +208,11 @@ def substitute_env(value: str, env: Mapping[str, str], where: str = "") -> str:
             raise ConfigError(f"{where}: environment variable {name} is not set")
         return current
 
-    if "${env." in _ENV_REF.sub("", value):
-        # ${env.X:-default} (the shell's form) would otherwise be sent as the key itself.
+    if (unread := _UNREAD.search(_ENV_REF.sub("", value))) is not None:
+        # Named without the rest: a default given there may be a key.
         raise ConfigError(
-            f"{where}: {value!r} holds a ${{env...}} form Switchyard does not read; use "
-            "${env.X}, ${env.X:=default} or ${env.X:+value}"
+            f"{where}: '{unread.group(0)}' starts a ${{...}} form Switchyard does not "
+            "read; use ${env.X}, ${env.X:=default} or ${env.X:+value}"
         )
     return _ENV_REF.sub(expand, value)
 
@@ -245,10 +249,18 @@ def _drop_disabled(raw: dict[str, Any], env: Mapping[str, str], source: str) -> 
                     dropped.add(switch.group(1))
                 continue
         kept.append(provider)
+    # ...unless a provider that stays on has that id (${env.USE_VLLM:+local} beside
+    # ${env.USE_OLLAMA:+local}: the models of "local" are the one kept's).
+    dropped -= {_resolved_id(p, env) for p in kept}
     raw["providers"] = kept
     models = raw.get("models")
     if isinstance(models, list):
         raw["models"] = [m for m in models if not _names_dropped(m, dropped, env)]
+
+
+def _resolved_id(provider: Any, env: Mapping[str, str]) -> str | None:
+    raw_id = provider.get("id") if isinstance(provider, dict) else None
+    return substitute_env(raw_id, env) if isinstance(raw_id, str) else None
 
 
 def _names_dropped(model: Any, dropped: set[str], env: Mapping[str, str]) -> bool:

@@ -7,6 +7,7 @@ the provider's ``api_key`` and the password of its ``base_url``.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 HIDDEN = "***"
@@ -33,7 +34,13 @@ def hide(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
-def hide_bytes(raw: bytes, secrets: tuple[str, ...]) -> bytes:
-    for secret in secrets:
-        raw = raw.replace(secret.encode(), HIDDEN.encode())
-    return raw
+def hide_json(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` with the secrets hidden in its strings (not in its numbers: a password
+    of digits would otherwise rewrite a vector)."""
+    if isinstance(value, str):
+        return hide(value, secrets)
+    if isinstance(value, dict):
+        return {key: hide_json(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [hide_json(item, secrets) for item in value]
+    return value

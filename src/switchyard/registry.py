@@ -45,7 +45,7 @@ class ModelRegistry:
                 id=model.model_id,
                 provider_id=model.provider_id,
                 provider_model_id=model.provider_model_id,
-                model_type=model.model_type,  # None: what discovery says, else llm
+                model_type=model.model_type,  # None: what the listing says, if it does
                 metadata=dict(model.metadata),
                 source="config",
             )
@@ -163,12 +163,13 @@ class ModelRegistry:
 def _declared_entry(declared: ModelEntry, listed: ModelEntry | None) -> ModelEntry:
     """A model of the config, completed by what its provider lists of it: declaring a
     model (to name it or give it aliases) must not turn a listed embedding model into a
-    language model, nor lose its dimension."""
+    language model, nor lose its dimension. With no type stated by either, none: either
+    endpoint may try it, and the provider decides (as for a listed model)."""
     if listed is None:
-        return replace(declared, model_type=declared.model_type or "llm")
+        return declared
     return replace(
         declared,
-        model_type=declared.model_type or listed.model_type or "llm",
+        model_type=declared.model_type or listed.model_type,
         metadata={**listed.metadata, **declared.metadata},
         created=listed.created,
         owned_by=listed.owned_by,

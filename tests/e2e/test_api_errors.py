@@ -61,7 +61,14 @@ def server(upstream: FaultyUpstream) -> Iterator[ServerHandle]:
             {"id": "groq", "type": "groq", "base_url": upstream.url + "/v1", "max_retries": 0},
             {"id": "st", "type": "sentence-transformers"},
         ],
-        "models": [{"id": "declared-chat", "provider_id": "up", "provider_model_id": "ok"}],
+        "models": [
+            {
+                "id": "declared-chat",
+                "provider_id": "up",
+                "provider_model_id": "ok",
+                "model_type": "llm",  # stated: it refuses /v1/embeddings
+            }
+        ],
     }
     with thread_server(config) as handle:
         yield handle

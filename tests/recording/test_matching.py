@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from switchyard.errors import ReplayMissError
+from switchyard.errors import ConfigError, ReplayMissError
 from switchyard.recording.cassette import Cassette, Interaction, RecordedRequest, RecordedResponse
 from switchyard.recording.files import save_cassette
 from switchyard.recording.library import CassetteLibrary
@@ -78,6 +78,9 @@ def test_ignored_fields_are_dotted_paths_through_lists() -> None:
     assert ignore_tree(["messages[0].name", "tools[].function.strict"]) == ignore_tree(
         ["messages.name", "tools.function.strict"]
     )
+    # An item of a list cannot be left out alone: input[1] would ignore all of input.
+    with pytest.raises(ConfigError, match=r"'input\[1\]' names an item"):
+        ignore_tree(["input[1]"])
     # A field ignored whole wins over a path below it, in either order.
     assert ignore_tree(["a", "a.b"]) == {"a": None}
     assert ignore_tree(["a.b", "a"]) == {"a": None}
@@ -154,9 +157,10 @@ def test_model_lists_only_replay_to_their_own_provider(tmp_path: Path) -> None:
 
 def test_a_model_list_replays_the_first_recorded_every_time(tmp_path: Path) -> None:
     # Asked at start and at every refresh: the listed models must not change meanwhile.
-    lists = [_interaction(None, {"data": [n]}, "a", "/v1/models") for n in (1, 2)]
+    lists = [_interaction(None, {"data": [n]}, "a", "/v1/models") for n in (1, 2, 3)]
+    lists[0].response.status = 503  # the provider was down at the first listing
     library = _library(tmp_path, Cassette("a", lists))
-    assert [_ask(library, None, "a", "/v1/models") for _ in "123"] == [{"data": [1]}] * 3
+    assert [_ask(library, None, "a", "/v1/models") for _ in "123"] == [{"data": [2]}] * 3
 
 
 def test_ignore_fields_globally_and_per_cassette(tmp_path: Path) -> None:

@@ -308,6 +308,26 @@ async def test_a_key_the_provider_echoes_is_not_written(tmp_path: Path, stream: 
     assert "Invalid key ***" in text
 
 
+async def test_secrets_are_hidden_in_the_text_of_errors_only(tmp_path: Path) -> None:
+    # A short key ("ollama") is also in a success's fingerprint; digits of a password
+    # may be in a number.
+    ok = b'{"system_fingerprint": "fp_ollama", "created": 1234567}'
+    refused = b'{"error": {"message": "bad key ollama", "code": 1234567}}'
+    answers = [_Answer([ok]), _Answer([refused], status=401)]
+    library = CassetteLibrary(tmp_path, "rec", load="none", session="s")
+    secrets = configured_secrets("ollama", "http://u:123456@up/v1")
+    transport = RecordingTransport("o", library, "record", _Scripted(*answers), secrets=secrets)
+    for _ in answers:
+        await (
+            await transport.send(_request("http://up/v1", {**CHAT_BODY, "stream": False}))
+        ).read()
+    bodies = [i.response.body for i in load_cassette(tmp_path / "rec.json").interactions]
+    assert bodies == [
+        {"system_fingerprint": "fp_ollama", "created": 1234567},
+        {"error": {"message": "bad key ***", "code": 1234567}},
+    ]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_cassette_that_cannot_be_written_costs_the_client_nothing(
     tmp_path: Path, stream: bool, caplog: pytest.LogCaptureFixture

@@ -1,7 +1,9 @@
 """Provider types by name, imported lazily, as uvicorn does for its loops and protocols.
 
 A ``type`` that is not in :data:`PROVIDERS` is taken as an import path
-(``"package.module:Class"``), so a plugin provider needs no change here.
+(``"package.module:Class"``), so a plugin provider needs no change here. A plugin class
+built on :class:`~switchyard.providers.openai_compat.OpenAICompatProvider` names the
+``options`` it reads from its config in ``known_options``; any other is refused at start.
 """
 
 from __future__ import annotations

@@ -66,13 +66,15 @@ class ModelEntry:
 
 def check_options(config: ProviderConfig, known: frozenset[str]) -> None:
     """Refuse ``options`` the provider's type does not read: the rest of the config
-    refuses unknown keys, so a misspelt or misplaced option fails at start too."""
+    refuses unknown keys, so a misspelt or misplaced option fails at start too. (A
+    plugin's class names the options it reads in ``known_options``.)"""
     unknown = sorted(config.options.keys() - known)
     if unknown:
         reads = ", ".join(sorted(known)) or "none"
         raise ConfigError(
             f"provider '{config.id}' (type {config.type}) does not read the options "
-            f"{', '.join(unknown)} (it reads: {reads}); remove them"
+            f"{', '.join(unknown)} (it reads: {reads}); remove them, or, for a provider "
+            "class of your own, name them in its known_options"
         )
 
 

@@ -120,7 +120,7 @@ class CassetteLibrary:
     ) -> Interaction | None:
         """The next recording for ``request`` (the asking provider's first), or ``None``;
         once all were used, the first again if ``wrap``, else ``None`` (to record one).
-        A bodyless request (a model list) always gets the first."""
+        A bodyless request (a model list) always gets the first that succeeded."""
         matches: list[Recorded] = []
         for ignore, by_key in self._groups.values():
             matches += by_key.get(match_key(request.method, request.path, request.body, ignore), ())
@@ -134,8 +134,10 @@ class CassetteLibrary:
         candidates = sorted(own or matches, key=lambda m: m.order)
         if request.body is None:
             # A model list, asked at start and at every refresh: always the first one
-            # recorded, or a replaying server's models would change every few minutes.
-            return candidates[0].interaction
+            # recorded that listed models (not a failure, while a later one succeeded),
+            # or a replaying server's models would change every few minutes.
+            good = [c for c in candidates if c.interaction.response.status < 400]
+            return (good or candidates)[0].interaction
         # Each provider replays its own recordings in order, whoever else asks the same.
         # The cursor is the first recording matched, not the request: requests that differ
         # only in ignored fields share it, and one recorded later extends the same list.
@@ -158,7 +160,20 @@ class CassetteLibrary:
         ``replayable`` (record-if-missing) also makes it answer later identical requests.
         """
         async with self._write_lock:  # keeps this process's interactions in order
-            await asyncio.to_thread(append_interaction, self.primary, interaction, self._session)
+            try:
+                await asyncio.to_thread(
+                    append_interaction, self.primary, interaction, self._session
+                )
+            except Exception:  # a full disk, a broken cassette: the answer still goes
+                log.error(
+                    "recording: %s %s (provider %s) was not written to %s",
+                    interaction.request.method,
+                    interaction.request.path,
+                    interaction.provider,
+                    self.primary,
+                    exc_info=True,
+                )
+                return
             if replayable:
                 self._add(interaction, self.primary, -1, self._primary_ignore)
                 # Used by the request that recorded it: the next identical one of this

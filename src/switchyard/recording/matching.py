@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from switchyard.errors import ConfigError
+
 __all__ = [
     "FLOAT_DIGITS",
     "Difference",
@@ -47,6 +49,13 @@ def ignore_tree(fields: Iterable[str]) -> IgnoreTree:
     """Parse dotted field names into the tree :func:`canonical` walks."""
     tree: IgnoreTree = {}
     for name in fields:
+        if name.endswith("]"):
+            # input[1] would ignore all of input: every embedding request would match.
+            raise ConfigError(
+                f"ignore_fields: '{name}' names an item of a list, which cannot be left out "
+                "of matching alone; name a field of the items (messages[0].content, "
+                "which means that field of every message) or the whole list"
+            )
         # messages[0].content (as a miss names it) and messages[].content are
         # messages.content: a path looks through lists, whatever the index.
         *parents, leaf = _INDEX.sub("", name).split(".")

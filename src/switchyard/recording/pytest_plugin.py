@@ -147,15 +147,16 @@ def switchyard_cassette(request: pytest.FixtureRequest, switchyard_record_mode: 
     return path
 
 
-_NAME_MAX = 200
+# A file name holds at most 255 bytes; the lock file's (.<name>.json.lock) adds 11.
+_NAME_MAX = 244
 
 
 def _safe(name: str) -> str:
     """A test name as a file name: parameters kept readable, nothing that makes a path."""
     safe = re.sub(r"[^A-Za-z0-9_.\-\[\]]+", "-", name).lstrip(".-") or "cassette"
     if len(safe) > _NAME_MAX:
-        # A file name holds at most 255 bytes (and the lock file's adds 11): a long
-        # parameter id is cut, and a hash of the whole name keeps such cassettes apart.
+        # A long parameter id is cut, and a hash of the whole name keeps such cassettes
+        # apart.
         digest = hashlib.sha256(name.encode()).hexdigest()[:16]
         safe = f"{safe[: _NAME_MAX - len(digest) - 1]}-{digest}"
     return safe

@@ -17,9 +17,9 @@ a parser beside them collects the events and their timing, and the piece with
 answer finds it in the cassette). The recorder reads an answer in a task of its own, so a
 client that leaves or stops early does not cut it: it is read to its end and written
 whole. One the provider cuts is not written (it would replay truncated). Error answers are recorded
-like any other and replay as errors. The provider's configured secrets are hidden in
-what is written (a provider may echo the key it refused), and a cassette that cannot be
-written costs the log an error, not the client its answer.
+like any other and replay as errors, with the provider's configured secrets hidden in
+their text (a provider may echo the key it refused). A cassette that cannot be written
+costs the log an error, not the client its answer.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from switchyard.errors import ConfigError
-from switchyard.hidden import hide_bytes
+from switchyard.hidden import hide, hide_json
 from switchyard.recording import scrub
 from switchyard.recording.cassette import (
     Interaction,
@@ -118,17 +118,7 @@ class RecordingTransport:
 
         async def finish(answer: RecordedResponse) -> None:
             interaction = Interaction(self.provider_id, recorded, answer, recorded_at=now_iso())
-            try:
-                await self.library.record(interaction, replayable=self.mode == "record-if-missing")
-            except Exception as err:  # a full disk, a broken cassette: the answer still goes
-                log.error(
-                    "recording: %s %s (provider %s) was not written to %s: %s",
-                    recorded.method,
-                    recorded.path,
-                    self.provider_id,
-                    self.library.primary,
-                    err,
-                )
+            await self.library.record(interaction, replayable=self.mode == "record-if-missing")
 
         return _RecordingResponse(response, started, finish, self._secrets)
 
@@ -156,8 +146,7 @@ class _StreamCopy:
     async def feed(self, chunk: bytes) -> None:
         now, done = time.monotonic(), False
         for data in self._parser.feed(chunk):
-            kept = hide_bytes(data, self._secrets)
-            self._events.append(StreamEvent.from_raw(kept, (now - self._last) * 1000))
+            self._events.append(self._event(data, (now - self._last) * 1000))
             self._last = now
             done = done or data == DONE
         # The consumer stops reading at [DONE] (even with more in the same piece: a
@@ -165,14 +154,17 @@ class _StreamCopy:
         if done and not self.written:
             await self.end(flush=False)
 
+    def _event(self, data: bytes, delay_ms: float = 0.0) -> StreamEvent:
+        event = StreamEvent.from_raw(data, delay_ms)
+        if self._secrets:
+            event.data = hide_json(event.data, self._secrets)
+        return event
+
     async def end(self, *, flush: bool = True) -> None:
         if self.written:
             return
         if flush:
-            self._events += [
-                StreamEvent.from_raw(hide_bytes(data, self._secrets))
-                for data in self._parser.flush()
-            ]
+            self._events += [self._event(data) for data in self._parser.flush()]
         self.written = True
         await self._write(self._events)
 
@@ -217,7 +209,9 @@ class _RecordingResponse:
         self._inner = inner
         self._started = started
         self._finish = finish
-        self._secrets = secrets
+        # A provider echoes a key in refusing it; a success is kept as it came (a short
+        # key such as "ollama" is also in Ollama's system_fingerprint).
+        self._secrets = secrets if inner.status >= 400 else ()
         self._reading = False  # a task of ours reads the stream, and closes it
         self._detached = False  # its client has stopped reading
         self.status = inner.status
@@ -240,11 +234,10 @@ class _RecordingResponse:
 
     async def _read_and_record(self) -> bytes:
         raw = await self._inner.read()
-        kept = hide_bytes(raw, self._secrets)
         try:
-            content: dict[str, Any] = {"body": orjson.loads(kept)}
+            content: dict[str, Any] = {"body": hide_json(orjson.loads(raw), self._secrets)}
         except orjson.JSONDecodeError:
-            content = {"text": kept.decode("utf-8", "replace")}
+            content = {"text": hide(raw.decode("utf-8", "replace"), self._secrets)}
         await self._finish(self._answer(**content))
         return raw
 
