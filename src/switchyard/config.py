@@ -190,10 +190,6 @@ _ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?:(:=|:\+)((?:[^}$]|\$
 _UNREAD = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_.]*")
 
 
-# A provider id that is only a switch: ${env.X:+groq}.
-_SWITCH = re.compile(r"\$\{env\.[A-Za-z_][A-Za-z0-9_]*:\+([^}]+)\}")
-
-
 def substitute_env(value: str, env: Mapping[str, str], where: str = "") -> str:
     """Expand ``${env.X}``, ``${env.X:=default}`` and ``${env.X:+value}`` in one string."""
 
@@ -244,9 +240,10 @@ def _drop_disabled(raw: dict[str, Any], env: Mapping[str, str], source: str) -> 
             if not resolved:
                 dropped.add(raw_id)
                 # A model may name the provider plainly (provider_id: groq) rather than
-                # repeat its switch.
-                if (switch := _SWITCH.fullmatch(raw_id)) is not None:
-                    dropped.add(switch.group(1))
+                # repeat its switch (an id that is only ${env.X:+groq}).
+                switch = _ENV_REF.fullmatch(raw_id)
+                if switch is not None and switch.group(2) == ":+" and switch.group(3):
+                    dropped.add(switch.group(3))
                 continue
         kept.append(provider)
     # ...unless a provider that stays on has that id (${env.USE_VLLM:+local} beside

@@ -65,7 +65,7 @@ class StreamEvent:
     def raw(self) -> bytes:
         """The exact bytes of the event's data field."""
         if isinstance(self.data, str):
-            return self.data.encode("utf-8", "surrogateescape")
+            return self.data.encode()
         return orjson.dumps(self.data)
 
     def to_json(self) -> dict[str, Any]:

@@ -16,10 +16,10 @@ a parser beside them collects the events and their timing, and the piece with
 ``data: [DONE]`` is passed on once the interaction is written (a client that has its
 answer finds it in the cassette). The recorder reads an answer in a task of its own, so a
 client that leaves or stops early does not cut it: it is read to its end and written
-whole. One the provider cuts is not written (it would replay truncated). Error answers are recorded
-like any other and replay as errors, with the provider's configured secrets hidden in
-their text (a provider may echo the key it refused). A cassette that cannot be written
-costs the log an error, not the client its answer.
+whole. One the provider cuts is not written (it would replay truncated). Error answers
+are recorded like any other and replay as errors, with the provider's configured
+secrets hidden in their text (a provider may echo the key it refused). A cassette that
+cannot be written costs the log an error, not the client its answer.
 """
 
 from __future__ import annotations
