@@ -9,8 +9,8 @@ HTTP status and OpenAI error ``type``; instances carry the message, the offendin
     ├── InvalidRequestError             400 invalid_request_error
     │   ├── UnsupportedParameterError   400  a parameter the provider refuses
     │   └── WrongModelTypeError         400  e.g. an embedding model used for chat
-    ├── AuthenticationError             401 authentication_error
-    ├── NotFoundError                   404 not_found_error
+    ├── AuthenticationError             401 invalid_request_error (as OpenAI types it)
+    ├── NotFoundError                   404 invalid_request_error (as OpenAI types it)
     │   ├── ModelNotFoundError          404  code=model_not_found
     │   └── ReplayMissError             404  code=replay_miss: replay mode, no recording
     ├── PayloadTooLargeError            413 invalid_request_error
@@ -84,7 +84,8 @@ class WrongModelTypeError(InvalidRequestError):
 
 class AuthenticationError(SwitchyardError):
     status = 401
-    error_type = "authentication_error"
+    # OpenAI's own type for a missing or wrong key (code invalid_api_key for the latter).
+    error_type = "invalid_request_error"
 
 
 class PermissionDeniedError(SwitchyardError):
@@ -94,7 +95,8 @@ class PermissionDeniedError(SwitchyardError):
 
 class NotFoundError(SwitchyardError):
     status = 404
-    error_type = "not_found_error"
+    # OpenAI's own type for an unknown model, id or URL; the status and code tell them apart.
+    error_type = "invalid_request_error"
 
 
 class ModelNotFoundError(NotFoundError):

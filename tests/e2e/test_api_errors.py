@@ -102,11 +102,15 @@ def _error(response: httpx.Response, status: int) -> dict[str, Any]:
             "messages[0].role",
         ),
         (
+            b'{"model": "up/ok", "messages": [{"role": ["user"], "content": "x"}]}',
+            "messages[0].role",
+        ),
+        (
             b'{"model": "up/ok", "messages": [{"role": "user", "content": 7}]}',
             "messages[0].content",
         ),
         (
-            b'{"model": "up/ok", "messages": [{"role": "user", "content": [{"type": "video"}]}]}',
+            b'{"model": "up/ok", "messages": [{"role": "user", "content": [{"type": ["video"]}]}]}',
             "messages[0].content[0]",
         ),
         (
@@ -127,7 +131,7 @@ def _error(response: httpx.Response, status: int) -> dict[str, Any]:
             "stream_options",
         ),
         (
-            b'{"model": "up/ok", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}}',
+            b'{"model": "up/ok", "messages": [{"role": "user", "content": "x"}], "response_format": {"json_schema": {}}}',
             "response_format",
         ),
         (

@@ -109,7 +109,7 @@ def test_no_key_is_401_on_every_route(server: ServerHandle, method: str, path: s
         assert response.headers["www-authenticate"] == "Bearer"
         error = response.json()["error"]
         assert set(error) == {"message", "type", "param", "code"}
-        assert error["type"] == "authentication_error"
+        assert error["type"] == "invalid_request_error"  # as OpenAI types it
         assert "Authorization: Bearer" in error["message"]
 
 

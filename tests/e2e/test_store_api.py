@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gzip
 import secrets
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,7 @@ def test_store_false_is_never_stored(client: openai.OpenAI) -> None:
         ("model=a%00", "model"),
         ("metadata[k]=%00", "metadata[k]"),
         ("metadata[%00]=v", "metadata[\x00]"),
+        ("metadata[k]=a&metadata[k]=b", "metadata[k]"),  # which one would count?
     ],
 )
 def test_bad_listing_parameters_are_400s(server: ServerHandle, query: str, param: str) -> None:
@@ -187,6 +189,12 @@ def test_unknown_ids_and_bad_updates(server: ServerHandle) -> None:
     bad = httpx.post(f"{server.base_url}/chat/completions/x", json={"metadata": {"k": 1}})
     assert bad.status_code == 400
     assert bad.json()["error"]["param"] == "metadata"
+    more = httpx.post(
+        f"{server.base_url}/chat/completions/x", json={"metadata": {"k": "v"}, "model": "m"}
+    )
+    assert more.status_code == 400
+    assert more.json()["error"]["param"] == "model"
+    assert "Only the metadata" in more.json()["error"]["message"]
 
 
 def test_nul_characters_are_400s_on_every_route(server: ServerHandle) -> None:
@@ -217,15 +225,27 @@ def test_a_body_after_a_byte_order_mark_is_answered_and_stored(
     assert stored.choices[0].message.content == "echo: bom"
 
 
-def test_a_compressed_body_is_415_saying_so(server: ServerHandle) -> None:
-    body = gzip.compress(b'{"model": "%s", "messages": []}' % MODEL.encode())
+@pytest.mark.parametrize(
+    ("path", "coding", "compress"),
+    [
+        ("/chat/completions", "gzip", gzip.compress),
+        ("/chat/completions", "deflate", zlib.compress),
+        ("/embeddings", "deflate", zlib.compress),
+        ("/chat/completions", "br", lambda data: b"\x1b\x03" + data[::-1]),  # not JSON
+    ],
+)
+def test_a_compressed_body_is_415_saying_so(
+    server: ServerHandle, path: str, coding: str, compress: Callable[[bytes], bytes]
+) -> None:
+    body = compress(b'{"model": "%s", "messages": []}' % MODEL.encode())
     answer = httpx.post(
-        f"{server.base_url}/chat/completions",
+        f"{server.base_url}{path}",
         content=body,
-        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        headers={"Content-Type": "application/json", "Content-Encoding": coding},
     )
     assert answer.status_code == 415
-    assert "uncompressed" in answer.json()["error"]["message"]
+    message = answer.json()["error"]["message"]
+    assert "uncompressed" in message and f"({coding})" in message
 
 
 def test_any_metadata_key_a_create_takes_can_be_filtered_on(client: openai.OpenAI) -> None:

@@ -216,7 +216,7 @@ def test_a_miss_names_the_cassette_the_closest_request_and_the_differences(
         'got "What is the capital of Spain?")' in message
     )
     assert "temperature (recorded 0.2, got absent)" in message
-    assert error.to_dict()["error"]["type"] == "not_found_error"
+    assert error.to_dict()["error"]["type"] == "invalid_request_error"
 
 
 def test_a_miss_in_an_empty_directory_says_so(tmp_path: Path) -> None:

@@ -12,7 +12,13 @@ from switchyard.config import Config
 from switchyard.errors import _PASSED_THROUGH, _client_status
 from switchyard.server.app import create_app
 from switchyard.server.openapi import build_document
-from switchyard.server.validation import CHAT, COMPLETIONS, EMBEDDINGS
+from switchyard.server.validation import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
+    MAX_EMBEDDING_INPUTS,
+    MODEL_MAX,
+)
 
 
 def test_the_document_is_valid_openapi_3_1() -> None:
@@ -101,3 +107,28 @@ def test_each_route_documents_the_errors_it_can_give() -> None:
     assert "401" not in paths["/v1/health"]["get"]["responses"]  # open to probes
     assert "401" in paths["/v1/models"]["get"]["responses"]
     assert "502" not in paths["/v1/chat/completions/{completion_id}"]["delete"]["responses"]
+    # A browser's request is judged before routing; a compressed body wherever one is read.
+    for path, methods in paths.items():
+        for method, operation in methods.items():
+            assert "403" in operation["responses"], (method, path)
+            assert ("415" in operation["responses"]) is ("requestBody" in operation), path
+
+
+def test_the_documented_input_limits_are_the_enforced_ones() -> None:
+    schemas = build_document()["components"]["schemas"]
+    embeddings = schemas["EmbeddingRequest"]["properties"]
+    for form in embeddings["input"]["oneOf"]:
+        if form.get("minLength") == 1:
+            assert EMBEDDINGS["input"]("") is not None
+        if form.get("maxItems") == MAX_EMBEDDING_INPUTS:
+            item = "x" if form["items"].get("type") == "string" else [1]
+            assert EMBEDDINGS["input"]([item] * (MAX_EMBEDDING_INPUTS + 1)) is not None
+            assert EMBEDDINGS["input"]([item] * MAX_EMBEDDING_INPUTS) is None
+    assert EMBEDDINGS["input"]([1] * (MAX_EMBEDDING_INPUTS * 2)) is None  # token ids: no limit
+    model = embeddings["model"]
+    assert (model["minLength"], model["maxLength"]) == (1, MODEL_MAX)
+    assert EMBEDDINGS["model"]("") is not None and EMBEDDINGS["model"]("m" * (MODEL_MAX + 1))
+    assert {"type": "array", "items": {"type": "string"}, "minItems": 1} in schemas[
+        "CompletionRequest"
+    ]["properties"]["prompt"]["oneOf"]
+    assert COMPLETIONS["prompt"]([]) is not None

@@ -4,6 +4,7 @@ and the protocol's extension that tells a stream its client has left."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from typing import Any, cast
 import httpx
 import pytest
 import uvicorn
+from tests.support.fake_openai import fake_openai
 from tests.support.server import ServerHandle, thread_server
 from uvicorn.server import ServerState
 
@@ -278,3 +280,70 @@ def test_connections_that_never_finish_a_request_are_closed(
         slow.settimeout(5)
         assert _read_responses(slow, 1)[0].endswith(b'{"status":"OK"}')
         slow.close()
+
+
+def test_a_request_pipelined_behind_a_slow_answer_does_not_count_as_stalled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The second request's body is half sent when uvicorn stops reading (it waits for
+    # the first answer); that wait outlasting the stall timeout must not cut the first.
+    monkeypatch.setattr(protocol, "REQUEST_STALL_SECONDS", 0.5)
+    with (
+        fake_openai() as upstream,
+        thread_server({"providers": [upstream.provider_config()]}) as handle,
+    ):
+        port = int(handle.url.rsplit(":", 1)[1])
+        slow = b'{"model": "fake/m", "messages": [{"role": "user", "content": "hi"}], "fake_delay": 1.5}'
+        first = (
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(slow), slow)
+        )
+        second = (
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 50\r\n\r\n{"
+        )
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(first + second)
+            sock.settimeout(5)
+            data = b""
+            while b"echo: hi" not in data:
+                chunk = sock.recv(65536)
+                assert chunk, "the connection was closed before the first answer"
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /v1/health HTTP/1.1\r\nHo st: x\r\n\r\n",
+    ],
+)
+def test_a_request_that_cannot_be_parsed_gets_an_openai_error(
+    server: ServerHandle, request_bytes: bytes
+) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(request_bytes)
+        (answer,) = _read_responses(sock, 1)
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    error = json.loads(body)["error"]
+    assert error["type"] == "invalid_request_error" and "malformed" in error["message"]
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_one_that_reads_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(protocol, "SEND_STALL_SECONDS", 0.05)
+    http, inner, _ = await _client_of_a_stream()
+    http.pause_writing()  # the client's socket buffers are full
+    await asyncio.sleep(0.02)
+    http.resume_writing()  # it read some: the clock starts again at the next pause
+    await asyncio.sleep(0.06)
+    assert not inner.aborted
+    http.pause_writing()
+    await asyncio.sleep(0.1)
+    assert inner.aborted  # never read again: dropped, which ends its stream

@@ -107,6 +107,10 @@ def test_field_checks(fields: Any, body: dict[str, Any], param: str | None) -> N
         ({"role": "user"}, "messages[4].content"),
         ({"role": "user", "content": ["x"]}, "messages[4].content[0]"),
         ({"role": "tool", "content": "42"}, "messages[4].tool_call_id"),
+        ({"role": ["user"], "content": "x"}, "messages[4].role"),  # unhashable: was a 500
+        ({"role": {"r": 1}, "content": "x"}, "messages[4].role"),
+        ({"role": "user", "content": [{"type": {"a": 1}}]}, "messages[4].content[0]"),
+        ({"role": "user", "content": [{"text": "no type"}]}, "messages[4].content[0]"),
     ],
 )
 def test_a_bad_message_is_named_by_its_place_in_the_list(bad: Any, param: str) -> None:
@@ -114,6 +118,23 @@ def test_a_bad_message_is_named_by_its_place_in_the_list(bad: Any, param: str) -
         check_messages([*OK_MESSAGES, bad, {"role": "user", "content": "fine"}])
     assert info.value.param == param
     assert f"'{param}'" in info.value.message
+
+
+def test_provider_extensions_of_messages_and_formats_pass_through() -> None:
+    # vLLM's own content parts and response format; OpenAI's nullable function content.
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "video_url", "video_url": {"url": "https://v.example/a.mp4"}},
+                {"type": "audio_url", "audio_url": {"url": "https://v.example/a.wav"}},
+            ],
+        },
+        {"role": "function", "name": "f", "content": None},
+    ]
+    check_messages(messages)
+    structural = {"type": "structural_tag", "structures": [], "triggers": []}
+    check_body({"model": "m", "messages": [], "response_format": structural}, CHAT, ("model",))
 
 
 CUSTOM_TOOL = {"type": "custom", "custom": {"name": "code_exec", "format": {"type": "text"}}}

@@ -33,7 +33,7 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
 
     async def create_chat_completion(request: Request) -> Response:
         raw = await read_body(request, limit)
-        body = parse_json(raw)
+        body = parse_json(raw, request)
         check_body(body, CHAT, ("model", "messages"))
         check_messages(body["messages"])
         entry, provider = route(state.registry, body["model"], "llm")

@@ -17,7 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from switchyard.errors import SwitchyardError
 from switchyard.server.auth import KeyCheck
@@ -90,7 +90,10 @@ class FastPath:
                 return
             endpoint = self.table.get((scope["method"], scope["path"]))
         if endpoint is None:
-            await self.fallback(scope, receive, send)
+            if scope["type"] == "http":
+                await _answered_once(self.fallback, scope, receive, send)
+            else:
+                await self.fallback(scope, receive, send)
             return
         request = Request(scope, receive)
         try:
@@ -100,6 +103,27 @@ class FastPath:
         except Exception as err:  # the same last resort as Starlette's: JSON, logged
             response = await unexpected_error(request, err)
         await response(scope, receive, send)
+
+
+async def _answered_once(app: Starlette, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run ``app``, whose last-resort handler answers an unexpected error with a logged
+    500 and then, as Starlette always does, raises it again. Once that answer is sent
+    the error is done with: raised further, uvicorn would log it a second time and close
+    the client's keep-alive connection. One raised before a whole answer went out goes
+    on to uvicorn, which then ends the connection as it should."""
+    answered = False
+
+    async def send_noting_the_end(message: Message) -> None:
+        nonlocal answered
+        await send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            answered = True
+
+    try:
+        await app(scope, receive, send_noting_the_end)
+    except Exception:
+        if not answered:
+            raise
 
 
 async def _refuse(error: SwitchyardError, scope: Scope, receive: Receive, send: Send) -> None:

@@ -21,7 +21,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 async def read_json(request: Request, limit: int) -> Any:
     """The parsed JSON body; 413 past ``limit`` bytes, 400 if it is not JSON."""
-    return parse_json(await read_body(request, limit))
+    return parse_json(await read_body(request, limit), request)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -58,13 +58,16 @@ class CompressedBodyError(InvalidRequestError):
     status = 415  # RFC 9110: a content coding the server does not take
 
 
-def parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes, request: Request | None = None) -> Any:
+    """The parsed body; 400 if it is not JSON, 415 if it is compressed. The headers are
+    read only when the body does not parse: the usual request never looks at them."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as err:
-        if raw.startswith(_GZIP):
+        coding = _content_coding(raw, request)
+        if coding is not None:
             raise CompressedBodyError(
-                "The request body is compressed (gzip); send the JSON uncompressed, "
+                f"The request body is compressed ({coding}); send the JSON uncompressed, "
                 "without Content-Encoding."
             ) from None
         if "UTF-8" in err.msg:
@@ -76,6 +79,17 @@ def parse_json(raw: bytes) -> Any:
             f"The request body is not valid JSON ({err}). Send a JSON object with "
             "Content-Type: application/json."
         ) from None
+
+
+def _content_coding(raw: bytes, request: Request | None) -> str | None:
+    """The compression a body that is not JSON was sent with, if any: gzip by its magic
+    bytes (curl --compressed, some proxies send it unannounced), any other by its
+    Content-Encoding header (deflate, br, zstd)."""
+    if raw.startswith(_GZIP):
+        return "gzip"
+    coding = request.headers.get("content-encoding", "") if request is not None else ""
+    coding = coding.strip().lower()
+    return coding if coding and coding != "identity" else None
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:

@@ -13,7 +13,13 @@ from switchyard._version import __version__
 from switchyard.server import stored
 from switchyard.server.auth import OPEN_PATHS
 from switchyard.server.http import json_response
-from switchyard.server.validation import METADATA_KEY_MAX, METADATA_MAX_KEYS, METADATA_VALUE_MAX
+from switchyard.server.validation import (
+    MAX_EMBEDDING_INPUTS,
+    METADATA_KEY_MAX,
+    METADATA_MAX_KEYS,
+    METADATA_VALUE_MAX,
+    MODEL_MAX,
+)
 
 _OBJ = {"type": "object", "additionalProperties": True}
 _STR = {"type": "string"}
@@ -28,9 +34,11 @@ _METADATA = {
     "additionalProperties": {**_STR, "maxLength": METADATA_VALUE_MAX},
 }
 _STOP = {"oneOf": [_STR, {"type": "array", "items": _STR, "maxItems": 4}]}
+_TOKENS = {"type": "array", "items": _INT, "minItems": 1}
+_MODEL = {**_STR, "minLength": 1, "maxLength": MODEL_MAX}
 
 _SAMPLING = {
-    "model": _STR,
+    "model": _MODEL,
     "stream": _BOOL,
     "stream_options": {"type": "object", "properties": {"include_usage": _BOOL}},
     "n": {**_INT, "minimum": 1, "maximum": 128},
@@ -85,7 +93,14 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": True,
         "properties": {
             **_SAMPLING,
-            "prompt": {"oneOf": [_STR, {"type": "array"}]},
+            "prompt": {
+                "oneOf": [
+                    _STR,
+                    {"type": "array", "items": _STR, "minItems": 1},
+                    _TOKENS,
+                    {"type": "array", "items": _TOKENS, "minItems": 1},
+                ]
+            },
             "suffix": _STR,
             "echo": _BOOL,
             "best_of": {**_INT, "minimum": 1, "maximum": 20},
@@ -106,8 +121,25 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["model", "input"],
         "properties": {
-            "model": _STR,
-            "input": {"oneOf": [_STR, {"type": "array", "minItems": 1, "maxItems": 2048}]},
+            "model": _MODEL,
+            "input": {
+                "oneOf": [
+                    {**_STR, "minLength": 1},
+                    {
+                        "type": "array",
+                        "items": {**_STR, "minLength": 1},
+                        "minItems": 1,
+                        "maxItems": MAX_EMBEDDING_INPUTS,
+                    },
+                    _TOKENS,  # one text as token ids: no count limit
+                    {
+                        "type": "array",
+                        "items": _TOKENS,
+                        "minItems": 1,
+                        "maxItems": MAX_EMBEDDING_INPUTS,
+                    },
+                ]
+            },
             "encoding_format": {"enum": ["float", "base64"]},
             "dimensions": {**_INT, "minimum": 1},
             "user": _STR,
@@ -116,16 +148,19 @@ SCHEMAS: dict[str, Any] = {
 }
 
 # What each kind of route can answer besides 200, and why (``errors.py`` maps them).
-# A 401 is added to every route that asks for a key (all but ``auth.OPEN_PATHS``).
+# A 401 is added to every route that asks for a key (all but ``auth.OPEN_PATHS``), a 403
+# to every route (``browsers`` answers before routing), a 415 to every route with a body.
 _MODEL_CALL = ("400", "404", "409", "413", "429", "502", "503", "504")
 _STORE = ("400", "404", "503")
 _LOOKUP = ("404",)
 _WHY = {
     "400": "Invalid request (the message names the field)",
     "401": "No or wrong API key (when server.api_keys is set)",
+    "403": "A browser's Origin or a Host that server settings do not allow",
     "404": "Unknown model or id",
     "409": "The provider refused it as a conflict (its status is passed on)",
     "413": "Body larger than server.max_body_bytes (or than the provider takes)",
+    "415": "A compressed body (Content-Encoding): send it uncompressed",
     "429": "The provider is rate limiting (its Retry-After is passed on)",
     "502": "The provider failed",
     "503": "The provider or the store cannot be reached",
@@ -231,7 +266,11 @@ def _operation(op: Operation) -> dict[str, Any]:
         content["text/event-stream"] = {"schema": _STR}
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     responses: dict[str, Any] = {"200": {"description": "OK", "content": content}}
-    errors = op.errors if op.path in OPEN_PATHS else ("401", *op.errors)
+    errors = {"403", *op.errors}
+    if op.path not in OPEN_PATHS:
+        errors.add("401")
+    if op.body:
+        errors.add("415")
     responses.update({status: {"description": _WHY[status], **error} for status in sorted(errors)})
     document: dict[str, Any] = {"summary": op.summary, "responses": responses}
     if op.body:

@@ -24,6 +24,8 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from switchyard.errors import InvalidRequestError
+
 HTTP_PROTOCOL = "switchyard.server.protocol:HttpProtocol"  # for uvicorn's --http
 # How long an idle client connection stays open (uvicorn's default is 5 s). Longer than
 # the clients' own idle expiry (httpx, under the openai SDK: 5 s; aiohttp: 15 s), so that
@@ -36,6 +38,10 @@ KEEP_ALIVE_SECONDS = 75
 # past it the connection is closed, or connections that never finish a request (slow
 # loris) would hold file descriptors for ever.
 REQUEST_STALL_SECONDS = 60.0
+# How long a client may leave what was sent to it unread, the socket's buffers full,
+# before the connection is dropped (nginx's send_timeout): a stream whose client stopped
+# reading would otherwise hold its provider's stream and connection for ever.
+SEND_STALL_SECONDS = 60.0
 _HEAD = b"HTTP/"  # how every response head uvicorn writes begins
 # An ASGI extension of ours: ``scope["extensions"][CLIENT_GONE]["watch"](callback)``
 # calls ``callback`` when the client's connection is lost (at once if it already is),
@@ -127,6 +133,7 @@ class HttpProtocol(HttpToolsProtocol):
     # request: none yet since it connected, or one begun and not complete after a read.
     # A request that arrives whole in one read (nearly all) never arms it.
     _stall: asyncio.TimerHandle | None = None
+    _unread: asyncio.TimerHandle | None = None  # SEND_STALL_SECONDS, while writing is paused
     _begun = False  # a request has begun on this connection
     _in_request = False  # one has begun and is not complete
     _last_read = 0.0
@@ -164,11 +171,52 @@ class HttpProtocol(HttpToolsProtocol):
         self._stall = None
         if self._begun and not self._in_request:
             return  # requests came whole: the keep-alive timeout watches it from here
+        if self.pipeline:
+            # A request queued behind a response still running: uvicorn stopped reading
+            # until that response ends, so the silence is ours, not the client's.
+            self._arm_stall()
+            return
         left = self._last_read + REQUEST_STALL_SECONDS - self.loop.time()
         if left > 0:
             self._stall = self.loop.call_later(left, self._check_stall)
         elif not self.transport.is_closing():
             self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """What uvicorn answers a request it cannot parse (a bad chunk size, a
+        Content-Length that is not a number): OpenAI's error JSON, not plain text."""
+        error = InvalidRequestError(
+            "The HTTP request could not be parsed (its request line, a header, or its "
+            "chunked body is malformed); send a well-formed HTTP/1.1 request."
+        )
+        body = error.to_json()
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        head += [
+            name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
+        ]
+        head.append(
+            b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+            % len(body)
+        )
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._unread is None:
+            self._unread = self.loop.call_later(SEND_STALL_SECONDS, self._drop_unread)
+
+    def resume_writing(self) -> None:
+        if self._unread is not None:
+            self._unread.cancel()
+            self._unread = None
+        super().resume_writing()
+
+    def _drop_unread(self) -> None:
+        # Closing too (a last answer waits in the buffer): what is buffered will never be
+        # read, so it is dropped rather than flushed. connection_lost cancels this timer.
+        self._unread = None
+        self.transport.abort()
 
     def _watch_client(self, callback: Callable[[], None] | None) -> None:
         if callback is None:
@@ -183,9 +231,10 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._client_lost = True
-        if self._stall is not None:
-            self._stall.cancel()
-            self._stall = None
+        for timer in (self._stall, self._unread):
+            if timer is not None:
+                timer.cancel()
+        self._stall = self._unread = None
         gone, self._on_client_gone = self._on_client_gone, None
         super().connection_lost(exc)
         if gone is not None:

@@ -132,7 +132,13 @@ def _metadata_filter(params: QueryParams) -> dict[str, str]:
     for name, value in params.multi_items():
         match = _METADATA_PARAM.match(name)
         if match:
-            found[_no_nul(match.group(1), name)] = _no_nul(value, name)
+            key = _no_nul(match.group(1), name)
+            if key in found:  # one would win silently: which, the client cannot tell
+                raise InvalidRequestError(
+                    f"{name} is given more than once; a metadata filter takes one value per key.",
+                    param=name,
+                )
+            found[key] = _no_nul(value, name)
         elif name.startswith("metadata"):
             # Ignored, it would list every completion where the client meant a filter.
             raise InvalidRequestError(
@@ -147,6 +153,13 @@ def _metadata_update(body: Any) -> dict[str, str] | None:
             'Send a JSON object {"metadata": {...}}: the metadata is the only field of a '
             "stored completion that can be updated.",
             param="metadata",
+        )
+    unknown = sorted(k for k in body if k != "metadata")
+    if unknown:
+        raise InvalidRequestError(
+            f"Unrecognized request argument supplied: {unknown[0]}. Only the metadata of "
+            "a stored completion can be updated.",
+            param=unknown[0],
         )
     metadata = body["metadata"]
     if metadata is None:

@@ -114,11 +114,12 @@ def metadata_problem(metadata: Any) -> str | None:
 
 
 def _response_format(v: Any) -> str | None:
-    if not isinstance(v, dict):
-        return "must be an object"
-    kind = v.get("type")
-    if kind not in ("text", "json_object", "json_schema"):
-        return "type must be 'text', 'json_object' or 'json_schema'"
+    if not isinstance(v, dict) or not isinstance(v.get("type"), str):
+        return (
+            "must be an object with a string type: 'text', 'json_object', 'json_schema', "
+            "or a provider's own (vLLM's 'structural_tag')"
+        )
+    kind = v["type"]
     if kind == "json_schema":
         schema = v.get("json_schema")
         if not isinstance(schema, dict) or not isinstance(schema.get("name"), str):
@@ -177,12 +178,19 @@ def _stream_options(v: Any) -> str | None:
 
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+# The roles whose content may be null: an assistant turn that only called tools, and
+# the legacy function result (OpenAI's schema: required, nullable).
+_CONTENT_OPTIONAL = frozenset({"assistant", "function"})
 
 
 def _content_part(part: Any) -> str | None:
-    if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
-        return "must be an object whose type is one of " + ", ".join(sorted(PART_TYPES))
+    # Types OpenAI defines are checked; a provider's own (vLLM's video_url, audio_url,
+    # image_embeds) passes through for the provider to judge, as unknown tools do.
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        return (
+            "must be an object with a string type, such as 'text', 'image_url', "
+            "'input_audio' or 'file'"
+        )
     kind = part["type"]
     if kind == "text" and not isinstance(part.get("text"), str):
         return "text must be a string"
@@ -201,7 +209,7 @@ def _message(message: Any) -> tuple[str, str] | None:
     if not isinstance(message, dict):
         return "", "must be an object with 'role' and 'content'"
     role = message.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         return ".role", "must be one of " + ", ".join(sorted(ROLES))
     problem = _content(role, message.get("content"))
     if problem is None and role == "tool" and not isinstance(message.get("tool_call_id"), str):
@@ -219,8 +227,7 @@ def _content(role: str, content: Any) -> tuple[str, str] | None:
                 return f".content[{j}]", problem
         return None
     if content is None:
-        # An assistant turn that only called tools has no content.
-        return None if role == "assistant" else (".content", "is required for this role")
+        return None if role in _CONTENT_OPTIONAL else (".content", "is required for this role")
     return ".content", "must be a string or a list of content parts"
 
 
