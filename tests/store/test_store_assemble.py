@@ -41,7 +41,7 @@ def test_content_role_finish_usage_and_identity() -> None:
     assert result["choices"] == [
         {
             "index": 0,
-            "message": {"role": "assistant", "content": "Hello"},
+            "message": {"role": "assistant", "content": "Hello", "refusal": None},
             "logprobs": None,
             "finish_reason": "stop",
         }
@@ -179,3 +179,42 @@ def test_empty_logprobs_are_kept_empty_not_dropped() -> None:
     first = {"index": 0, "delta": {"role": "assistant", "content": "hi"}, "logprobs": {}}
     result = assemble([chunk([first]), chunk([delta(finish="stop")])])
     assert result["choices"][0]["logprobs"] == {}
+
+
+def test_list_fields_are_joined_and_audio_pieced_together() -> None:
+    citation = {"type": "url_citation", "url_citation": {"url": "https://a.example"}}
+    chunks = [
+        chunk([delta(role="assistant", content="See", audio={"id": "audio_1", "transcript": ""})]),
+        chunk(
+            [delta(content=" a", annotations=[citation], audio={"data": "AAA", "transcript": "Se"})]
+        ),
+        chunk([delta(audio={"data": "BBB", "transcript": "e a"})]),
+        chunk([delta(finish="stop", audio={"expires_at": 1700000000})]),
+    ]
+    message = assemble(chunks)["choices"][0]["message"]
+    assert message["content"] == "See a"
+    assert message["annotations"] == [citation]
+    assert message["audio"] == {
+        "id": "audio_1",
+        "data": "AAABBB",
+        "transcript": "See a",
+        "expires_at": 1700000000,
+    }
+
+
+def test_null_logprobs_fields_stay_null_beside_joined_lists() -> None:
+    token = {"token": "hi", "logprob": -0.1, "top_logprobs": []}
+    first = {**delta(content="hi"), "logprobs": {"content": [token], "refusal": None}}
+    result = assemble([chunk([first]), chunk([delta(finish="stop")])])
+    assert result["choices"][0]["logprobs"] == {"content": [token], "refusal": None}
+
+
+def test_an_index_that_is_not_an_integer_falls_back_to_the_position() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    chunks = [
+        chunk([{**delta(content="a"), "index": None}, {**delta(content="b"), "index": "1"}]),
+        chunk([{**delta(tool_calls=[{**call, "index": None}]), "index": 0}]),
+    ]
+    choices = assemble(chunks)["choices"]  # sorting None beside 1 used to lose the stream
+    assert [c["message"]["content"] for c in choices] == ["a", "b"]
+    assert choices[0]["message"]["tool_calls"] == [call]

@@ -37,6 +37,9 @@ def test_the_environment_variable_sets_the_url() -> None:
         ("mysql://root@localhost/db", "supports sqlite:/// and postgresql://"),
         ("not a url", "is not a database URL"),
         ("sqlite://", "SQLite needs a file path"),
+        ("postgresql://u@db:abc/store", "is not a database URL"),
+        ("sqlite:///:memory:", "in-memory SQLite"),
+        ("sqlite:///file::memory:?cache=shared", "in-memory SQLite"),
     ],
 )
 def test_unusable_urls_fail_at_start_with_a_hint(raw: str, message: str) -> None:

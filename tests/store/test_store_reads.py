@@ -66,7 +66,8 @@ async def test_a_stream_is_stored_assembled(store: InferenceStore) -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "q"}], "stream": True}
     await write_all(store, [StoredCall(body, "fake", 1.0, 2.0, chunks=chunks)])
     got = await store.get_completion("chatcmpl-s")
-    assert got["choices"][0]["message"] == {"role": "assistant", "content": "hey"}
+    message = {"role": "assistant", "content": "hey", "refusal": None}  # as a whole answer
+    assert got["choices"][0]["message"] == message
     assert got["switchyard"]["streamed"] is True
 
 
@@ -212,6 +213,24 @@ async def test_metadata_update_replaces_and_is_searchable(store: InferenceStore)
     cleared = await store.update_metadata("chatcmpl-test-000001", None)
     assert cleared["metadata"] == {}
     assert await walk(store, metadata={"old": "1"}) == []
+
+
+async def test_metadata_update_sends_no_returning_clause(store: InferenceStore) -> None:
+    # SQLite has RETURNING only from 3.35; older builds would refuse every update.
+    await write_all(store, [call(1)])
+    sent: list[str] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        sent.append(statement)
+
+    sa.event.listen(store.db.writes, "before_cursor_execute", capture)
+    try:
+        updated = await store.update_metadata("chatcmpl-test-000001", {"k": "v"})
+    finally:
+        sa.event.remove(store.db.writes, "before_cursor_execute", capture)
+    assert updated["metadata"] == {"k": "v"}
+    assert any(s.lstrip().upper().startswith("UPDATE") for s in sent)
+    assert not any("RETURNING" in s.upper() for s in sent)
 
 
 async def test_delete_removes_it_everywhere(store: InferenceStore) -> None:

@@ -140,7 +140,8 @@ def test_a_streams_chunks_as_a_json_array_or_as_sse_events_make_the_same_row() -
     assert from_array == from_events
     completion = orjson.loads(str(column(from_array, "completion")))
     assert completion["id"] == "chatcmpl-s"
-    assert completion["choices"][0]["message"] == {"role": "assistant", "content": "h\u00e9!"}
+    message = completion["choices"][0]["message"]
+    assert message == {"role": "assistant", "content": "h\u00e9!", "refusal": None}
     assert column(from_array, "streamed") is True
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -548,3 +548,37 @@ def test_a_stream_without_chunks_keeps_one_id_however_often_its_row_is_made() ->
     assert row_values(record)[0] == row_values(record)[0]
     empty.completion_id = "chatcmpl-ours"
     assert row_values(record_of(empty))[0] == "chatcmpl-ours"
+
+
+@pytest.mark.usefixtures("fast_retries")
+async def test_a_schema_it_cannot_migrate_at_start_is_logged_and_retried(
+    url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Not a database error: alembic's for a database a newer version migrated, say.
+    real_migrate = writer.migrate
+    attempts = iter(range(2))
+
+    def newer_schema_at_first(db: Database) -> None:
+        if next(attempts, None) is not None:
+            raise RuntimeError("Can't locate revision identified by '0099'")
+        real_migrate(db)
+
+    monkeypatch.setattr(writer, "migrate", newer_schema_at_first)
+    store = await make_store(url, writer="thread")  # starts, where it used to raise
+    assert "cannot migrate its database at start" in caplog.text
+    await store.completion_finished(call(1))
+    await eventually(lambda: store.writer.ready, "the schema migrated on a retry")
+    await store.close()
+    assert count_rows(store.db) == 1
+
+
+def test_a_claimed_file_is_kept_only_when_one_of_its_own_rows_was_lost() -> None:
+    first, second = cast(spill.Claim, "first file"), cast(spill.Claim, "second file")
+    claims = spill.Claims()
+    claims.add(first, 1, 3)  # queue positions 1..3
+    claims.add(second, 4, 6)
+    # A batch lost at position 5 holds a row of the second file only.
+    assert claims.settled(3, [(5, 5)]) == [(first, True)]
+    assert claims.rest([(5, 5)]) == [(second, False)]
+    claims.add(first, 7, 9)
+    assert claims.settled(9, [(5, 5), (10, 12)]) == [(first, True)]  # others' losses

@@ -57,9 +57,10 @@ def tool_calls(body: JSON) -> list[JSON]:
 def expected_message(body: JSON) -> JSON:
     """The assistant message the fake answers ``body`` with (every choice is the same)."""
     calls = tool_calls(body)
+    # refusal: null, as OpenAI's schema has it in every assistant message.
     if calls:
-        return {"role": "assistant", "content": None, "tool_calls": calls}
-    return {"role": "assistant", "content": "echo: " + last_text(body)}
+        return {"role": "assistant", "content": None, "refusal": None, "tool_calls": calls}
+    return {"role": "assistant", "content": "echo: " + last_text(body), "refusal": None}
 
 
 def _usage() -> JSON:

@@ -2,9 +2,12 @@
 
 Each choice (by its ``index``) collects: the role; every string field of its deltas
 concatenated (``content``, ``refusal``, and providers' extras such as
-``reasoning_content``); tool calls rebuilt by their ``index`` (id, type, function name
-and arguments joined across deltas); the legacy ``function_call``; logprobs lists
-joined; the last finish reason. Usage is the last non-null one (the final chunk with
+``reasoning_content``); every list field joined (``annotations``, OpenRouter's
+``reasoning_details``); tool calls rebuilt by their ``index`` (id, type, function name
+and arguments joined across deltas); the legacy ``function_call``; ``audio`` (its
+``data`` and ``transcript`` joined, the rest as last sent); logprobs lists joined; the
+last finish reason. An index that is not an integer counts as absent: the choice's or
+the call's place in its list stands for it. Usage is the last non-null one (the final chunk with
 ``stream_options.include_usage``); id, created and model come from the first chunk
 that has them. Non-string extras in deltas (Together's ``token_id``) describe one
 token, not the message, so they are not kept.
@@ -17,17 +20,29 @@ from typing import Any
 JSON = dict[str, Any]
 
 _STRUCTURED = frozenset({"role", "tool_calls", "function_call"})
+_AUDIO_JOINED = ("data", "transcript")  # the parts an audio answer streams in pieces
 
 
 class _Choice:
-    __slots__ = ("finish_reason", "function_call", "logprobs", "role", "text", "tool_calls")
+    __slots__ = (
+        "audio",
+        "finish_reason",
+        "function_call",
+        "lists",
+        "logprobs",
+        "role",
+        "text",
+        "tool_calls",
+    )
 
     def __init__(self) -> None:
         self.role: str | None = None
         self.text: dict[str, list[str]] = {}
+        self.lists: dict[str, list[Any]] = {}
+        self.audio: JSON | None = None
         self.tool_calls: dict[int, JSON] = {}
         self.function_call: dict[str, str] | None = None
-        self.logprobs: dict[str, list[Any]] | None = None
+        self.logprobs: dict[str, list[Any] | None] | None = None
         self.finish_reason: str | None = None
 
     def add(self, choice: JSON) -> None:
@@ -56,15 +71,23 @@ class _Choice:
                         self.text[key] = [value]
                     else:
                         parts.append(value)
-            elif key == "tool_calls" and isinstance(value, list):
-                for position, call in enumerate(value):
-                    self._add_tool_call(position, call)
-            elif key == "function_call" and isinstance(value, dict):
-                self._add_function_call(value)
+            elif value is not None:
+                self._add_structured(key, value)
+
+    def _add_structured(self, key: str, value: Any) -> None:
+        if key == "tool_calls" and isinstance(value, list):
+            for position, call in enumerate(value):
+                self._add_tool_call(position, call)
+        elif key == "function_call" and isinstance(value, dict):
+            self._add_function_call(value)
+        elif key == "audio" and isinstance(value, dict):
+            self._add_audio(value)
+        elif isinstance(value, list):
+            self.lists.setdefault(key, []).extend(value)
 
     def _add_tool_call(self, position: int, delta: JSON) -> None:
         index = delta.get("index")
-        if index is None:
+        if type(index) is not int:
             index = self._unindexed(position, delta.get("id"))
         call = self.tool_calls.setdefault(
             index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
@@ -100,17 +123,40 @@ class _Choice:
             if isinstance(delta.get(key), str):
                 self.function_call[key] += delta[key]
 
+    def _add_audio(self, delta: JSON) -> None:
+        if self.audio is None:
+            self.audio = {}
+        for key, value in delta.items():
+            there = self.audio.get(key)
+            if key in _AUDIO_JOINED and isinstance(value, str) and isinstance(there, str):
+                self.audio[key] = there + value
+            elif value is not None:
+                self.audio[key] = value
+
     def _add_logprobs(self, logprobs: JSON) -> None:
         if self.logprobs is None:
             self.logprobs = {}
         for key, items in logprobs.items():
             if isinstance(items, list):
-                self.logprobs.setdefault(key, []).extend(items)
+                there = self.logprobs.get(key)
+                if there is None:
+                    self.logprobs[key] = list(items)
+                else:
+                    there.extend(items)
+            else:  # {"refusal": null} stays as the whole answer's logprobs would show it
+                self.logprobs.setdefault(key, None)
 
     def result(self, index: int) -> JSON:
         text = {key: "".join(parts) for key, parts in self.text.items()}
-        message: JSON = {"role": self.role or "assistant", "content": text.pop("content", None)}
+        message: JSON = {
+            "role": self.role or "assistant",
+            "content": text.pop("content", None),
+            "refusal": text.pop("refusal", None),  # null when none, as in a whole answer
+        }
         message.update(text)
+        message.update(self.lists)
+        if self.audio is not None:
+            message["audio"] = self.audio
         if self.tool_calls:
             message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
         if self.function_call is not None:
@@ -128,7 +174,9 @@ def assemble(chunks: list[JSON]) -> JSON:
     choices: dict[int, _Choice] = {}
     for chunk in chunks:
         for position, choice in enumerate(chunk.get("choices") or ()):
-            index = choice.get("index", position)
+            index = choice.get("index")
+            if type(index) is not int:
+                index = position
             assembled = choices.get(index)
             if assembled is None:
                 assembled = choices[index] = _Choice()

@@ -40,7 +40,7 @@ def store_url(config: Config) -> URL:
     raw = config.store.url or f"sqlite:///{config.resolved_data_dir() / DEFAULT_FILE}"
     try:
         url = make_url(raw)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(
             f"store.url {raw!r} is not a database URL; use sqlite:///path/to/file.db "
             "or postgresql://user@host:5432/database"
@@ -54,6 +54,14 @@ def store_url(config: Config) -> URL:
         )
     if url.drivername.startswith("sqlite") and not url.database:
         raise ConfigError("store.url: SQLite needs a file path (sqlite:///path/to/file.db)")
+    if url.drivername.startswith("sqlite") and ":memory:" in (url.database or ""):
+        # Each connection (the writer process's, the readers') would have a database
+        # of its own, and every row would be gone at exit.
+        raise ConfigError(
+            "store.url: an in-memory SQLite database cannot be shared by the store's "
+            "writer and readers; use a file path (sqlite:///path/to/file.db), or "
+            "store.enabled: false to keep nothing"
+        )
     return url
 
 

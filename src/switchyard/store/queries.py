@@ -171,14 +171,13 @@ def get_input_messages(db: Database, completion_id: str) -> list[Any] | None:
 def update_metadata(
     db: Database, completion_id: str, metadata: dict[str, str] | None
 ) -> sa.Row[Any] | None:
-    statement = (
-        sa.update(table)
-        .where(table.c.id == completion_id)
-        .values(metadata=metadata)
-        .returning(*table.c)
-    )
+    # An UPDATE, then a SELECT in its transaction, not UPDATE ... RETURNING: SQLite has
+    # RETURNING only from 3.35, and the builds of some long-term distributions are older.
+    statement = sa.update(table).where(table.c.id == completion_id).values(metadata=metadata)
     with db.writes.begin() as connection:
-        return connection.execute(statement).one_or_none()
+        if connection.execute(statement).rowcount == 0:
+            return None
+        return connection.execute(sa.select(table).where(table.c.id == completion_id)).one()
 
 
 def delete_row(db: Database, completion_id: str) -> bool:

@@ -159,23 +159,34 @@ def _bytes(item: dict[str, Any], key: str) -> bytes:
 
 class Claims:
     """The files one writer holds. Each is deleted once every completion it held is
-    settled, provided none was lost meanwhile (a failed save, a writer error); else it
-    is only released, to be claimed again."""
+    settled, provided none of its own was lost meanwhile (a failed save, a writer error);
+    else it is only released, to be claimed again. A loss elsewhere in the queue does not
+    keep it: claimed again, its rows already written would be inserted again, and those
+    deleted since would come back."""
 
     def __init__(self) -> None:
-        self._held: list[tuple[Claim, int, int]] = []  # claim, its last position, losses
+        self._held: list[tuple[Claim, int, int]] = []  # claim, its queue positions
 
-    def add(self, claim: Claim, last_position: int, losses: int) -> None:
-        self._held.append((claim, last_position, losses))
+    def add(self, claim: Claim, first: int, last: int) -> None:
+        self._held.append((claim, first, last))
 
-    def settled(self, position: int, losses: int) -> list[tuple[Claim, bool]]:
+    def settled(self, position: int, lost: Lost) -> list[tuple[Claim, bool]]:
         """Take the claims settled up to ``position``: (claim, whether to delete it)."""
-        done = [(c, lost == losses) for c, last, lost in self._held if last <= position]
-        self._held = [held for held in self._held if held[1] > position]
+        done = [
+            (c, _intact(first, last, lost)) for c, first, last in self._held if last <= position
+        ]
+        self._held = [held for held in self._held if held[2] > position]
         return done
 
-    def rest(self, losses: int) -> list[tuple[Claim, bool]]:
+    def rest(self, lost: Lost) -> list[tuple[Claim, bool]]:
         """Take every claim left (at shutdown, once the rest is written or saved)."""
-        done = [(c, lost == losses) for c, _, lost in self._held]
+        done = [(c, _intact(first, last, lost)) for c, first, last in self._held]
         self._held = []
         return done
+
+
+Lost = list[tuple[int, int]]  # queue positions (first, last) of rows lost
+
+
+def _intact(first: int, last: int, lost: Lost) -> bool:
+    return not any(a <= last and first <= b for a, b in lost)

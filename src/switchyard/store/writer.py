@@ -75,7 +75,9 @@ class Writer:
         self._spill_dir = spill_dir  # where what shutdown could not write is saved
         self._more_saved = spill_dir is not None  # files there may wait to be claimed
         self._claims = spill.Claims()
-        self._losses = 0  # rows neither written nor saved (a failed save, a writer error)
+        # Queue positions (first, last) of rows neither written nor saved (a failed save, a
+        # writer error): a claimed file holding one of them is kept, to be claimed again.
+        self._lost: list[tuple[int, int]] = []
         self._in_flight: Records = []
         self._queue: deque[Record] = deque()
         self._waiter: asyncio.Future[None] | None = None  # the writer task, asleep
@@ -101,6 +103,9 @@ class Writer:
             self.ready = True
         except sa.exc.SQLAlchemyError as err:
             log.error("inference store unavailable at start, retrying: %s", short_error(err))
+        except Exception:  # a schema newer than this version, a folder it may not lock...
+            # ...: said, and retried as a database that is down, while the API serves.
+            log.exception("inference store cannot migrate its database at start, retrying")
         self._backend.start()
         self._task = asyncio.create_task(self._run(), name="switchyard-store-writer")
 
@@ -185,7 +190,7 @@ class Writer:
             self._closed = True
             self._save([*self._in_flight, *self._queue], "shutdown timed out")
         # What a claimed file held is now written or saved again, unless some was lost.
-        for claim, delete in self._claims.rest(self._losses):
+        for claim, delete in self._claims.rest(self._lost):
             claim.release(delete)
         _OPEN.discard(self)
         self._drops.flush()
@@ -208,7 +213,7 @@ class Writer:
             except Exception:  # a bug must cost this batch, never the writer
                 log.exception("inference store writer failed on a batch")
                 self._drops.note(len(batch), "writer error")
-                self._losses += len(batch)
+                self._lost.append((self.settled + 1, self.settled + len(batch)))
             self._queued_bytes -= sum(map(_size, batch))
             self._in_flight = []
             await self._settle(len(batch))
@@ -227,9 +232,10 @@ class Writer:
         if claim is None:
             self._more_saved = False
             return
+        first = self.accepted + 1
         for record in claim.records:
             self._append(record, _size(record))
-        self._claims.add(claim, self.accepted, self._losses)
+        self._claims.add(claim, first, self.accepted)
         log.warning(
             "inference store: %d completions saved at an earlier shutdown (%s) queued again",
             len(claim.records),
@@ -238,7 +244,7 @@ class Writer:
         await self._release_settled()  # a file with no completion left
 
     async def _release_settled(self) -> None:
-        for claim, delete in self._claims.settled(self.settled, self._losses):
+        for claim, delete in self._claims.settled(self.settled, self._lost):
             if not delete:
                 log.error("inference store: keeping %s: not all of it was written", claim.path)
             await asyncio.to_thread(claim.release, delete)
@@ -349,7 +355,8 @@ class Writer:
         except (OSError, UnicodeDecodeError) as err:
             log.error("inference store: cannot save unwritten completions: %s", err)
             self._drops.note(len(records), why)
-            self._losses += len(records)
+            # Which of the unsettled rows these are is not tracked: all count as lost.
+            self._lost.append((self.settled + 1, self.accepted))
             return
         log.error(
             "inference store: %s; %d completions saved to %s, written at the next start",
