@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from switchyard.cli import _calls_itself, main
 from switchyard.config import Config, ProviderConfig, RecordingConfig
@@ -21,6 +22,8 @@ from switchyard.config import Config, ProviderConfig, RecordingConfig
         ),
         ('store: {url: "sqlite:////proc/nope/x.db"}', "store.url: cannot create the store's"),
         ('store: {url: "mysql://x/y"}', "\n  store.url uses 'mysql';"),
+        ('store: {url: "postgresql://u@db:port/x"}', "is not a database URL"),
+        ('store: {url: "sqlite:///:memory:"}', "an in-memory SQLite database cannot be shared"),
         ("recording: {mode: replay, cassettes: /nonexistent}", "recording.cassettes: replay"),
         ("recording: {mode: record}", "recording.cassettes: recording.mode is 'record' but"),
     ],
@@ -59,19 +62,27 @@ def test_a_cassette_to_replay_that_does_not_load_is_named_without_a_traceback(
     assert "broken.json" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
-def test_serving_beyond_loopback_without_keys_warns(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, warned: bool
-) -> None:
+def _run_without_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[list[dict[str, Any]], Result]:
+    """``switchyard run ARGS`` with a store-less config, uvicorn's serving replaced by a
+    note of what it was asked: those notes, and the command's result."""
     for name in ("SWITCHYARD_CONFIG", "HOME", "XDG_DATA_HOME"):
         monkeypatch.setenv(name, str(tmp_path))
     path = tmp_path / "c.yaml"
     path.write_text("store: {enabled: false}")
-    served: list[str] = []
-    monkeypatch.setattr("uvicorn.run", lambda *a, **kw: served.append(kw["host"]))
-    result = CliRunner().invoke(main, ["run", "--config", str(path), "--host", host])
+    served: list[dict[str, Any]] = []
+    monkeypatch.setattr("uvicorn.run", lambda *a, **kw: served.append(kw))
+    return served, CliRunner().invoke(main, ["run", "--config", str(path), *args])
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
+def test_serving_beyond_loopback_without_keys_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, warned: bool
+) -> None:
+    served, result = _run_without_serving(tmp_path, monkeypatch, "--host", host)
     assert result.exit_code == 0, result.output
-    assert served == [host]
+    assert [kw["host"] for kw in served] == [host]
     assert ("no server.api_keys" in result.output) is warned
 
 
@@ -106,3 +117,16 @@ def test_which_base_urls_call_this_server(host: str, base_url: str, loops: bool)
     assert (_calls_itself(config, host, 18377) is not None) is loops
     replaying = config.model_copy(update={"recording": RecordingConfig(mode="replay")})
     assert _calls_itself(replaying, host, 18377) is None  # replay calls no provider
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_a_port_out_of_range_is_refused(port: str) -> None:
+    result = CliRunner().invoke(main, ["run", "--port", port])
+    assert result.exit_code == 2
+    assert "0<=x<=65535" in result.output and "Traceback" not in result.output
+
+
+def test_the_log_level_is_read_in_any_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served, result = _run_without_serving(tmp_path, monkeypatch, "--log-level", "DEBUG")
+    assert result.exit_code == 0, result.output
+    assert [kw["log_level"] for kw in served] == ["debug"]

@@ -58,8 +58,18 @@ def _loopback(host: str) -> bool:
 
 
 @main.command()
-@click.option("--host", envvar="SWITCHYARD_HOST", help="Interface to bind (default 127.0.0.1).")
-@click.option("--port", type=int, envvar="SWITCHYARD_PORT", help="Port (default 8321).")
+@click.option(
+    "--host",
+    envvar="SWITCHYARD_HOST",
+    help="Interface to bind (default: the config's server.host, 127.0.0.1).",
+)
+@click.option(
+    "--port",
+    # Checked here: an out-of-range port wraps around in getaddrinfo (70000 binds 4464).
+    type=click.IntRange(0, 65535),
+    envvar="SWITCHYARD_PORT",
+    help="Port (default: the config's server.port, 8321).",
+)
 @click.option(
     "--config",
     "config_path",
@@ -88,7 +98,8 @@ def _loopback(host: str) -> bool:
 @click.option(
     "--log-level",
     default=None,
-    type=click.Choice(get_args(LogLevel)),
+    type=click.Choice(get_args(LogLevel), case_sensitive=False),
+    help="Log level (default: the config's server.log_level, info).",
 )
 def run(
     host: str | None,

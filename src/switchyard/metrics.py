@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,19 @@ from pathlib import Path
 # write its files there; read as unset, before prometheus_client is imported.
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR") == "":
     del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+# Set to a folder that does not exist, every counter below would fail to open its file,
+# and every command with it, ``--version`` included: it is made, or if it cannot be,
+# it is ignored (as if unset), which is said on stderr.
+if _wanted := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    try:
+        os.makedirs(_wanted, exist_ok=True)
+    except OSError as _err:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        print(
+            f"switchyard: warning: PROMETHEUS_MULTIPROC_DIR={_wanted} cannot be used "
+            f"({_err.strerror}); ignoring it",
+            file=sys.stderr,
+        )
 
 from prometheus_client import (
     CollectorRegistry,
