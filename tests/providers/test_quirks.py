@@ -111,3 +111,7 @@ def test_ollama_takes_images_only_as_data_urls() -> None:
         ollama.prepare_chat({"messages": [{"role": "user", "content": [text, remote]}]})
     assert info.value.param == "messages[0].content[1].image_url.url"
     assert "data:image" in info.value.message
+    # A provider's own part shape (a string image_url) is Ollama's to judge, not a 500.
+    other = {"type": "input_image", "image_url": "https://example.com/cat.png"}
+    passed = {"messages": [{"role": "user", "content": [text, other]}]}
+    assert ollama.prepare_chat(passed) is passed

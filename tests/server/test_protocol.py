@@ -28,6 +28,7 @@ class RecordingTransport:
         self.writes: list[bytes] = []
         self.closed = False
         self.aborted = False
+        self.buffered = 0  # bytes written and not yet taken by the client
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "written after close"
@@ -35,6 +36,9 @@ class RecordingTransport:
 
     def is_closing(self) -> bool:
         return self.closed
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
 
     def close(self) -> None:
         self.closed = True
@@ -337,13 +341,15 @@ def test_a_request_that_cannot_be_parsed_gets_an_openai_error(
 async def test_a_client_that_stops_reading_is_dropped_and_one_that_reads_is_not(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(protocol, "SEND_STALL_SECONDS", 0.05)
+    monkeypatch.setattr(protocol, "SEND_STALL_SECONDS", 0.1)
     http, inner, _ = await _client_of_a_stream()
-    http.pause_writing()  # the client's socket buffers are full
-    await asyncio.sleep(0.02)
-    http.resume_writing()  # it read some: the clock starts again at the next pause
-    await asyncio.sleep(0.06)
-    assert not inner.aborted
+    inner.buffered = 900_000  # one large answer, written whole: its buffer is full
     http.pause_writing()
-    await asyncio.sleep(0.1)
-    assert inner.aborted  # never read again: dropped, which ends its stream
+    for _ in range(4):  # read slowly but steadily: longer than the period in all
+        await asyncio.sleep(0.06)
+        inner.buffered -= 100_000
+    assert not inner.aborted
+    http.resume_writing()  # nearly all read
+    http.pause_writing()  # the next burst fills it again, and nothing more is read
+    await asyncio.sleep(0.25)
+    assert inner.aborted  # dropped, which ends its stream

@@ -218,3 +218,15 @@ def test_an_index_that_is_not_an_integer_falls_back_to_the_position() -> None:
     choices = assemble(chunks)["choices"]  # sorting None beside 1 used to lose the stream
     assert [c["message"]["content"] for c in choices] == ["a", "b"]
     assert choices[0]["message"]["tool_calls"] == [call]
+
+
+def test_a_list_never_replaces_the_text_of_its_field() -> None:
+    # Magistral streams its thinking as a list in delta.content, then the answer as text.
+    thinking = [{"type": "thinking", "thinking": [{"type": "text", "text": "hmm"}]}]
+    chunks = [
+        chunk([delta(role="assistant", content=thinking)]),
+        chunk([delta(content="Answer")]),
+        chunk([delta(finish="stop")]),
+    ]
+    message = assemble(chunks)["choices"][0]["message"]
+    assert message["content"] == "Answer" and message["role"] == "assistant"

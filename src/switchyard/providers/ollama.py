@@ -48,7 +48,10 @@ class OllamaProvider(OpenAICompatProvider):
         for i, message in enumerate(body.get("messages") or ()):
             content = message.get("content") if isinstance(message, dict) else None
             for j, part in enumerate(content if isinstance(content, list) else ()):
-                url = (part.get("image_url") or {}).get("url", "") if isinstance(part, dict) else ""
+                image = part.get("image_url") if isinstance(part, dict) else None
+                # Only OpenAI's {"url": ...} form is judged; other shapes (a provider's
+                # own part type) are Ollama's to refuse.
+                url = image.get("url") if isinstance(image, dict) else None
                 if isinstance(url, str) and url and not url.startswith("data:"):
                     raise UnsupportedParameterError(
                         self.id,

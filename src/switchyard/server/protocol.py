@@ -134,6 +134,7 @@ class HttpProtocol(HttpToolsProtocol):
     # A request that arrives whole in one read (nearly all) never arms it.
     _stall: asyncio.TimerHandle | None = None
     _unread: asyncio.TimerHandle | None = None  # SEND_STALL_SECONDS, while writing is paused
+    _unread_bytes = 0  # what waited to be read when that period began
     _begun = False  # a request has begun on this connection
     _in_request = False  # one has begun and is not complete
     _last_read = 0.0
@@ -204,7 +205,7 @@ class HttpProtocol(HttpToolsProtocol):
     def pause_writing(self) -> None:
         super().pause_writing()
         if self._unread is None:
-            self._unread = self.loop.call_later(SEND_STALL_SECONDS, self._drop_unread)
+            self._watch_unread()
 
     def resume_writing(self) -> None:
         if self._unread is not None:
@@ -212,9 +213,18 @@ class HttpProtocol(HttpToolsProtocol):
             self._unread = None
         super().resume_writing()
 
-    def _drop_unread(self) -> None:
-        # Closing too (a last answer waits in the buffer): what is buffered will never be
-        # read, so it is dropped rather than flushed. connection_lost cancels this timer.
+    def _watch_unread(self) -> None:
+        self._unread_bytes = self.transport.get_write_buffer_size()
+        self._unread = self.loop.call_later(SEND_STALL_SECONDS, self._check_unread)
+
+    def _check_unread(self) -> None:
+        # As nginx's send_timeout: the time since the client last read, not the time
+        # to send a large answer (one write of a whole body pauses until nearly all of
+        # it is read). Closing too (a last answer waits in the buffer): what is buffered
+        # will never be read, so it is dropped, not flushed. connection_lost cancels this.
+        if self.transport.get_write_buffer_size() < self._unread_bytes:
+            self._watch_unread()  # it read some since: a new period
+            return
         self._unread = None
         self.transport.abort()
 

@@ -154,7 +154,10 @@ class _Choice:
             "refusal": text.pop("refusal", None),  # null when none, as in a whole answer
         }
         message.update(text)
-        message.update(self.lists)
+        for key, items in self.lists.items():
+            # Never over text of the same key: Magistral streams its thinking as a list
+            # in delta.content, then the answer as strings; the answer is what is kept.
+            message.setdefault(key, items)
         if self.audio is not None:
             message["audio"] = self.audio
         if self.tool_calls:
