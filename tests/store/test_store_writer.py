@@ -570,6 +570,8 @@ async def test_a_schema_it_cannot_migrate_at_start_is_logged_and_retried(
     await eventually(lambda: store.writer.ready, "the schema migrated on a retry")
     await store.close()
     assert count_rows(store.db) == 1
+    said = [r for r in caplog.records if "cannot migrate its database" in r.getMessage()]
+    assert len(said) == 2 and sum(r.exc_info is not None for r in said) == 1  # one traceback
 
 
 def test_a_claimed_file_is_kept_only_when_one_of_its_own_rows_was_lost() -> None:

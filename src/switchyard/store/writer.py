@@ -103,9 +103,9 @@ class Writer:
             self.ready = True
         except sa.exc.SQLAlchemyError as err:
             log.error("inference store unavailable at start, retrying: %s", short_error(err))
-        except Exception:  # a schema newer than this version, a folder it may not lock...
-            # ...: said, and retried as a database that is down, while the API serves.
-            log.exception("inference store cannot migrate its database at start, retrying")
+        except Exception as err:  # a schema newer than this version, an unlockable folder:
+            # said, and retried as a database that is down, while the API serves.
+            log.error("inference store cannot migrate its database at start, retrying: %r", err)
         self._backend.start()
         self._task = asyncio.create_task(self._run(), name="switchyard-store-writer")
 
@@ -251,6 +251,7 @@ class Writer:
 
     async def _ensure_schema(self) -> None:
         delay = RETRY_FIRST_S
+        told = False  # a failure that is not the database's was logged with its traceback
         while not self.ready and not self._past_deadline():
             await self._sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
@@ -258,8 +259,10 @@ class Writer:
                 await asyncio.to_thread(migrate, self._db)
             except sa.exc.SQLAlchemyError as err:
                 log.error("inference store still unavailable: %s", short_error(err))
-            except Exception:  # e.g. a schema newer than this version: say so, keep serving
-                log.exception("inference store cannot migrate its database")
+            except Exception as err:  # e.g. a schema newer than this version: keep serving
+                # The traceback once, then a line per retry: it retries every few seconds.
+                log.error("inference store cannot migrate its database: %r", err, exc_info=not told)
+                told = True
             else:
                 self.ready = True
                 log.info("inference store reachable again; schema ready")
