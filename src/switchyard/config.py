@@ -40,7 +40,9 @@ class ProviderConfig(_Strict):
     base_url: str | None = None
     api_key: str | None = None
     allowed_models: list[str] | None = None
-    timeout: float = Field(default=120.0, gt=0)
+    # Seconds of silence from the provider; the openai SDK's own default, since a model
+    # that reasons before a non-streamed answer sends nothing for minutes.
+    timeout: float = Field(default=600.0, gt=0)
     connect_timeout: float = Field(default=10.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
     discover: bool = True

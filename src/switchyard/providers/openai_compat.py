@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import re
 import sys
 from array import array
 from collections.abc import AsyncIterator, Mapping
@@ -473,6 +474,14 @@ def _checked_url(provider_id: str, url: str) -> str:
         raise ConfigError(
             f"provider '{provider_id}': base_url {logged_url(url)!r} is not an http(s) URL "
             "with a host; write it as http://host:port/v1 or https://host/v1"
+        )
+    if "?" in url or "#" in url:
+        # Paths are appended to base_url: /chat/completions would land inside the query.
+        # Named without the query, which may hold a key (?api-key=...).
+        shown = re.split(r"[?#]", logged_url(url), maxsplit=1)[0]
+        raise ConfigError(
+            f"provider '{provider_id}': base_url {shown!r}... has a query or a fragment, "
+            "which the API's paths cannot follow; give it as scheme://host/path"
         )
     return url
 
