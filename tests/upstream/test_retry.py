@@ -10,7 +10,7 @@ import pytest
 from tests.support.scripted_server import Exchange, ScriptedServer, post
 
 from switchyard.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
-from switchyard.upstream import HttpTransport, RetryTransport
+from switchyard.upstream import HttpTransport, RetryTransport, retry
 from switchyard.upstream.base import network_error
 from switchyard.upstream.connection import RESEND_WINDOW
 
@@ -142,3 +142,30 @@ async def test_a_client_is_asked_not_to_retry_only_what_was_retried_here(
         assert caught.value.headers.get("x-should-retry") == header
     finally:
         await transport.aclose()
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after-ms": "soon", "retry-after": "2"}, 2.0),  # the readable one counts
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, 10.0),  # a date: 10 s after now
+        ({"retry-after": "whenever"}, None),
+        ({}, None),
+    ],
+)
+def test_the_wait_a_provider_asks_for_is_read_in_each_form(
+    headers: dict[str, str], wait: float | None
+) -> None:
+    now = 1445412480.0  # 2015-10-21 07:28:00 UTC
+    assert retry._retry_after(headers, now=now) == wait
+
+
+def test_the_providers_wait_counts_only_when_positive_and_under_a_minute() -> None:
+    assert retry.backoff(0, 2.5) == 2.5
+    for asked in (None, 0.0, -3.0, 120.0):  # none, "now", a date past, too long
+        for attempt, full in ((0, 0.5), (1, 1.0), (5, 8.0)):
+            waits = {retry.backoff(attempt, asked) for _ in range(50)}
+            assert all(0.75 * full <= w <= full for w in waits)
+            assert len(waits) > 1  # jittered: retries refused together spread out

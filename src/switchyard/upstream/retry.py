@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email.utils
+import random
+import time
 from collections.abc import Mapping
 
 from switchyard.errors import UpstreamError, no_client_retry
@@ -21,16 +25,35 @@ INITIAL_BACKOFF = 0.5
 MAX_BACKOFF = 8.0
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) * scale)
-        except ValueError:
-            return None
-    return None
+def _retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """The wait the provider asks for, in seconds: retry-after-ms, else Retry-After as
+    seconds or as an HTTP date. None if it asks none, or nothing readable."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        with contextlib.suppress(ValueError):
+            return float(ms) / 1000  # unreadable: Retry-After may still say
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when.timestamp() - (time.time() if now is None else now)
+
+
+def backoff(attempt: int, retry_after: float | None) -> float:
+    """The wait before retry ``attempt`` + 1: the provider's, when it asks a positive
+    one of at most a minute; else exponential, cut by up to a quarter at random so that
+    clients refused together do not all come back together (openai-python's rule)."""
+    if retry_after is not None and 0 < retry_after <= 60:
+        return retry_after
+    full: float = min(MAX_BACKOFF, INITIAL_BACKOFF * 2.0**attempt)
+    return full * (1 - 0.25 * random.random())
 
 
 class RetryTransport:
@@ -53,11 +76,11 @@ class RetryTransport:
                     if err.unsent and attempt:
                         no_client_retry(err)  # retried here already
                     raise
-                delay = self._backoff(attempt, None)
+                delay = backoff(attempt, None)
             else:
                 if response.status not in RETRY_STATUSES or attempt >= self._max_retries:
                     return response
-                delay = self._backoff(attempt, _retry_after(response.headers))
+                delay = backoff(attempt, _retry_after(response.headers))
                 await response.aclose()
             attempt += 1
             log.info(
@@ -70,12 +93,6 @@ class RetryTransport:
                 self._max_retries,
             )
             await asyncio.sleep(delay)
-
-    @staticmethod
-    def _backoff(attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None and retry_after <= 60:
-            return retry_after
-        return float(min(MAX_BACKOFF, INITIAL_BACKOFF * 2**attempt))
 
     async def aclose(self) -> None:
         await self._inner.aclose()
