@@ -19,6 +19,7 @@ from tests.support.scripted_server import JSON_OK, Answer, Exchange, ScriptedSer
 
 from switchyard.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
 from switchyard.upstream import HttpTransport, UpstreamRequest, connection
+from switchyard.upstream import response as response_module
 from switchyard.upstream.connection import HIGH_WATER, RESEND_WINDOW
 
 
@@ -205,6 +206,18 @@ async def test_compressed_answers_are_decompressed(
     server.answer = _always(_chunked(packed[:half], packed[half:], headers=header))
     streamed = b"".join([p async for p in (await transport.send(post(base))).aiter_bytes()])
     assert streamed == payload
+
+
+async def test_a_streamed_answer_is_inflated_in_bounded_pieces(
+    serve: Serve, transport: HttpTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(response_module, "INFLATED_PIECE", 64 * 1024)
+    payload = b"0" * (3 * 1024 * 1024 + 17)  # packs into a few KiB: one read
+    header = b"Content-Encoding: gzip\r\n"
+    _, base = await serve(_always(_chunked(gzip.compress(payload), headers=header)))
+    pieces = [p async for p in (await transport.send(post(base))).aiter_bytes()]
+    assert max(map(len, pieces)) <= 64 * 1024  # never the whole 3 MiB at once
+    assert b"".join(pieces) == payload
 
 
 async def test_a_callers_accept_encoding_is_sent_as_is(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 
 from switchyard.upstream import connection
 from switchyard.upstream.base import UpstreamRequest, broken_answer, ends_at_close
@@ -59,11 +59,13 @@ class HttpResponse:
             decoder = _decoder(self.headers)
             packed = False
             while (chunk := await conn.next_chunk()) is not None:
-                if decoder is not None:
-                    packed = packed or bool(chunk)
-                    chunk = decoder.decompress(chunk)
-                if chunk:
-                    yield chunk
+                if decoder is None:
+                    if chunk:
+                        yield chunk
+                    continue
+                packed = packed or bool(chunk)
+                for piece in _inflated(decoder, chunk):
+                    yield piece
             if decoder is not None and packed:
                 _check_ended(decoder)
         except (OSError, TimeoutError, zlib.error) as err:
@@ -96,6 +98,23 @@ def _decoder(headers: Mapping[str, str]) -> zlib._Decompress | None:
     if coding not in ("gzip", "x-gzip", "deflate"):
         raise zlib.error(f"content-encoding {coding!r}, which was not asked for")
     return zlib.decompressobj(_ANY_ZLIB)
+
+
+# The most one streamed read is inflated to at a time: a read holds up to a few hundred
+# KiB packed, which a provider's (or a proxy's) zeros could inflate a thousandfold.
+INFLATED_PIECE = 1024 * 1024
+
+
+def _inflated(decoder: zlib._Decompress, data: bytes) -> Iterator[bytes]:
+    """``data`` inflated, in pieces of at most INFLATED_PIECE bytes."""
+    while True:
+        piece = decoder.decompress(data, INFLATED_PIECE)
+        if piece:
+            yield piece
+        data = decoder.unconsumed_tail
+        # A full piece may leave output inside zlib even with no input left.
+        if not data and len(piece) < INFLATED_PIECE:
+            return
 
 
 def _check_ended(decoder: zlib._Decompress) -> None:
