@@ -230,3 +230,38 @@ def test_a_list_never_replaces_the_text_of_its_field() -> None:
     ]
     message = assemble(chunks)["choices"][0]["message"]
     assert message["content"] == "Answer" and message["role"] == "assistant"
+
+
+def test_a_tool_only_stream_has_null_content_as_a_whole_answer() -> None:
+    call = {"index": 0, "id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    chunks = [
+        chunk([delta(role="assistant", content="")]),
+        chunk([delta(tool_calls=[call])]),
+        chunk([delta(finish="tool_calls")]),
+    ]
+    assert assemble(chunks)["choices"][0]["message"]["content"] is None
+    # Without calls, an empty answer stays the empty string it was.
+    empty = [chunk([delta(role="assistant", content="")]), chunk([delta(finish="stop")])]
+    assert assemble(empty)["choices"][0]["message"]["content"] == ""
+
+
+def test_openrouter_reasoning_details_are_merged_by_index() -> None:
+    def detail(index: Any, **fields: Any) -> dict[str, Any]:
+        return {"type": "reasoning.text", "format": "anthropic-claude-v1", "index": index} | fields
+
+    chunks = [
+        chunk([delta(role="assistant", reasoning_details=[detail(0, text="Let me ")])]),
+        chunk([delta(reasoning_details=[detail(0, text="think.", signature=None)])]),
+        chunk([delta(reasoning_details=[detail(0, text="", signature="sig")])]),
+        chunk(
+            [delta(reasoning_details=[{"type": "reasoning.encrypted", "data": "x", "index": 1}])]
+        ),
+        chunk([delta(reasoning_details=[{"type": "reasoning.summary", "summary": "s"}])]),
+        chunk([delta(content="Hi", finish="stop")]),
+    ]
+    assert assemble(chunks)["choices"][0]["message"]["reasoning_details"] == [
+        detail(0, text="Let me think.", signature="sig"),
+        {"type": "reasoning.encrypted", "data": "x", "index": 1},
+        {"type": "reasoning.summary", "summary": "s"},
+    ]
+    assert chunks[0]["choices"][0]["delta"]["reasoning_details"][0]["text"] == "Let me "

@@ -2,15 +2,17 @@
 
 Each choice (by its ``index``) collects: the role; every string field of its deltas
 concatenated (``content``, ``refusal``, and providers' extras such as
-``reasoning_content``); every list field joined (``annotations``, OpenRouter's
-``reasoning_details``); tool calls rebuilt by their ``index`` (id, type, function name
-and arguments joined across deltas); the legacy ``function_call``; ``audio`` (its
-``data`` and ``transcript`` joined, the rest as last sent); logprobs lists joined; the
-last finish reason. An index that is not an integer counts as absent: the choice's or
-the call's place in its list stands for it. Usage is the last non-null one (the final chunk with
-``stream_options.include_usage``); id, created and model come from the first chunk
-that has them. Non-string extras in deltas (Together's ``token_id``) describe one
-token, not the message, so they are not kept.
+``reasoning_content``); every list field joined (``annotations``; OpenRouter's
+``reasoning_details`` merged by their ``index``); tool calls rebuilt by their ``index``
+(id, type, function name and arguments joined across deltas); the legacy
+``function_call``; ``audio`` (its ``data`` and ``transcript`` joined, the rest as last
+sent); logprobs lists joined; the last finish reason. ``content`` is null, as in a whole
+answer, when the stream only called tools and its text was empty. An index that is not
+an integer counts as absent: the choice's or the call's place in its list stands for it.
+Usage is the last non-null one (the final chunk with ``stream_options.include_usage``);
+id, created and model come from the first chunk that has them. Non-string extras in
+deltas (Together's ``token_id``) describe one token, not the message, so they are not
+kept.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ JSON = dict[str, Any]
 
 _STRUCTURED = frozenset({"role", "tool_calls", "function_call"})
 _AUDIO_JOINED = ("data", "transcript")  # the parts an audio answer streams in pieces
+# OpenRouter streams each reasoning entry in pieces that share an index; the text-like
+# fields are joined, the rest (type, id, format, signature) kept as last sent.
+_MERGED_BY_INDEX = frozenset({"reasoning_details"})
+_DETAIL_JOINED = ("text", "summary", "data")
 
 
 class _Choice:
@@ -83,7 +89,11 @@ class _Choice:
         elif key == "audio" and isinstance(value, dict):
             self._add_audio(value)
         elif isinstance(value, list):
-            self.lists.setdefault(key, []).extend(value)
+            items = self.lists.setdefault(key, [])
+            if key in _MERGED_BY_INDEX:
+                _merge_by_index(items, value)
+            else:
+                items.extend(value)
 
     def _add_tool_call(self, position: int, delta: JSON) -> None:
         index = delta.get("index")
@@ -148,9 +158,12 @@ class _Choice:
 
     def result(self, index: int) -> JSON:
         text = {key: "".join(parts) for key, parts in self.text.items()}
+        content = text.pop("content", None)
+        if content == "" and (self.tool_calls or self.function_call):
+            content = None  # a role chunk's "" before the calls is not an answer
         message: JSON = {
             "role": self.role or "assistant",
-            "content": text.pop("content", None),
+            "content": content,
             "refusal": text.pop("refusal", None),  # null when none, as in a whole answer
         }
         message.update(text)
@@ -170,6 +183,28 @@ class _Choice:
             "logprobs": self.logprobs,
             "finish_reason": self.finish_reason,
         }
+
+
+def _merge_by_index(items: list[Any], pieces: list[Any]) -> None:
+    for piece in pieces:
+        whole = _same_index(items, piece)
+        if whole is None:
+            items.append(dict(piece) if isinstance(piece, dict) else piece)
+            continue
+        for key, value in piece.items():
+            there = whole.get(key)
+            if key in _DETAIL_JOINED and isinstance(value, str) and isinstance(there, str):
+                whole[key] = there + value
+            elif value is not None:
+                whole[key] = value
+
+
+def _same_index(items: list[Any], piece: Any) -> JSON | None:
+    """The entry ``piece`` continues: the one with its integer ``index``, if any."""
+    index = piece.get("index") if isinstance(piece, dict) else None
+    if type(index) is not int:
+        return None
+    return next((i for i in items if isinstance(i, dict) and i.get("index") == index), None)
 
 
 def assemble(chunks: list[JSON]) -> JSON:
