@@ -96,6 +96,9 @@ class RecordingConfig(_Strict):
     record session: in ``record`` mode the session's first write starts the cassette
     afresh and its later writes append. By default each server run is one session; the
     pytest plugin makes a whole test run one, so tests sharing a cassette all keep theirs.
+    ``test_id`` (set by the pytest plugin) tags what is recorded with the test that
+    recorded it, and replay prefers that test's recordings: tests sharing a cassette
+    each get their own answers, whichever of them run and in whatever order.
     """
 
     mode: RecordMode = "live"
@@ -105,6 +108,7 @@ class RecordingConfig(_Strict):
     realtime: bool = False
     replay_from: Literal["directory", "cassette"] = "directory"
     session: str | None = Field(default=None, pattern=r"^[\x21-\x7e]{1,64}$")
+    test_id: str | None = None
 
 
 class ServerConfig(_Strict):

@@ -9,18 +9,28 @@ from __future__ import annotations
 
 from switchyard.config import Config, ProviderConfig
 from switchyard.hidden import configured_secrets
-from switchyard.recording.library import library_for
+from switchyard.recording.library import CassetteLibrary, library_for
 from switchyard.recording.transport import RecordingTransport
 from switchyard.upstream import Transport, default_transport
 
 
-def transport_for(config: Config, provider: ProviderConfig) -> Transport:
+def transports_for(config: Config) -> dict[str, Transport]:
+    """The transport of each provider of one server, by provider id. Under a record mode
+    they share one library: the cassettes are read once, and replay order is the
+    server's, whichever provider asks."""
+    library = None if config.recording.mode == "live" else library_for(config.recording)
+    return {p.id: transport_for(config, p, library) for p in config.providers}
+
+
+def transport_for(
+    config: Config, provider: ProviderConfig, library: CassetteLibrary | None = None
+) -> Transport:
     recording = config.recording
     if recording.mode == "live":
         return _live(provider)
     return RecordingTransport(
         provider.id,
-        library_for(recording),
+        library or library_for(recording),
         recording.mode,
         None if recording.mode == "replay" else _live(provider),
         realtime=recording.realtime,

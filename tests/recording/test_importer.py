@@ -180,8 +180,28 @@ def test_cli_imports_lists_and_shows(tmp_path: Path) -> None:
     assert lines[0]["request"] == {"method": "GET", "path": "/v1/models", "headers": {}}
 
 
-def test_cli_reports_a_broken_cassette(tmp_path: Path) -> None:
-    (tmp_path / "broken.json").write_text("[]")
+def test_cli_reports_a_broken_cassette_and_skips_other_json(tmp_path: Path) -> None:
+    (tmp_path / "broken.json").write_text('{"version": 1, "interactions": [{}]}')
+    (tmp_path / "package.json").write_text('{"name": "x"}')
+    shutil.copy(next((ROOT / "vllm").glob("*.json")), tmp_path / "raw.json")
+    import_llama_stack(ROOT / "vllm", tmp_path)
     result = CliRunner().invoke(main, ["cassettes", "ls", str(tmp_path)])
-    assert result.exit_code == 1
-    assert "broken.json" in result.output
+    assert result.exit_code == 1  # a broken cassette is an error; the rest is listed
+    assert "broken.json: not a Switchyard cassette" in result.output
+    assert "GET /v1/models x4" in result.output
+    assert "skipped" in result.output and "package.json: not a cassette" in result.output
+    assert "raw.json: a Llama Stack recording" in result.output
+    assert "import-llama-stack" in result.output
+    (tmp_path / "broken.json").unlink()
+    assert CliRunner().invoke(main, ["cassettes", "ls", str(tmp_path)]).exit_code == 0
+    shown = CliRunner().invoke(main, ["cassettes", "show", str(tmp_path / "raw.json")])
+    assert shown.exit_code == 1 and "import-llama-stack" in shown.output
+
+
+def test_importing_again_from_a_copy_writes_the_same_cassettes(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "vllm", tmp_path / "copy" / "vllm")  # new modification times
+    import_llama_stack(ROOT / "vllm", tmp_path / "a")
+    import_llama_stack(tmp_path / "copy" / "vllm", tmp_path / "b")
+    first = (tmp_path / "a" / "vllm.json").read_text()
+    assert first == (tmp_path / "b" / "vllm.json").read_text()
+    assert '"recorded_at": null' in first

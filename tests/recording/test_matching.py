@@ -9,7 +9,7 @@ import pytest
 
 from switchyard.errors import ConfigError, ReplayMissError
 from switchyard.recording.cassette import Cassette, Interaction, RecordedRequest, RecordedResponse
-from switchyard.recording.files import save_cassette
+from switchyard.recording.files import load_cassette, save_cassette
 from switchyard.recording.library import CassetteLibrary
 from switchyard.recording.matching import (
     canonical,
@@ -113,7 +113,8 @@ def test_identical_requests_replay_in_recorded_order(tmp_path: Path) -> None:
     assert _ask(library, _chat("y")) == "other"
     # record-if-missing asks not to start over: the third is recorded instead.
     again = _library(tmp_path)
-    asked = [again.find("p", RecordedRequest("POST", CHAT, _chat("x")), wrap=False) for _ in "123"]
+    request = RecordedRequest("POST", CHAT, _chat("x"))
+    asked = [again.find("p", request, can_record=True) for _ in "123"]
     assert [None if a is None else a.response.body for a in asked] == ["first", "second", None]
 
 
@@ -238,6 +239,14 @@ def test_a_broken_cassette_stops_the_start(tmp_path: Path) -> None:
     (tmp_path / "default.json").write_text("{}")
     with pytest.raises(Exception, match=r"cannot replay: .*default\.json"):
         CassetteLibrary(tmp_path, "default")
+    # Another JSON file beside the cassettes is skipped; a broken cassette is not.
+    (tmp_path / "default.json").unlink()
+    save_cassette(Cassette("other", [_interaction(_chat("x"), "a")]), tmp_path / "other.json")
+    (tmp_path / "package.json").write_text('{"name": "x"}')
+    assert _ask(CassetteLibrary(tmp_path, "default"), _chat("x")) == "a"
+    (tmp_path / "broken.json").write_text('{"version": 1, "interactions": [{}]}')
+    with pytest.raises(ConfigError, match=r"cannot replay: .*broken\.json"):
+        CassetteLibrary(tmp_path, "default")
 
 
 def test_a_miss_in_a_directory_without_the_named_cassette_names_the_ones_there(
@@ -247,3 +256,54 @@ def test_a_miss_in_a_directory_without_the_named_cassette_names_the_ones_there(
     message = library.miss("p", RecordedRequest("POST", CHAT, _chat("y"))).message
     assert f"1 cassette in {tmp_path}" in message
     assert "default.json" not in message
+
+
+def test_record_if_missing_records_its_own_over_another_providers(tmp_path: Path) -> None:
+    imported = _interaction(_chat("y"), "imported", "a")
+    imported.source = "llama-stack/x.json"
+    library = _library(tmp_path, Cassette("a", [_interaction(_chat("x"), "from a", "a"), imported]))
+    ask = RecordedRequest("POST", CHAT, _chat("x"))
+    assert library.find("b", ask, can_record=True) is None  # vLLM's answer is not Ollama's
+    assert _ask(library, _chat("x"), "b") == "from a"  # replay has nothing better
+    found = library.find("b", RecordedRequest("POST", CHAT, _chat("y")), can_record=True)
+    assert found is not None and found.response.body == "imported"
+
+
+def test_record_if_missing_lists_models_again_where_only_failures_were_recorded(
+    tmp_path: Path,
+) -> None:
+    refused = _interaction(None, {"error": {"message": "bad key"}}, "a", "/v1/models")
+    refused.response.status = 401
+    library = _library(tmp_path, Cassette("a", [refused]))
+    listing = RecordedRequest("GET", "/v1/models")
+    assert library.find("a", listing, can_record=True) is None
+    found = library.find("a", listing)  # replay: the failure is all there is
+    assert found is not None and found.response.status == 401
+
+
+async def test_record_mode_writes_each_providers_model_list_once(tmp_path: Path) -> None:
+    library = CassetteLibrary(tmp_path, "rec", load="none", session="s")
+    down = _interaction(None, {"error": {}}, "a", "/v1/models")
+    down.response.status = 503
+    await library.record(down, replayable=False)  # a failure is listed again
+    for provider in "aab":
+        await library.record(
+            _interaction(None, {"data": []}, provider, "/v1/models"), replayable=False
+        )
+    await library.record(_interaction(_chat("x"), "chat", "a"), replayable=False)
+    written = load_cassette(tmp_path / "rec.json").interactions
+    assert [(i.provider, i.response.status) for i in written] == [
+        ("a", 503),
+        ("a", 200),
+        ("b", 200),
+        ("a", 200),
+    ]
+
+
+def test_a_difference_deep_in_a_long_prompt_is_shown_where_it_is() -> None:
+    system = "You are a helpful assistant. " * 6
+    found = differences(system + "Capital of Spain?", system + "Capital of France?")
+    assert found[0].describe() == (
+        f'body, from character {len(system) + 11} (recorded ..."sistant. Capital of Spain?", '
+        'got ..."sistant. Capital of France?")'
+    )

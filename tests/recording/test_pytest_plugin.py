@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import gc
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from tests.support.recorded_upstream import RecordedUpstream, exchanges_for, recordings_root
 
+from switchyard.recording.cassette import Interaction, RecordedRequest, RecordedResponse
+from switchyard.recording.files import append_interaction, load_cassette
+from switchyard.recording.harness import serve_in_thread
 from switchyard.recording.pytest_plugin import _safe
 
 pytest_plugins = ["pytester"]
@@ -175,3 +181,101 @@ def test_a_long_test_name_makes_a_file_name_that_fits() -> None:
     assert all(len(f".{n}.json.lock") <= 255 for n in names)
     assert names[0] != names[1]  # cut alike, kept apart by the hash of the whole id
     assert _safe("test_x[a b]") == "test_x[a-b]"  # short ones as before
+
+
+def test_a_long_test_names_cassette_is_written(tmp_path: Path) -> None:
+    name = _safe(f"test_x[{'long-parameter-' * 30}]")
+    cassette = tmp_path / f"{name}.json"
+    request = RecordedRequest("POST", "/v1/chat/completions", {"model": "m"})
+    answer = RecordedResponse(200, {}, body={"ok": True})
+    append_interaction(cassette, Interaction("p", request, answer), "session")
+    assert len(load_cassette(cassette).interactions) == 1
+
+
+def test_pytest_recording_keeps_its_record_mode_option(pytester: pytest.Pytester) -> None:
+    # A stand-in for pytest-recording, which claims --record-mode in a group of its own.
+    pytester.makepyfile(
+        pytest_recording="""
+def pytest_addoption(parser):
+    parser.getgroup("recording").addoption("--record-mode", dest="vcr_mode", default="none")
+"""
+    )
+    pytester.makepyfile(
+        test_modes="""
+def test_modes(pytestconfig, switchyard_record_mode):
+    assert pytestconfig.getoption("vcr_mode") == "once"
+    assert switchyard_record_mode == "record"
+"""
+    )
+    pytester.syspathinsert()
+    pytester.makeini(INI)
+    result = pytester.runpytest(
+        "-p", "pytest_recording", "--record-mode=once", "--switchyard-record-mode=record"
+    )
+    result.assert_outcomes(passed=1)
+
+
+SHARED_TESTS = """
+import openai
+import pytest
+
+def ask(switchyard):
+    with openai.OpenAI(base_url=switchyard.base_url, api_key="unused", max_retries=0) as client:
+        answer = client.chat.completions.create(
+            model="together/m", messages=[{"role": "user", "content": "Hi"}]
+        )
+    return answer.choices[0].message.content
+
+@pytest.mark.switchyard_cassette("shared")
+def test_a(switchyard):
+    assert ask(switchyard) == "FIRST"
+
+@pytest.mark.switchyard_cassette("shared")
+def test_b(switchyard):
+    assert ask(switchyard) == "SECOND"
+"""
+
+
+def test_tests_sharing_a_cassette_replay_their_own_answers(pytester: pytest.Pytester) -> None:
+    def chat(text: str, test: str) -> Interaction:
+        request = RecordedRequest(
+            "POST",
+            "/v1/chat/completions",
+            {"model": "m", "messages": [{"role": "user", "content": "Hi"}]},
+        )
+        message = {"role": "assistant", "content": text}
+        body = {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        }
+        return Interaction("together", request, RecordedResponse(200, {}, body=body), test_id=test)
+
+    models = RecordedResponse(
+        200, {}, body={"object": "list", "data": [{"id": "m", "object": "model"}]}
+    )
+    cassette = pytester.path / "cassettes" / "test_shared" / "shared.json"
+    for interaction in (
+        Interaction("together", RecordedRequest("GET", "/v1/models"), models),
+        chat("FIRST", "test_shared.py::test_a"),
+        chat("SECOND", "test_shared.py::test_b"),
+    ):
+        append_interaction(cassette, interaction)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_shared=SHARED_TESTS)
+    pytester.makeini(INI)
+    pytester.runpytest().assert_outcomes(passed=2)
+    # Alone, or in the other order, each still gets what it recorded.
+    pytester.runpytest("-k", "test_b").assert_outcomes(passed=1)
+    pytester.runpytest("test_shared.py::test_b", "test_shared.py::test_a").assert_outcomes(passed=2)
+
+
+def test_a_server_in_a_thread_of_the_test_process_freezes_nothing() -> None:
+    # gc.freeze() belongs to a server that owns its process; in the test process it kept
+    # every app the plugin started, and their replay positions, for good.
+    before = gc.get_freeze_count()
+    with serve_in_thread({"store": {"enabled": False}}) as url:
+        urllib.request.urlopen(url + "/v1/health", timeout=5).close()
+    assert gc.get_freeze_count() == before

@@ -27,7 +27,7 @@ from switchyard.recording.files import load_cassette, save_cassette
 from switchyard.recording.library import CassetteLibrary
 from switchyard.recording.sse import SSEParser
 from switchyard.recording.transport import RecordingTransport, finish_reads, recorded_request
-from switchyard.transports import transport_for
+from switchyard.transports import transport_for, transports_for
 from switchyard.upstream import HttpTransport, RetryTransport, UpstreamRequest
 
 SECRETS = ("sk-live-SECRET", "azure-SECRET", "anthropic-SECRET", "gemini-SECRET")
@@ -292,9 +292,12 @@ KEY = "sk-live-ECHOED-123"
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_a_key_the_provider_echoes_is_not_written(tmp_path: Path, stream: bool) -> None:
+@pytest.mark.parametrize("status", [401, 200])  # some send an error object with a 200
+async def test_a_key_the_provider_echoes_is_not_written(
+    tmp_path: Path, stream: bool, status: int
+) -> None:
     echo = b'{"error": {"message": "Invalid key ' + KEY.encode() + b' (pw hunter22)"}}'
-    answer = _Answer([b"data: " + echo + b"\n\n"] if stream else [echo], status=401)
+    answer = _Answer([b"data: " + echo + b"\n\n"] if stream else [echo], status=status)
     library = CassetteLibrary(tmp_path, "rec", load="none", session="s")
     secrets = configured_secrets(KEY, "http://u:hunter22@up/v1")
     transport = RecordingTransport(
@@ -465,11 +468,12 @@ def test_stream_events_replay_with_exact_bytes_even_when_not_json() -> None:
 # -- choosing the transport -----------------------------------------------------------------
 
 
-def _config(tmp_path: Path, **recording: Any) -> Any:
-    providers = [
-        {"id": "a", "type": "openai_compatible", "base_url": "http://a/v1", "api_key": "sk-a-key"}
+def _config(tmp_path: Path, providers: int = 1, **recording: Any) -> Any:
+    providers_ = [
+        {"id": i, "type": "openai_compatible", "base_url": f"http://{i}/v1", "api_key": "sk-a-key"}
+        for i in "ab"[:providers]
     ]
-    return config_from_dict({"providers": providers, "recording": recording}, "<test>")
+    return config_from_dict({"providers": providers_, "recording": recording}, "<test>")
 
 
 def test_transport_for_picks_by_mode(tmp_path: Path) -> None:
@@ -479,9 +483,13 @@ def test_transport_for_picks_by_mode(tmp_path: Path) -> None:
     replay = transport_for(config, config.providers[0])
     assert isinstance(replay, RecordingTransport)
     assert replay._inner is None  # no live transport exists in replay
-    again = transport_for(config, config.providers[0])
-    assert isinstance(again, RecordingTransport)
-    assert again.library is replay.library  # providers of one server share it
+    config = _config(tmp_path, mode="replay", cassettes=str(tmp_path), providers=2)
+    first, second = transports_for(config).values()
+    assert isinstance(first, RecordingTransport) and isinstance(second, RecordingTransport)
+    assert first.library is second.library  # the providers of one server share it
+    # ... and another server of the same process has its own, replay positions included.
+    other = transports_for(config)[config.providers[0].id]
+    assert isinstance(other, RecordingTransport) and other.library is not first.library
     config = _config(tmp_path, mode="record", cassettes=str(tmp_path / "new"))
     record = transport_for(config, config.providers[0])
     assert isinstance(record, RecordingTransport)

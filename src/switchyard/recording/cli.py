@@ -10,7 +10,7 @@ import click
 import orjson
 
 from switchyard.recording.cassette import Cassette, Interaction
-from switchyard.recording.files import list_cassettes, load_cassette
+from switchyard.recording.files import NotACassette, list_cassettes, load_cassette
 from switchyard.recording.importer import import_llama_stack
 from switchyard.recording.matching import describe
 
@@ -47,14 +47,25 @@ def ls_command(directory: Path) -> None:
         click.echo(f"no cassettes in {directory}")
         return
     click.echo(f"{'cassette':<28} {'count':>5} {'streams':>7} {'errors':>6}  endpoints")
+    broken = False
     for path in paths:
-        cassette = _load(path)
+        try:
+            cassette = load_cassette(path)
+        except NotACassette as err:
+            click.echo(f"  skipped {err}", err=True)
+            continue
+        except ValueError as err:
+            click.echo(f"Error: {err}", err=True)
+            broken = True
+            continue
         items = cassette.interactions
         streams = sum(1 for i in items if i.response.is_stream)
         errors = sum(1 for i in items if i.response.status >= 400)
         endpoints = Counter(f"{i.request.method} {i.request.path}" for i in items)
         summary = ", ".join(f"{name} x{n}" for name, n in sorted(endpoints.items()))
         click.echo(f"{path.stem:<28} {len(items):>5} {streams:>7} {errors:>6}  {summary}")
+    if broken:
+        sys.exit(1)
 
 
 @cassettes.command("show")
@@ -66,7 +77,13 @@ def show_command(target: Path, provider: str | None, endpoint: str | None, as_js
     """Print the interactions of a cassette file, or of every cassette in a directory."""
     paths = list_cassettes(target) if target.is_dir() else [target]
     for path in paths:
-        cassette = _load(path)
+        try:
+            cassette = _load(path)
+        except NotACassette as err:
+            if not target.is_dir():
+                raise click.ClickException(str(err)) from None
+            click.echo(f"  skipped {err}", err=True)  # a stray file beside the cassettes
+            continue
         for index, interaction in enumerate(cassette.interactions):
             if provider and interaction.provider != provider:
                 continue
@@ -99,5 +116,7 @@ def _summary(cassette: str, index: int, interaction: Interaction) -> str:
 def _load(path: Path) -> Cassette:
     try:
         return load_cassette(path)
+    except NotACassette:
+        raise
     except ValueError as err:
         raise click.ClickException(str(err)) from None

@@ -27,6 +27,7 @@ import orjson
 from switchyard.recording.cassette import FORMAT_VERSION, Cassette, Interaction
 
 __all__ = [
+    "NotACassette",
     "append_interaction",
     "cassette_path",
     "list_cassettes",
@@ -45,12 +46,25 @@ def list_cassettes(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.json") if not p.name.startswith("."))
 
 
+class NotACassette(ValueError):
+    """A JSON file that is no cassette at all (a ``package.json``, a Llama Stack
+    recording), as opposed to a cassette that is broken."""
+
+
 def load_cassette(path: Path) -> Cassette:
-    """Read a cassette; :class:`ValueError` naming the file for anything malformed."""
+    """Read a cassette; :class:`ValueError` naming the file for anything malformed,
+    :class:`NotACassette` for a JSON file that is not meant to be one."""
     try:
         document = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(document, dict) or not document.keys() & {"version", "interactions"}:
+        if isinstance(document, dict) and document.keys() >= {"request", "response"}:
+            raise NotACassette(
+                f"{path}: a Llama Stack recording, not a cassette; convert its folder with "
+                "`switchyard cassettes import-llama-stack`"
+            )
+        raise NotACassette(f'{path}: not a cassette (no "version" or "interactions")')
     try:
         if document.get("version") != FORMAT_VERSION:
             raise ValueError(f"unsupported cassette version {document.get('version')!r}")
@@ -76,7 +90,10 @@ def save_cassette(cassette: Cassette, path: Path | None = None) -> Path:
 
 def _write(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    # The name cut short: mkstemp adds 8 characters and the suffix 4, and a cassette's own
+    # name may already take up to the 255 bytes a file name can have.
+    prefix = f".{target.name[:64]}."
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide cassettes from other users
         with os.fdopen(fd, "wb") as handle:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -155,8 +154,9 @@ def interaction_from_exchange(
         provider=exchange.provider,
         request=request,
         response=response,
-        # Llama Stack keeps no date; the file's modification time is the best there is.
-        recorded_at=_mtime(path),
+        # Llama Stack keeps no date. A file's modification time would be one, but a copy
+        # or a checkout changes it, and every re-import would then rewrite every cassette.
+        recorded_at=None,
         source=f"llama-stack:{where}",
         test_id=exchange.test_id,
     )
@@ -172,8 +172,3 @@ def _wire_body(body: dict[str, object] | None) -> dict[str, object] | None:
     for key, value in extra.items():
         merged.setdefault(key, value)
     return merged
-
-
-def _mtime(path: Path) -> str:
-    stamp = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -7,12 +7,13 @@ once ignored fields are dropped) replay in recorded order (and, in replay mode, 
 over when all were used; record-if-missing records one more), explains misses, and
 appends new recordings to the named cassette. Lookups prefer interactions of the asking
 provider and then accept any other provider's with the same body, so a directory
-imported with one cassette per provider replays under other provider ids; bodyless
-requests (model lists) only match the asking provider's, as any other provider's list
-would be wrong.
+imported with one cassette per provider replays under other provider ids (record-if-missing
+accepts only imported ones and records its own instead); bodyless requests (model lists)
+only match the asking provider's, as any other provider's list would be wrong.
 
-All providers of one server share one library (:func:`library_for`), so that a directory
-of imported recordings is parsed once, not once per provider. With ``--workers N`` each
+All providers of one server share one library (:func:`library_for`, called once per
+server by :func:`switchyard.transports.transports_for`), so that a directory of imported
+recordings is parsed once, not once per provider. With ``--workers N`` each
 worker process has its own library, so "in recorded order" holds per worker.
 """
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from switchyard.config import RecordingConfig
 from switchyard.errors import ConfigError, ReplayMissError
 from switchyard.recording.cassette import Interaction, RecordedRequest
 from switchyard.recording.files import (
+    NotACassette,
     append_interaction,
     cassette_path,
     list_cassettes,
@@ -64,6 +65,7 @@ class CassetteLibrary:
     ``load`` is ``"directory"`` (every cassette of the directory), ``"cassette"`` (only
     the named one) or ``"none"`` (record mode, which never replays). ``session`` is the
     record session that overwrites the named cassette; ``None`` appends to it.
+    ``test_id`` tags what is recorded, and replay prefers the recordings it tagged.
     """
 
     def __init__(
@@ -74,18 +76,22 @@ class CassetteLibrary:
         ignore_fields: list[str] | tuple[str, ...] = (),
         load: str = "directory",
         session: str | None = None,
+        test_id: str | None = None,
     ) -> None:
         self.directory = directory
         self.primary = cassette_path(directory, name)
         self._global_ignore = list(ignore_fields)
         self._primary_ignore = ignore_tree(self._global_ignore)
         self._session = session
+        self.test_id = test_id
         self.entries: list[Recorded] = []
         # Interactions grouped by the fields they ignore, then by match key: a request's
         # key is computed once per group (there are as many groups as distinct settings).
         self._groups: dict[str, tuple[IgnoreTree, dict[bytes, list[Recorded]]]] = {}
         self._cursors: dict[tuple[int, str, bool], int] = defaultdict(int)
         self._write_lock = asyncio.Lock()
+        # The model lists this library has recorded (provider, method, path), each once.
+        self._lists: set[tuple[str, str, str]] = set()
         if load != "none":
             self._load(whole_directory=load == "directory")
 
@@ -96,6 +102,12 @@ class CassetteLibrary:
         for path in paths:
             try:
                 cassette = load_cassette(path)
+            except NotACassette as err:
+                if path == self.primary:
+                    raise ConfigError(f"cannot replay: {err}") from None
+                # A stray file beside the cassettes (a package.json) is no reason to stop.
+                log.warning("recording: skipped %s", err)
+                continue
             except ValueError as err:
                 raise ConfigError(f"cannot replay: {err}") from None
             except OSError as err:
@@ -116,27 +128,40 @@ class CassetteLibrary:
         by_key.setdefault(key, []).append(entry)
 
     def find(
-        self, provider_id: str, request: RecordedRequest, *, wrap: bool = True
+        self, provider_id: str, request: RecordedRequest, *, can_record: bool = False
     ) -> Interaction | None:
         """The next recording for ``request`` (the asking provider's first), or ``None``;
-        once all were used, the first again if ``wrap``, else ``None`` (to record one).
-        A bodyless request (a model list) always gets the first that succeeded."""
+        once all were used, the first again. A bodyless request (a model list) always
+        gets the first that succeeded.
+
+        ``can_record`` (record-if-missing) makes ``None`` rather than a stand-in: when
+        all were used, when a model list only ever failed, and when only another
+        provider recorded it (unless imported: those were named by the importer)."""
         matches: list[Recorded] = []
         for ignore, by_key in self._groups.values():
             matches += by_key.get(match_key(request.method, request.path, request.body, ignore), ())
+        own = [m for m in matches if m.interaction.provider == provider_id]
+        if not own and can_record:
+            # Two providers serving a model of one name (Ollama and vLLM) answer apart.
+            matches = [m for m in matches if m.interaction.source is not None]
         if not matches:
             return None
-        own = [m for m in matches if m.interaction.provider == provider_id]
         if not own and request.body is None:
             # A bodyless request (a model list) says nothing that ties it to a provider:
             # another provider's answer would only be wrong.
             return None
         candidates = sorted(own or matches, key=lambda m: m.order)
+        if self.test_id is not None:
+            # Tests sharing a cassette: this test's own recordings, in its own order.
+            mine = [c for c in candidates if c.interaction.test_id == self.test_id]
+            candidates = mine or candidates
         if request.body is None:
             # A model list, asked at start and at every refresh: always the first one
             # recorded that listed models (not a failure, while a later one succeeded),
             # or a replaying server's models would change every few minutes.
             good = [c for c in candidates if c.interaction.response.status < 400]
+            if not good and can_record:
+                return None  # recorded with a wrong key, say: list them again
             return (good or candidates)[0].interaction
         # Each provider replays its own recordings in order, whoever else asks the same.
         # The cursor is the first recording matched, not the request: requests that differ
@@ -144,7 +169,7 @@ class CassetteLibrary:
         cursor = (candidates[0].order, provider_id, bool(own))
         position = self._cursors[cursor]
         if position >= len(candidates):
-            if not wrap:
+            if can_record:
                 return None
             position = 0
         self._cursors[cursor] = position + 1
@@ -158,7 +183,12 @@ class CassetteLibrary:
         """Append to the named cassette (in a thread: file locks and fsync block).
 
         ``replayable`` (record-if-missing) also makes it answer later identical requests.
+        A model list is written once per provider: the registry asks again at every
+        refresh, and a cassette's contents must not depend on how long it recorded.
         """
+        listing = _listing(interaction)
+        if listing is not None and listing in self._lists:
+            return
         async with self._write_lock:  # keeps this process's interactions in order
             try:
                 await asyncio.to_thread(
@@ -174,11 +204,13 @@ class CassetteLibrary:
                     exc_info=True,
                 )
                 return
+            if listing is not None and interaction.response.status < 400:
+                self._lists.add(listing)
             if replayable:
                 self._add(interaction, self.primary, -1, self._primary_ignore)
                 # Used by the request that recorded it: the next identical one of this
                 # run records its own, as a run that replays the cassette will ask.
-                self.find(interaction.provider, interaction.request, wrap=False)
+                self.find(interaction.provider, interaction.request, can_record=True)
         log.info(
             "recorded %s %s (provider %s) into %s",
             interaction.request.method,
@@ -188,10 +220,12 @@ class CassetteLibrary:
         )
 
 
-# One library per configuration and directory state, shared while a server holds it.
-_LIBRARIES: weakref.WeakValueDictionary[tuple[object, ...], CassetteLibrary] = (
-    weakref.WeakValueDictionary()
-)
+def _listing(interaction: Interaction) -> tuple[str, str, str] | None:
+    """What identifies a bodyless request (a model list), or None for another."""
+    request = interaction.request
+    if request.body is not None:
+        return None
+    return (interaction.provider, request.method, normalise_path(request.path))
 
 
 def cassette_directory(config: RecordingConfig) -> Path:
@@ -209,34 +243,16 @@ def cassette_directory(config: RecordingConfig) -> Path:
 
 
 def library_for(config: RecordingConfig) -> CassetteLibrary:
-    """The library of a server's recording config (mode other than ``live``)."""
+    """A new library for a server's recording config (mode other than ``live``). Each
+    server gets its own, with replay positions of its own: a test's server must not
+    carry on where an earlier test's server of the same process left off."""
     directory = cassette_directory(config)
-    key = (
+    return CassetteLibrary(
         directory,
         config.cassette,
-        config.mode,
-        tuple(config.ignore_fields),
-        config.replay_from,
-        config.session,
-        _signature(directory),
+        ignore_fields=config.ignore_fields,
+        # record mode never replays, so it reads nothing.
+        load="none" if config.mode == "record" else config.replay_from,
+        session=(config.session or session_id()) if config.mode == "record" else None,
+        test_id=config.test_id,
     )
-    library = _LIBRARIES.get(key)
-    if library is None:
-        library = CassetteLibrary(
-            directory,
-            config.cassette,
-            ignore_fields=config.ignore_fields,
-            # record mode never replays, so it reads nothing.
-            load="none" if config.mode == "record" else config.replay_from,
-            session=(config.session or session_id()) if config.mode == "record" else None,
-        )
-        _LIBRARIES[key] = library
-    return library
-
-
-def _signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
-    """Names, sizes and times of the cassettes: a changed directory means a new library."""
-    if not directory.is_dir():
-        return ()
-    stats = ((p.name, p.stat()) for p in list_cassettes(directory))
-    return tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats)

@@ -126,7 +126,29 @@ class Difference:
     got: Any
 
     def describe(self) -> str:
-        return f"{self.path} (recorded {describe(self.recorded)}, got {describe(self.got)})"
+        recorded, got = self.recorded, self.got
+        shown = (describe(recorded), describe(got))
+        if isinstance(recorded, str) and isinstance(got, str):
+            start = _shared_start(recorded, got)
+            if start > _CONTEXT and any(s.endswith("...") for s in shown):
+                # Long prompts often share their start, and it would be all that shows:
+                # show where they part instead.
+                cut = start - _CONTEXT
+                shown = (f"...{describe(recorded[cut:])}", f"...{describe(got[cut:])}")
+                return f"{self.path}, from character {start} (recorded {shown[0]}, got {shown[1]})"
+        return f"{self.path} (recorded {shown[0]}, got {shown[1]})"
+
+
+# Characters shown before the first one that differs.
+_CONTEXT = 20
+
+
+def _shared_start(a: str, b: str) -> int:
+    """How many leading characters two strings have in common."""
+    for index, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return index
+    return min(len(a), len(b))
 
 
 def differences(recorded: Any, got: Any, path: str = "") -> list[Difference]:

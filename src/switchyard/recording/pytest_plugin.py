@@ -17,7 +17,8 @@ between tests).
 Settings:
 
 ``--record-mode MODE`` (or ``--switchyard-record-mode``; ini ``switchyard_record_mode``)
-    ``replay`` (the default), ``record``, ``record-if-missing`` or ``live``.
+    ``replay`` (the default), ``record``, ``record-if-missing`` or ``live``. Where
+    pytest-recording is installed, ``--record-mode`` is its own: use the long name.
 ``--switchyard-cassettes DIR`` (ini ``switchyard_cassettes``)
     where cassettes live; by default a ``cassettes`` folder beside each test module.
 ini ``switchyard_server``
@@ -30,6 +31,7 @@ fixture ``switchyard_config``
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import uuid
@@ -61,18 +63,19 @@ class RunningSwitchyard:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("switchyard", "Switchyard record/replay")
-    names = ["--record-mode", "--switchyard-record-mode"]
+    # pytest-recording owns --record-mode where it is installed. Two plugins claiming
+    # one option stop pytest from starting, in whichever order they load, so ours is
+    # then only the prefixed one.
+    names = ["--switchyard-record-mode"]
+    if importlib.util.find_spec("pytest_recording") is None:
+        names.insert(0, "--record-mode")
     kwargs: dict[str, Any] = {
         "dest": "switchyard_record_mode",
         "choices": MODES,
         "default": None,
         "help": "Switchyard cassettes: replay (default), record, record-if-missing or live.",
     }
-    try:
-        group.addoption(*names, **kwargs)
-    except ValueError:
-        # Another plugin (pytest-recording) owns --record-mode: keep ours prefixed.
-        group.addoption(names[1], **kwargs)
+    group.addoption(*names, **kwargs)
     group.addoption(
         "--switchyard-cassettes",
         dest="switchyard_cassettes",
@@ -190,6 +193,8 @@ def switchyard(
         # A test replays its own cassette, not its neighbours'.
         "replay_from": "cassette",
         "session": _switchyard_record_session,
+        # Tests sharing a cassette each replay what they recorded.
+        "test_id": request.node.nodeid,
     }
     how = str(request.config.getini("switchyard_server") or "thread")
     with serve(config, how, tmp_path / "switchyard") as url:

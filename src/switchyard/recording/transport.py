@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from switchyard.errors import ConfigError
-from switchyard.hidden import hide, hide_json
+from switchyard.hidden import hide_json
 from switchyard.recording import scrub
 from switchyard.recording.cassette import (
     Interaction,
@@ -104,10 +104,8 @@ class RecordingTransport:
         recorded = recorded_request(request)
         inner = self._inner
         if self.mode != "record":
-            # record-if-missing records a request repeated more often than recorded, but
-            # not a bodyless one: the model list every refresh asks for would pile up.
-            wrap = self.mode == "replay" or recorded.body is None
-            found = self.library.find(self.provider_id, recorded, wrap=wrap)
+            can_record = self.mode == "record-if-missing"
+            found = self.library.find(self.provider_id, recorded, can_record=can_record)
             if found is not None:
                 return ReplayedResponse(found.response, realtime=self._realtime)
         if inner is None:
@@ -117,7 +115,13 @@ class RecordingTransport:
         response = await inner.send(request)
 
         async def finish(answer: RecordedResponse) -> None:
-            interaction = Interaction(self.provider_id, recorded, answer, recorded_at=now_iso())
+            interaction = Interaction(
+                self.provider_id,
+                recorded,
+                answer,
+                recorded_at=now_iso(),
+                test_id=self.library.test_id,
+            )
             await self.library.record(interaction, replayable=self.mode == "record-if-missing")
 
         return _RecordingResponse(response, started, finish, self._secrets)
@@ -134,10 +138,10 @@ class _StreamCopy:
         self,
         started: float,
         write: Callable[[list[StreamEvent]], Awaitable[None]],
-        secrets: tuple[str, ...],
+        hidden: Callable[[Any], Any],
     ) -> None:
         self._parser = SSEParser()
-        self._secrets = secrets
+        self._hidden = hidden
         self._events: list[StreamEvent] = []
         self._last = started
         self._write = write
@@ -156,8 +160,7 @@ class _StreamCopy:
 
     def _event(self, data: bytes, delay_ms: float = 0.0) -> StreamEvent:
         event = StreamEvent.from_raw(data, delay_ms)
-        if self._secrets:
-            event.data = hide_json(event.data, self._secrets)
+        event.data = self._hidden(event.data)
         return event
 
     async def end(self, *, flush: bool = True) -> None:
@@ -209,14 +212,22 @@ class _RecordingResponse:
         self._inner = inner
         self._started = started
         self._finish = finish
-        # A provider echoes a key in refusing it; a success is kept as it came (a short
-        # key such as "ollama" is also in Ollama's system_fingerprint).
-        self._secrets = secrets if inner.status >= 400 else ()
+        self._secrets = secrets
+        self._refused = inner.status >= 400
         self._reading = False  # a task of ours reads the stream, and closes it
         self._detached = False  # its client has stopped reading
         self.status = inner.status
         self.headers: Mapping[str, str] = inner.headers
         self.ends_at_close = inner.ends_at_close
+
+    def _hidden(self, value: Any) -> Any:
+        """``value`` without the secrets if it reports an error. A provider echoes a key
+        in refusing it, with an error status or in an error object sent with 200 (in a
+        stream, mid-way); a success is kept as it came (a short key such as "ollama" is
+        also in Ollama's system_fingerprint)."""
+        if self._secrets and (self._refused or _reports_error(value)):
+            return hide_json(value, self._secrets)
+        return value
 
     def _answer(self, **content: Any) -> RecordedResponse:
         return RecordedResponse(self.status, scrub.response_headers(self.headers), **content)
@@ -235,9 +246,9 @@ class _RecordingResponse:
     async def _read_and_record(self) -> bytes:
         raw = await self._inner.read()
         try:
-            content: dict[str, Any] = {"body": hide_json(orjson.loads(raw), self._secrets)}
+            content: dict[str, Any] = {"body": self._hidden(orjson.loads(raw))}
         except orjson.JSONDecodeError:
-            content = {"text": hide(raw.decode("utf-8", "replace"), self._secrets)}
+            content = {"text": self._hidden(raw.decode("utf-8", "replace"))}
         await self._finish(self._answer(**content))
         return raw
 
@@ -261,7 +272,7 @@ class _RecordingResponse:
                 pieces.get_nowait()
 
     async def _read_all(self, pieces: asyncio.Queue[bytes | Exception | None]) -> None:
-        copy = _StreamCopy(self._started, self._write_events, self._secrets)
+        copy = _StreamCopy(self._started, self._write_events, self._hidden)
         chunks = self._inner.aiter_bytes()
         told = False  # the client has been given the end, or the error
         try:
@@ -290,6 +301,12 @@ class _RecordingResponse:
     async def aclose(self) -> None:
         if not self._reading:  # else the reading task closes it once the stream has ended
             await self._inner.aclose()
+
+
+def _reports_error(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "error" in value
+    return isinstance(value, str) and '"error"' in value  # an event that did not parse
 
 
 async def _close(chunks: AsyncGenerator[bytes, None]) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,7 +33,7 @@ from switchyard.server.fastpath import FastPath, fixed_routes
 from switchyard.server.state import AppState
 from switchyard.store import open_sink
 from switchyard.store.engine import open_database, store_url
-from switchyard.transports import transport_for
+from switchyard.transports import transports_for
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ RECORDING_SHUTDOWN_S = 10.0
 
 
 def build_providers(config: Config) -> dict[str, Provider]:
-    return {p.id: create_provider(p, transport_for(config, p)) for p in config.providers}
+    transports = transports_for(config)
+    return {p.id: create_provider(p, transports[p.id]) for p in config.providers}
 
 
 def check_config(config: Config, source: str) -> None:
@@ -140,7 +142,13 @@ def _freeze_startup_objects() -> None:
     """Keep what startup built (modules, config, providers: most of the heap) out of
     every later garbage collection. Stored completions wait in the store's queue long
     enough to survive into the oldest generation, which makes full collections frequent;
-    each one traversed all of startup's objects again (bench/NOTES.md, section 7)."""
+    each one traversed all of startup's objects again (bench/NOTES.md, section 7).
+
+    Only a server that owns its process does: one serving in a thread of another
+    program (the pytest plugin's) would freeze that program's heap, and every app it
+    started after the first would stay in memory for good."""
+    if threading.current_thread() is not threading.main_thread():
+        return
     gc.collect()
     gc.freeze()
 
