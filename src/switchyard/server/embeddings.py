@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from switchyard.router import route
-from switchyard.server.http import json_response, read_json
+from switchyard.server.http import json_response, read_json, unless_client_leaves
 from switchyard.server.state import AppState
 from switchyard.server.validation import EMBEDDINGS, check_body
 
@@ -25,7 +25,10 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
         body = await read_json(request, limit)
         check_body(body, EMBEDDINGS, ("model", "input"))
         entry, provider = route(state.registry, body["model"], "embedding")
-        result = await provider.embeddings({**body, "model": entry.provider_model_id})
+        work = provider.embeddings({**body, "model": entry.provider_model_id})
+        # A remote provider's call is cheap to wait on; the inline model's batches are
+        # this server's CPU, stopped when the client leaves.
+        result = await (unless_client_leaves(request, work) if provider.inline else work)
         result["model"] = body["model"]
         return json_response(result)
 

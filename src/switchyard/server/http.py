@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from switchyard.errors import InvalidRequestError, PayloadTooLargeError
 from switchyard.server.protocol import CLIENT_GONE
 
+T = TypeVar("T")
 _BOM = b"\xef\xbb\xbf"
 _GZIP = b"\x1f\x8b"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -149,6 +150,24 @@ class EventStream(Response):
         async for event in self.events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """``work``'s result, or its cancellation when the client disconnects first: for
+    work on this server's own CPU (the inline model), which nobody would wait for."""
+    task = asyncio.current_task()
+    assert task is not None
+    watch = _DisconnectWatch(task, request.scope, request.receive)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not watch.client_left:
+            raise
+        task.uncancel()
+        # Nobody is left to answer; an ordinary error keeps it out of the error log.
+        raise InvalidRequestError("The client disconnected before the answer.") from None
+    finally:
+        watch.stop()
 
 
 class _DisconnectWatch:
