@@ -130,6 +130,22 @@ def test_a_form_not_read_is_refused_without_its_default(text: str, named: str) -
         ("providers: [{id: a/b, type: openai}]", "providers.0.id"),
         # The shell's default form would be sent as the key itself.
         ("providers: [{id: a, type: openai, api_key: '${env.K:-x}'}]", "${env.X:=default}"),
+        # A second model of one name would silently take it from the first.
+        (
+            "providers: [{id: a, type: openai}]\nmodels: [{provider_id: a, provider_model_id: m,"
+            " id: f}, {provider_id: a, provider_model_id: n, id: f}]",
+            "models[1]: 'f' is already the id of models[0]",
+        ),
+        (
+            "providers: [{id: a, type: openai}]\nmodels: [{provider_id: a, provider_model_id: m,"
+            " aliases: [q]}, {provider_id: a, provider_model_id: n, aliases: [q]}]",
+            "models[1]: 'q' is already an alias of models[0]",
+        ),
+        (
+            "providers: [{id: a, type: openai}]\n"
+            "models: [{provider_id: '${env.NOPE}', provider_model_id: m}]",
+            "models[0].provider_id: environment variable NOPE is not set",
+        ),
     ],
 )
 def test_bad_config_names_file_and_field(tmp_path: Path, yaml_text: str, words: str) -> None:
@@ -144,6 +160,10 @@ def test_bad_config_names_file_and_field(tmp_path: Path, yaml_text: str, words: 
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "missing.yaml", {})
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("server: {host: caf\xe9}\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin\.yaml is not UTF-8 .*save it as UTF-8"):
+        load_config(latin, {})
 
 
 def test_default_enables_providers_from_the_environment() -> None:
@@ -174,7 +194,7 @@ def test_the_environment_gives_a_file_provider_its_base_url(tmp_path: Path) -> N
         "OPENAI_BASE_URL": "http://127.0.0.1:2/v1",
         "FIREWORKS_BASE_URL": "http://127.0.0.1:3/v1",
         "GROQ_BASE_URL": "http://127.0.0.1:4/v1",
-        "OLLAMA_URL": "http://127.0.0.1:5",
+        "OLLAMA_URL": "http://127.0.0.1:5/v1/",  # as Llama Stack's configs give it
         "VLLM_URL": "http://127.0.0.1:6/v1",
     }
     got = {p.id: p.base_url for p in load_config(path, env).providers}

@@ -180,7 +180,22 @@ class Config(_Strict):
                     f"models[{i}] ({model.model_id}) names provider '{model.provider_id}', "
                     f"which is not configured (providers: {', '.join(sorted(known)) or 'none'})"
                 )
+        self._unique_model_names()
         return self
+
+    def _unique_model_names(self) -> None:
+        """Each id and alias names one model: a second one would silently take the name
+        from the first, which then answers to nothing."""
+        named: dict[str, tuple[int, str]] = {}
+        for i, model in enumerate(self.models):
+            names = [(model.model_id, "the id"), *((a, "an alias") for a in model.aliases)]
+            for name, what in names:
+                j, was = named.setdefault(name, (i, what))
+                if j != i:
+                    raise ValueError(
+                        f"models[{i}]: '{name}' is already {was} of models[{j}]; give each "
+                        "model its own id and aliases"
+                    )
 
     def resolved_data_dir(self) -> Path:
         if self.data_dir:
@@ -254,23 +269,27 @@ def _drop_disabled(raw: dict[str, Any], env: Mapping[str, str], source: str) -> 
         kept.append(provider)
     # ...unless a provider that stays on has that id (${env.USE_VLLM:+local} beside
     # ${env.USE_OLLAMA:+local}: the models of "local" are the one kept's).
-    dropped -= {_resolved_id(p, env) for p in kept}
+    dropped -= {_resolved_id(p, env, f"{source}: providers[{i}].id") for i, p in enumerate(kept)}
     raw["providers"] = kept
     models = raw.get("models")
     if isinstance(models, list):
-        raw["models"] = [m for m in models if not _names_dropped(m, dropped, env)]
+        raw["models"] = [
+            m
+            for i, m in enumerate(models)
+            if not _names_dropped(m, dropped, env, f"{source}: models[{i}].provider_id")
+        ]
 
 
-def _resolved_id(provider: Any, env: Mapping[str, str]) -> str | None:
+def _resolved_id(provider: Any, env: Mapping[str, str], where: str) -> str | None:
     raw_id = provider.get("id") if isinstance(provider, dict) else None
-    return substitute_env(raw_id, env) if isinstance(raw_id, str) else None
+    return substitute_env(raw_id, env, where) if isinstance(raw_id, str) else None
 
 
-def _names_dropped(model: Any, dropped: set[str], env: Mapping[str, str]) -> bool:
+def _names_dropped(model: Any, dropped: set[str], env: Mapping[str, str], where: str) -> bool:
     provider_id = model.get("provider_id") if isinstance(model, dict) else None
     if not isinstance(provider_id, str):
         return False
-    return provider_id in dropped or not substitute_env(provider_id, env)
+    return provider_id in dropped or not substitute_env(provider_id, env, where)
 
 
 def _format_validation(err: ValidationError, source: str) -> str:
@@ -304,6 +323,10 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 (byte {err.start}); save it as UTF-8"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -91,3 +91,17 @@ def test_a_well_formed_provider_still_starts() -> None:
 def test_providers_are_described_without_their_secrets(base_url: str, shown: str) -> None:
     provider = create_provider(ProviderConfig(id="v", type="vllm", base_url=base_url))
     assert provider.describe()["base_url"] == shown
+
+
+@pytest.mark.parametrize(
+    ("type_name", "said"),
+    [
+        ("switchyard.config:ProviderConfig", r"is not a provider class: ProviderConfig\(config"),
+        ("switchyard.providers:create_provider", "is not a class"),
+    ],
+)
+def test_a_module_class_type_that_is_not_a_provider_is_a_config_error(
+    type_name: str, said: str
+) -> None:
+    with pytest.raises(ConfigError, match=said):
+        create_provider(ProviderConfig(id="p", type=type_name))

@@ -46,7 +46,18 @@ def provider_class(type_name: str) -> Any:
 
 
 def create_provider(config: ProviderConfig, transport: Transport | None = None) -> Provider:
-    provider: Provider = provider_class(config.type)(config, transport)
+    cls = provider_class(config.type)
+    if not isinstance(cls, type):
+        raise ConfigError(f"provider type '{config.type}' is not a class")
+    try:
+        provider: Provider = cls(config, transport)
+    except TypeError as err:
+        # module:Class names something that is not a provider: its constructor does not
+        # take (config, transport).
+        raise ConfigError(
+            f"provider type '{config.type}' is not a provider class: {cls.__name__}"
+            f"(config, transport) failed ({err})"
+        ) from None
     return provider
 
 

@@ -33,8 +33,9 @@ class OllamaProvider(OpenAICompatProvider):
     @classmethod
     def env_base_url(cls, env: Mapping[str, str]) -> str | None:
         # OLLAMA_URL is Ollama's root (http://host:11434); its OpenAI API is below /v1.
-        root = env.get("OLLAMA_URL")
-        return root.rstrip("/") + "/v1" if root else None
+        # Llama Stack's configs give it with /v1 already: not doubled.
+        root = (env.get("OLLAMA_URL") or "").rstrip("/").removesuffix("/v1").rstrip("/")
+        return root + "/v1" if root else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProviderConfig | None:
