@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from tests.support.server import thread_server
 
+from switchyard import registry as registry_module
 from switchyard.config import Config, ProviderConfig
 from switchyard.errors import ModelNotFoundError, WrongModelTypeError
 from switchyard.providers import create_provider
@@ -98,3 +101,30 @@ async def test_a_declared_type_wins_over_the_listed_one() -> None:
     assert (entry.model_type, entry.metadata["embedding_dimension"]) == ("llm", 1)
     with pytest.raises(WrongModelTypeError):
         route(registry, "st/all-MiniLM-L6-v2", "embedding")
+
+
+async def test_a_provider_down_at_start_is_listed_again_soon(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(registry_module, "RETRY_FIRST", 0.05)
+    config = Config.model_validate(
+        {
+            "server": {"model_refresh_interval": 300},
+            "providers": [
+                {
+                    "id": "late",
+                    "type": "tests.support.broken_provider:DownAtFirstProvider",
+                    "base_url": "http://127.0.0.1:9/v1",
+                }
+            ],
+        }
+    )
+    registry = ModelRegistry(config, {p.id: create_provider(p) for p in config.providers})
+    await registry.refresh(10)
+    assert registry.status["late"].healthy is False and registry.models() == []
+    refresher = asyncio.create_task(registry.refresh_forever())
+    # Retried after 0.05 s (fails again), then after 0.15 s more: listed, not 300 s later.
+    await asyncio.sleep(1.0)
+    refresher.cancel()
+    assert [m.id for m in registry.models()] == ["late/late-model"]
+    assert registry.status["late"].healthy is True

@@ -1,8 +1,10 @@
 """The model registry: models declared in the config plus those each provider lists.
 
 Discovery runs at start and then every refresh interval. A provider that fails to
-list keeps its last good list (none if it never answered) and is tried again on the
-next refresh; its failure is kept in :attr:`ModelRegistry.status` for ``/v1/providers``.
+list keeps its last good list (none if it never answered) and is tried again sooner:
+after 5 s, then three times longer each time, up to the interval (Ollama started after
+Switchyard is listed within seconds, not minutes); its failure is kept in
+:attr:`ModelRegistry.status` for ``/v1/providers``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from switchyard.errors import ModelNotFoundError, SwitchyardError
 from switchyard.providers.base import ModelEntry, ModelInfo, Provider
 
 log = logging.getLogger(__name__)
+
+# The first retry of a provider that failed to list, in seconds; each next one waits
+# RETRY_FACTOR times longer, up to the refresh interval.
+RETRY_FIRST = 5.0
+RETRY_FACTOR = 3.0
 
 
 @dataclass(slots=True)
@@ -155,9 +162,20 @@ class ModelRegistry:
     async def refresh_forever(self) -> None:
         interval = self._config.server.model_refresh_interval
         timeout = self._config.server.discovery_timeout
+        loop = asyncio.get_running_loop()
+        full_at = loop.time() + interval
+        retry = RETRY_FIRST
         while True:
-            await asyncio.sleep(interval)
-            await self.refresh(timeout)
+            failed = [pid for pid, status in self.status.items() if status.healthy is False]
+            wake = min(full_at, loop.time() + retry) if failed else full_at
+            await asyncio.sleep(max(0.0, wake - loop.time()))
+            if loop.time() >= full_at:
+                await self.refresh(timeout)
+                full_at = loop.time() + interval
+            else:
+                await asyncio.gather(*(self._refresh_one(pid, timeout) for pid in failed))
+            failing = any(status.healthy is False for status in self.status.values())
+            retry = min(retry * RETRY_FACTOR, interval) if failing else RETRY_FIRST
 
 
 def _declared_entry(declared: ModelEntry, listed: ModelEntry | None) -> ModelEntry:
