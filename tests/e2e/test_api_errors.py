@@ -232,6 +232,16 @@ def test_a_listed_model_not_known_as_an_embedding_model_is_tried_for_embeddings(
     assert upstream.bodies[-1] == {"model": "ok", "input": "x"}
 
 
+def test_vectors_of_another_size_than_asked_are_refused(server: ServerHandle) -> None:
+    # The upstream answers 3 floats whatever is asked: fewer than asked is no answer either.
+    body = {"model": "up/ok", "input": "x"}
+    assert _post(server, "/embeddings", json={**body, "dimensions": 3}).status_code == 200
+    for asked in (2, 8):
+        error = _error(_post(server, "/embeddings", json={**body, "dimensions": asked}), 400)
+        assert error["param"] == "dimensions"
+        assert f"'dimensions' {asked} for 'ok' (its vectors have 3)" in error["message"]
+
+
 @pytest.mark.parametrize(
     ("path", "body", "param", "words"),
     [

@@ -71,6 +71,9 @@ def test_embedding_fields_dropped_or_refused() -> None:
     assert together.prepare_embeddings({"input": "x", "user": "u"}) == {"input": "x"}
     with pytest.raises(UnsupportedParameterError, match="dimensions"):
         together.prepare_embeddings({"input": "x", "dimensions": 8})
+    # The model's own size: nothing to cut, so not sent, rather than refused.
+    native = {"model": "BAAI/bge-base-en-v1.5", "input": "x", "dimensions": 768}
+    assert together.prepare_embeddings(native) == {"model": "BAAI/bge-base-en-v1.5", "input": "x"}
     assert make("fireworks").prepare_embeddings({"input": "x", "user": "u"}) == {"input": "x"}
     assert make("openai").prepare_embeddings({"input": "x", "user": "u"})["user"] == "u"
 

@@ -337,11 +337,15 @@ class OpenAICompatProvider:
     async def embeddings(self, body: JSON) -> JSON:
         result = await self._json("/embeddings", self.prepare_embeddings(body))
         wanted = body.get("dimensions")
-        if wanted is not None and _longer_vectors(result, wanted):
-            # The provider ignored it (Ollama before it learnt it): a vector of another
-            # size would only fail later, in the client's vector store.
+        size = None if wanted is None else _other_size(result, wanted)
+        if size is not None:
+            # The provider ignored it (Ollama before it learnt it), or the model has
+            # fewer: a vector of another size would only fail later, in the client's
+            # vector store.
             raise UnsupportedParameterError(
-                self.id, "dimensions", f"'dimensions' for {body.get('model')!r}"
+                self.id,
+                "dimensions",
+                f"'dimensions' {wanted} for {body.get('model')!r} (its vectors have {size})",
             )
         if body.get("encoding_format") == "base64":
             # Some providers (Ollama) answer floats whatever was asked: encode them here.
@@ -377,6 +381,11 @@ class OpenAICompatProvider:
         return body
 
     def prepare_embeddings(self, body: JSON) -> JSON:
+        native = self.known_embedding(str(body.get("model"))).get("embedding_dimension")
+        if body.get("dimensions") is not None and body["dimensions"] == native:
+            # The model's own size, asked by clients that always send it: nothing to cut,
+            # so a provider that refuses the field never sees it.
+            body = {k: v for k, v in body.items() if k != "dimensions"}
         for name in self.embedding_refused_fields:
             if body.get(name) is not None:
                 raise UnsupportedParameterError(self.id, name, f"'{name}' for embeddings")
@@ -509,9 +518,9 @@ def _finishes(chunks: list[JSON]) -> bool:
     return bool(finished) and all(finished.values())
 
 
-def _longer_vectors(result: JSON, dimensions: int) -> bool:
-    """Whether an embedding answer holds a vector longer than ``dimensions`` (floats, or
-    base64 of little-endian float32)."""
+def _other_size(result: JSON, dimensions: int) -> int | None:
+    """The size of a vector of an embedding answer that does not have ``dimensions``
+    (floats, or base64 of little-endian float32), or None if all have it."""
     for item in result.get("data") or ():
         vector = item.get("embedding") if isinstance(item, dict) else None
         if isinstance(vector, list):
@@ -520,9 +529,9 @@ def _longer_vectors(result: JSON, dimensions: int) -> bool:
             size = (len(vector) * 3 // 4 - vector[-2:].count("=")) // 4  # without decoding
         else:
             continue
-        if size > dimensions:
-            return True
-    return False
+        if size != dimensions:
+            return size
+    return None
 
 
 def encode_embeddings_base64(result: JSON) -> None:
