@@ -43,6 +43,10 @@ def test_openai_style_list_and_vllm_context_length() -> None:
     )
     assert models[0].metadata == {"context_length": 8192}
     assert models[0].model_type is None  # the list does not say: either endpoint may try it
+    groq = make("groq").parse_model_list(
+        {"object": "list", "data": [{"id": "llama-3.3-70b-versatile", "context_window": 131072}]}
+    )
+    assert groq[0].metadata == {"context_length": 131072}
 
 
 @pytest.mark.parametrize(

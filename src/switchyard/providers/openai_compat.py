@@ -419,7 +419,10 @@ class OpenAICompatProvider:
         model_id = str(entry["id"])
         model_type = self.classify_model(entry)
         metadata: dict[str, Any] = dict(self.known_embedding(model_id))
-        context = entry.get("context_length") or entry.get("max_model_len")
+        # Together's name, vLLM's, Groq's.
+        context = (
+            entry.get("context_length") or entry.get("max_model_len") or entry.get("context_window")
+        )
         if isinstance(context, int) and "context_length" not in metadata:
             metadata["context_length"] = context
         created = entry.get("created")
