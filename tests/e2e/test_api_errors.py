@@ -232,6 +232,24 @@ def test_a_listed_model_not_known_as_an_embedding_model_is_tried_for_embeddings(
     assert upstream.bodies[-1] == {"model": "ok", "input": "x"}
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_leaves_stops_the_providers_work(
+    server: ServerHandle, upstream: FaultyUpstream, stream: bool
+) -> None:
+    # The client's SDK gives up (and would retry): the provider's generation must stop,
+    # not run on, three times over, into a stored completion nobody got.
+    before = upstream.abandoned
+    body = {"model": "retrying/watched", "messages": MESSAGES, "stream": stream}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.base_url + "/chat/completions", json=body, timeout=0.5)
+    deadline = time.monotonic() + 2.5
+    while upstream.abandoned == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert upstream.abandoned == before + 1
+    listed = httpx.get(server.base_url + "/chat/completions", params={"model": body["model"]})
+    assert listed.json()["data"] == []
+
+
 def test_vectors_of_another_size_than_asked_are_refused(server: ServerHandle) -> None:
     # The upstream answers 3 floats whatever is asked: fewer than asked is no answer either.
     body = {"model": "up/ok", "input": "x"}
@@ -495,8 +513,9 @@ def test_a_stream_answers_at_once_and_a_client_leaving_before_any_event_frees_th
 def test_a_client_leaving_before_the_providers_answer_frees_the_provider_once_it_answers(
     server: ServerHandle, upstream: FaultyUpstream
 ) -> None:
-    # The client leaves while the provider has not answered yet: the stream that then
-    # starts is for nobody, and must be closed, not relayed into a dead connection.
+    # The client leaves while the provider has not answered yet: the provider's request
+    # is given up (its connection closed), or the stream that then starts is for
+    # nobody and must be closed, not relayed into a dead connection.
     body = orjson.dumps({"model": "up/late-endless", "messages": MESSAGES, "stream": True})
     before = upstream.aborted
     host, port = server.url.removeprefix("http://").split(":")
@@ -509,8 +528,8 @@ def test_a_client_leaving_before_the_providers_answer_frees_the_provider_once_it
 
 
 def _provider_stream_closed(server: ServerHandle, upstream: FaultyUpstream, before: int) -> None:
-    """The provider saw its stream aborted (once, within 5 s, not after 10 s of
-    generating for nobody) and the server is fine."""
+    """The provider saw its stream aborted, or its connection closed before it began
+    (once, within 5 s, not after 10 s of generating for nobody) and the server is fine."""
     deadline = time.monotonic() + 5
     while upstream.aborted == before and time.monotonic() < deadline:
         time.sleep(0.05)

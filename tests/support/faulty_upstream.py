@@ -4,6 +4,7 @@ ok            a normal chat completion / stream / embedding
 status-NNN    answers HTTP NNN with an OpenAI-shaped error body
 error-200     answers HTTP 200 with an OpenAI-shaped error body (no choices)
 slow          answers after ``slow_seconds`` (for timeouts)
+watched       the same, but notices (``abandoned``) when the gateway closes the connection
 break-stream  streams one chunk, then an error event
 break-batch   the same in one write, so that the chunk and the error arrive together
 cut-stream    streams one chunk, then drops the connection
@@ -69,6 +70,7 @@ class FaultyUpstream(ThreadedApp):
         self.calls: dict[str, int] = {}
         self.bodies: list[dict[str, Any]] = []
         self.aborted = 0  # endless streams whose reader went away
+        self.abandoned = 0  # "watched" requests whose connection the gateway closed
 
     def start(self) -> FaultyUpstream:
         self.start_thread()
@@ -111,36 +113,50 @@ class FaultyUpstream(ThreadedApp):
         model = body["model"]
         self.calls[model] = self.calls.get(model, 0) + 1
         if model.startswith("status-"):
-            status = int(model.removeprefix("status-"))
-            said = f"upstream says {status}"
-            if status == 401:  # as some providers do: the key it refused, quoted back
-                said += f"; incorrect API key provided: {request.headers.get('Authorization')}"
-            error = {
-                "message": said,
-                "type": "test_error",
-                "param": "temperature",
-                "code": "invalid_api_key" if status == 401 else None,
-            }
-            headers = {"Retry-After": "7"} if status == 429 else None
-            return web.json_response({"error": error}, status=status, headers=headers)
-        if model == "html-502":  # a proxy's page in front of the provider
-            page = "<html><body><h1>502 Bad Gateway</h1>upstream 10.1.2.3:8000</body></html>"
-            return web.Response(text=page, status=502, content_type="text/html")
-        if model == "error-200":
-            return web.json_response({"error": {"message": "model overloaded", "type": "x"}})
+            return self._status(request, int(model.removeprefix("status-")))
+        if model in ("html-502", "error-200"):
+            return _canned(model)
         if model == "flaky" and self.calls[model] == 1:
             return web.json_response(
                 {"error": {"message": "busy"}}, status=503, headers={"retry-after-ms": "1200"}
             )
         if model == "slow":
             await asyncio.sleep(self.slow_seconds)
+        if model == "watched" and await self._abandoned(request):
+            return web.Response()
         if body.get("stream") and model != "json-stream":
             return await self._stream(request, model)
         return web.json_response(_completion(model))
 
+    @staticmethod
+    def _status(request: web.Request, status: int) -> web.Response:
+        said = f"upstream says {status}"
+        if status == 401:  # as some providers do: the key it refused, quoted back
+            said += f"; incorrect API key provided: {request.headers.get('Authorization')}"
+        error = {
+            "message": said,
+            "type": "test_error",
+            "param": "temperature",
+            "code": "invalid_api_key" if status == 401 else None,
+        }
+        headers = {"Retry-After": "7"} if status == 429 else None
+        return web.json_response({"error": error}, status=status, headers=headers)
+
+    async def _abandoned(self, request: web.Request) -> bool:
+        """Waits ``slow_seconds``; True (and counted) if the gateway closes meanwhile."""
+        for _ in range(int(self.slow_seconds / 0.02)):
+            await asyncio.sleep(0.02)
+            if request.transport is None or request.transport.is_closing():
+                self.abandoned += 1
+                return True
+        return False
+
     async def _stream(self, request: web.Request, model: str) -> web.StreamResponse:
         if model == "late-endless":
             await asyncio.sleep(0.5)
+            if request.transport is None or request.transport.is_closing():
+                self.aborted += 1  # the gateway gave up on it before it began
+                return web.Response()
             model = "endless"
         if model in _CLOSE_DELIMITED:
             # Written past aiohttp, which frames every HTTP/1.1 body it writes.
@@ -162,6 +178,13 @@ class FaultyUpstream(ThreadedApp):
                 break
             await response.write(piece)
         return response
+
+
+def _canned(model: str) -> web.Response:
+    if model == "html-502":  # a proxy's page in front of the provider
+        page = "<html><body><h1>502 Bad Gateway</h1>upstream 10.1.2.3:8000</body></html>"
+        return web.Response(text=page, status=502, content_type="text/html")
+    return web.json_response({"error": {"message": "model overloaded", "type": "x"}})
 
 
 _FIRST = _chunk("up", "first")

@@ -14,7 +14,13 @@ from starlette.routing import Route
 from switchyard.ids import new_completion_id
 from switchyard.router import route
 from switchyard.server.auth import CALLER
-from switchyard.server.http import EventStream, bytes_response, parse_json, read_body
+from switchyard.server.http import (
+    EventStream,
+    bytes_response,
+    parse_json,
+    read_body,
+    unless_client_leaves,
+)
 from switchyard.server.state import AppState
 from switchyard.server.stream import Tap, relay
 from switchyard.server.validation import CHAT, check_body, check_messages
@@ -47,7 +53,7 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
         sink = state.sink if state.sink is not None and state.sink.should_store(body) else None
         caller = request.scope.get(CALLER)  # the key's id, with server.api_keys
         if body.get("stream"):
-            chunks = await provider.chat_stream(upstream)
+            chunks = await unless_client_leaves(request, provider.chat_stream(upstream))
             if sink is None:
                 return EventStream(relay(chunks, overrides))
             tap = Tap()
@@ -72,7 +78,10 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
                     await waiting
 
             return EventStream(relay(chunks, overrides, tap, store_stream))
-        result = await provider.chat(upstream)
+        # A client that leaves (its SDK's timeout, then a retry) stops the provider's
+        # work: nobody would read the answer, and it would be stored under an id no
+        # client was given.
+        result = await unless_client_leaves(request, provider.chat(upstream))
         upstream_id = result.get("id")
         result.update(overrides)
         answer = orjson.dumps(result)

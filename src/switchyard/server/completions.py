@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from switchyard.router import route
-from switchyard.server.http import EventStream, json_response, read_json
+from switchyard.server.http import EventStream, json_response, read_json, unless_client_leaves
 from switchyard.server.state import AppState
 from switchyard.server.stream import relay
 from switchyard.server.validation import COMPLETIONS, check_body
@@ -29,9 +29,9 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
         upstream = {**body, "model": entry.provider_model_id}
         overrides = {"model": body["model"]}
         if body.get("stream"):
-            chunks = await provider.completions_stream(upstream)
+            chunks = await unless_client_leaves(request, provider.completions_stream(upstream))
             return EventStream(relay(chunks, overrides))
-        result = await provider.completions(upstream)
+        result = await unless_client_leaves(request, provider.completions(upstream))
         result.update(overrides)
         return json_response(result)
 

@@ -26,9 +26,9 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
         check_body(body, EMBEDDINGS, ("model", "input"))
         entry, provider = route(state.registry, body["model"], "embedding")
         work = provider.embeddings({**body, "model": entry.provider_model_id})
-        # A remote provider's call is cheap to wait on; the inline model's batches are
-        # this server's CPU, stopped when the client leaves.
-        result = await (unless_client_leaves(request, work) if provider.inline else work)
+        # Stopped when the client leaves: the inline model's batches are this server's
+        # CPU, a provider's call its own (and the client's SDK may already be retrying).
+        result = await unless_client_leaves(request, work)
         result["model"] = body["model"]
         return json_response(result)
 
