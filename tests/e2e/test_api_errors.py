@@ -143,7 +143,7 @@ def _error(response: httpx.Response, status: int) -> dict[str, Any]:
             "top_logprobs",
         ),
         (
-            b'{"model": "up/ok", "messages": [{"role": "user", "content": "x"}], "stop": ["a","b","c","d","e"]}',
+            b'{"model": "up/ok", "messages": [{"role": "user", "content": "x"}], "stop": ["a", 1]}',
             "stop",
         ),
     ],
@@ -250,6 +250,22 @@ def test_a_client_that_leaves_stops_the_providers_work(
     assert listed.json()["data"] == []
 
 
+def test_half_a_surrogate_pair_is_replaced_not_refused(
+    server: ServerHandle, upstream: FaultyUpstream
+) -> None:
+    # A JavaScript client that cut a text inside an emoji: JSON.stringify escapes the
+    # half it kept. Valid JSON, which orjson alone would refuse.
+    content = b'{"model": "up/ok", "metadata": {"probe": "surrogate"}, "stop": ["a", "b", '
+    content += b'"c", "d", "e"], "messages": [{"role": "user", "content": "hi \\ud83d"}]}'
+    response = _post(server, "/chat/completions", content=content)
+    assert response.status_code == 200, response.text
+    assert upstream.bodies[-1]["messages"][0]["content"] == "hi \ufffd"
+    assert len(upstream.bodies[-1]["stop"]) == 5  # OpenAI's limit is 4, the provider's more
+    listed = httpx.get(server.base_url + "/chat/completions?metadata[probe]=surrogate").json()
+    (stored,) = listed["data"]
+    assert stored["input_messages"][0]["content"] == "hi \ufffd"
+
+
 def test_vectors_of_another_size_than_asked_are_refused(server: ServerHandle) -> None:
     # The upstream answers 3 floats whatever is asked: fewer than asked is no answer either.
     body = {"model": "up/ok", "input": "x"}
@@ -347,6 +363,11 @@ def test_the_clients_sdk_does_not_retry_what_switchyard_retried_or_cannot_help(
         with pytest.raises(openai.InternalServerError) as info:
             client.chat.completions.create(model="up/status-401", messages=MESSAGES)  # type: ignore[arg-type]
         assert info.value.response.headers["x-should-retry"] == "false"
+    for status in (402, 501):  # payment required, not implemented: no retry helps
+        refused = _post(
+            server, "/chat/completions", json={"model": f"up/status-{status}", "messages": MESSAGES}
+        )
+        assert refused.status_code == 502 and refused.headers["x-should-retry"] == "false"
     # No retries of its own (max_retries: 0): the client's SDK may retry.
     unretried = _post(
         server, "/chat/completions", json={"model": "up/status-500", "messages": MESSAGES}
@@ -365,6 +386,7 @@ def test_an_error_in_a_200_answer_is_a_502_and_not_stored(server: ServerHandle) 
     body = {"model": "up/error-200", "messages": MESSAGES, "metadata": {"probe": "error-200"}}
     error = _error(_post(server, "/chat/completions", json=body), 502)
     assert "model overloaded" in error["message"] and "provider 'up'" in error["message"]
+    assert error["type"] == "x"  # the provider's own type
     # The list waits for this worker's accepted writes: a stored row would be seen.
     listed = httpx.get(server.base_url + "/chat/completions?metadata[probe]=error-200")
     assert listed.status_code == 200 and listed.json()["data"] == []
@@ -424,6 +446,17 @@ def test_errors_after_the_first_byte_end_the_stream_with_an_error_event(
     assert _unfinished_streams(server) == unstored + 1  # and not stored as if complete
 
 
+def test_an_error_event_keeps_the_providers_type_and_code(server: ServerHandle) -> None:
+    with openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model="up/coded-error-stream", messages=MESSAGES, stream=True
+        )  # type: ignore[arg-type]
+        with pytest.raises(openai.APIError) as info:
+            list(stream)
+    assert "rate limited" in info.value.message
+    assert (info.value.code, info.value.type) == ("rate_limit_exceeded", "rate_limit_error")
+
+
 def _unfinished_streams(server: ServerHandle) -> float:
     metrics = httpx.get(server.url + "/metrics").text
     line = next(x for x in metrics.splitlines() if x.startswith("switchyard_store_unfinished"))
@@ -436,6 +469,7 @@ def _unfinished_streams(server: ServerHandle) -> float:
         ("up/finished-stream", ["first", " second"]),
         ("up/close-finished-stream", ["first", " second"]),
         ("up/empty-data-stream", ["first", " second"]),
+        ("up/short-done-stream", ["first"]),
     ],
 )
 def test_a_stream_that_ended_whole_may_end_without_done(

@@ -122,3 +122,15 @@ def test_ollama_takes_images_only_as_data_urls() -> None:
     other = {"type": "input_image", "image_url": "https://example.com/cat.png"}
     passed = {"messages": [{"role": "user", "content": [text, other]}]}
     assert ollama.prepare_chat(passed) is passed
+
+
+def test_ollama_gets_max_completion_tokens_as_the_max_tokens_it_reads() -> None:
+    ollama = make("ollama")
+    messages = [{"role": "user", "content": "hi"}]
+    sent = ollama.prepare_chat({"messages": messages, "max_completion_tokens": 10})
+    assert sent == {"messages": messages, "max_tokens": 10}
+    both = {"messages": messages, "max_tokens": 5, "max_completion_tokens": 10}
+    assert ollama.prepare_chat(both) is both  # Ollama reads max_tokens; nothing to move
+    assert make("openai").prepare_chat({"max_completion_tokens": 10}) == {
+        "max_completion_tokens": 10
+    }

@@ -40,6 +40,10 @@ def test_a_quote_is_cut_short() -> None:
         ),
         (b'{"error": "busy"}', ("busy", None, None, None)),
         (b'{"detail": "Not Found"}', ("Not Found", None, None, None)),  # FastAPI's
+        (  # Gemini's OpenAI API: the error object in a list of one
+            b'[{"error": {"code": 400, "message": "Unknown name", "status": "INVALID"}}]',
+            ("Unknown name", None, None, None),
+        ),
         (b"plain text", ("plain text", None, None, None)),
         (b"", ("no details given", None, None, None)),
     ],

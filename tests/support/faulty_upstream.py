@@ -199,6 +199,13 @@ _SCRIPTS: dict[str, list[bytes | None]] = {
     "unfinished-stream": [_FIRST],
     "finished-stream": [_FIRST, _LAST],
     "only-done-stream": [b"data: [DONE]\n\n"],
+    "coded-error-stream": [
+        _FIRST,
+        b'data: {"error": {"message": "rate limited", "type": "rate_limit_error", '
+        b'"code": "rate_limit_exceeded"}}\n\n',
+    ],
+    # [DONE] ended by one newline, the body's end: TGI's last chunk has no finish_reason.
+    "short-done-stream": [_FIRST, b"data: [DONE]\n"],
     "string-error-stream": [
         _FIRST,
         b'data: {"error": "model overloaded"}\n\n',

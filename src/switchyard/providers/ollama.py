@@ -1,6 +1,7 @@
 """Ollama through its OpenAI-compatible ``/v1`` API.
 
-It ignores ``n`` (so n > 1 is refused rather than silently answered with one choice),
+It ignores ``n`` (so n > 1 is refused rather than silently answered with one choice)
+and ``max_completion_tokens`` (sent as ``max_tokens``, which it reads),
 returns floats when asked for base64 (the shared adapter encodes those), and reads
 images only from data URLs: a web URL is refused with a 400 that says so, rather than
 fetched by the gateway (which would let any caller make it download anything).
@@ -60,4 +61,10 @@ class OllamaProvider(OpenAICompatProvider):
                         "image URLs other than data URLs; send the image inline as "
                         "data:image/<type>;base64,<data>",
                     )
+        limit = body.get("max_completion_tokens")
+        if limit is not None and body.get("max_tokens") is None:
+            # Ollama's OpenAI API reads only max_tokens (ollama/ollama#7125); the SDK
+            # steers users to max_completion_tokens, which it would ignore: no limit.
+            body = {k: v for k, v in body.items() if k != "max_completion_tokens"}
+            body["max_tokens"] = limit
         return super().prepare_chat(body)

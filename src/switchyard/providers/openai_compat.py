@@ -146,29 +146,40 @@ class OpenAICompatProvider:
             for name in ("retry-after", "retry-after-ms"):
                 if name in response.headers:
                     error.headers[name] = response.headers[name]
-            if response.status in (401, 403) or (
+            if not _transient(response.status) or (
                 response.status in RETRY_STATUSES and self.config.max_retries
             ):
-                # Our retries are spent, or none can help: a client SDK's own retries
-                # (openai-python's: two) would multiply the provider's load threefold.
+                # None can help (a refused key, 402 payment required, 501), or our
+                # retries are spent: a client SDK's own retries (openai-python's: two,
+                # of any 5xx) would multiply the provider's load threefold.
                 no_client_retry(error)
             raise error
         return response
 
     async def _json(self, path: str, body: JSON) -> JSON:
         response = await self._send("POST", path, body, stream=False)
-        payload = self._decode(await response.read())
-        error = payload.get("error")
-        if error:
+        raw = await response.read()
+        payload = self._decode(raw)
+        if payload.get("error"):
             # Some providers fail with HTTP 200 and an error object: relayed as it is,
             # it would reach the client (and the store) as if it were an answer.
-            message = error.get("message", error) if isinstance(error, dict) else error
-            raise UpstreamError(
-                f"provider '{self.id}' failed (an error in an HTTP 200 answer): "
-                f"{self._quote(str(message))}",
-                provider_id=self.id,
-            )
+            raise self._reported(raw, "failed (an error in an HTTP 200 answer)")
         return payload
+
+    def _reported(self, raw: bytes, how: str) -> UpstreamError:
+        """The error object a provider sent in place of an answer (in a 200, or as an
+        event of a stream), with its type, param and code, for the client's SDK to
+        branch on (``rate_limit_exceeded``); the message quoted."""
+        message, kind, param, code = error_fields(raw)
+        error = UpstreamError(
+            f"provider '{self.id}' {how}: {self._quote(message)}",
+            provider_id=self.id,
+            param=param,
+            code=code,
+        )
+        if kind:
+            error.error_type = kind  # type: ignore[misc]
+        return error
 
     def _decode(self, raw: bytes) -> JSON:
         try:
@@ -195,10 +206,8 @@ class OpenAICompatProvider:
             payload = self._decode(raw)
         except UpstreamError as err:
             return err
-        error = payload.get("error")
-        if error is not None:
-            message = self._quote(error_fields(raw)[0])
-            return UpstreamError(f"provider '{self.id}' failed: {message}", provider_id=self.id)
+        if payload.get("error") is not None:
+            return self._reported(raw, "failed")
         return UpstreamError(
             f"provider '{self.id}' answered a streaming request with one JSON document, "
             "not Server-Sent Events; send the request without stream=true",
@@ -225,20 +234,27 @@ class OpenAICompatProvider:
                 if error is not None:
                     raise error
                 if ended:
-                    if not last:  # [DONE] with nothing before it: no answer at all
-                        raise UpstreamError(
-                            f"provider '{self.id}' ended the stream without a single chunk; "
-                            "try again",
-                            provider_id=self.id,
-                        )
+                    self._check_some(last)
                     return
-        chunks, _, error = self._chunks(parser.flush())
+        # What is left once the body ended: an event without its blank line (a [DONE]
+        # ended by one newline only), then the end without [DONE], if it was not there.
+        chunks, ended, error = self._chunks(parser.flush())
         if chunks:
             before, last = last, chunks
             yield chunks
         if error is not None:
             raise error
+        if ended:
+            self._check_some(last)
+            return
         self._check_end(response, before + last)
+
+    def _check_some(self, last: list[JSON]) -> None:
+        if not last:  # [DONE] with nothing before it: no answer at all
+            raise UpstreamError(
+                f"provider '{self.id}' ended the stream without a single chunk; try again",
+                provider_id=self.id,
+            )
 
     def _check_end(self, response: UpstreamResponse, tail: list[JSON]) -> None:
         """A body that ended without [DONE]: refused if it held no event at all, or if
@@ -276,13 +292,8 @@ class OpenAICompatProvider:
 
     def _event(self, data: bytes) -> JSON:
         event = self._decode(data)
-        error = event.get("error")
-        if error:  # an object, or a bare string ({"error": "model overloaded"})
-            message = error.get("message", error) if isinstance(error, dict) else error
-            raise UpstreamError(
-                f"provider '{self.id}' failed mid-stream: {self._quote(str(message))}",
-                provider_id=self.id,
-            )
+        if event.get("error"):  # an object, or a bare string ({"error": "model overloaded"})
+            raise self._reported(data, "failed mid-stream")
         return event
 
     def _not_json(self, raw: bytes, where: str = "") -> UpstreamError:
@@ -519,6 +530,11 @@ def _finishes(chunks: list[JSON]) -> bool:
                 key = index if isinstance(index, int) else 0
                 finished[key] = finished.get(key, False) or bool(choice.get("finish_reason"))
     return bool(finished) and all(finished.values())
+
+
+def _transient(status: int) -> bool:
+    """Whether a client's retry of an answer with this status may succeed."""
+    return status in RETRY_STATUSES or (status >= 500 and status not in (501, 505))
 
 
 def _other_size(result: JSON, dimensions: int) -> int | None:

@@ -48,6 +48,8 @@ def error_fields(raw: bytes) -> tuple[str, str | None, str | None, str | None]:
     except orjson.JSONDecodeError:
         text = raw[:READ_MAX].decode("utf-8", "replace").strip()
         return (text or "no details given"), None, None, None
+    if isinstance(payload, list) and len(payload) == 1:
+        payload = payload[0]  # Gemini's OpenAI API: [{"error": {...}}]
     error = payload.get("error", payload) if isinstance(payload, dict) else payload
     if isinstance(error, str):
         return error, None, None, None

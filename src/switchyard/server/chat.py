@@ -17,7 +17,7 @@ from switchyard.server.auth import CALLER
 from switchyard.server.http import (
     EventStream,
     bytes_response,
-    parse_json,
+    parse_json_bytes,
     read_body,
     unless_client_leaves,
 )
@@ -38,8 +38,7 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
     limit = state.config.server.max_body_bytes
 
     async def create_chat_completion(request: Request) -> Response:
-        raw = await read_body(request, limit)
-        body = parse_json(raw, request)
+        raw, body = parse_json_bytes(await read_body(request, limit), request)
         check_body(body, CHAT, ("model", "messages"))
         check_messages(body["messages"])
         entry, provider = route(state.registry, body["model"], "llm")

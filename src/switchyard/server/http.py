@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import AsyncGenerator, Awaitable
 from typing import Any, TypeVar
 
@@ -62,9 +64,22 @@ class CompressedBodyError(InvalidRequestError):
 def parse_json(raw: bytes, request: Request | None = None) -> Any:
     """The parsed body; 400 if it is not JSON, 415 if it is compressed. The headers are
     read only when the body does not parse: the usual request never looks at them."""
+    return parse_json_bytes(raw, request)[1]
+
+
+def parse_json_bytes(raw: bytes, request: Request | None = None) -> tuple[bytes, Any]:
+    """:func:`parse_json`, with the body's bytes as they can be kept: ``raw`` itself,
+    unless a string in it held half a surrogate pair (a client that cut a text inside
+    an emoji), which is replaced by U+FFFD, as in the parsed body."""
     try:
-        return orjson.loads(raw)
+        return raw, orjson.loads(raw)
     except orjson.JSONDecodeError as err:
+        if "surrogate" in err.msg and "UTF-8" not in err.msg:
+            # Escaped (\ud83d) and alone: JSON allows it, orjson neither reads nor
+            # writes it. The rest of the text is kept; only the half character goes.
+            with contextlib.suppress(ValueError, RecursionError):  # then the error below
+                body = _whole_characters(json.loads(raw))
+                return orjson.dumps(body), body
         coding = _content_coding(raw, request)
         if coding is not None:
             raise CompressedBodyError(
@@ -80,6 +95,16 @@ def parse_json(raw: bytes, request: Request | None = None) -> Any:
             f"The request body is not valid JSON ({err}). Send a JSON object with "
             "Content-Type: application/json."
         ) from None
+
+
+def _whole_characters(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_whole_characters(item) for item in value]
+    if isinstance(value, dict):
+        return {_whole_characters(k): _whole_characters(v) for k, v in value.items()}
+    return value
 
 
 def _content_coding(raw: bytes, request: Request | None) -> str | None:

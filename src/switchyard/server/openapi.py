@@ -33,7 +33,7 @@ _METADATA = {
     "propertyNames": {"maxLength": METADATA_KEY_MAX},
     "additionalProperties": {**_STR, "maxLength": METADATA_VALUE_MAX},
 }
-_STOP = {"oneOf": [_STR, {"type": "array", "items": _STR, "maxItems": 4}]}
+_STOP = {"oneOf": [_STR, {"type": "array", "items": _STR}]}
 _TOKENS = {"type": "array", "items": _INT, "minItems": 1}
 _MODEL = {**_STR, "minLength": 1, "maxLength": MODEL_MAX}
 

@@ -85,9 +85,10 @@ def _one_of(*allowed: str) -> Check:
 def _stop(v: Any) -> str | None:
     if isinstance(v, str):
         return None
-    if isinstance(v, list) and len(v) <= 4 and all(isinstance(s, str) for s in v):
+    # OpenAI takes at most 4; vLLM, Together and others more: the provider judges.
+    if isinstance(v, list) and all(isinstance(s, str) for s in v):
         return None
-    return "must be a string or a list of at most 4 strings"
+    return "must be a string or a list of strings"
 
 
 METADATA_MAX_KEYS = 16
