@@ -143,7 +143,12 @@ class Harness:
     def run_switchyard(self, variant: Variant) -> None:
         log(f"=== {variant.name}")
         result = self.new_result(variant.name, variant.workers, variant.store)
-        target = self.launch(variant)
+        try:
+            target = self.launch(variant)
+        except OSError as err:  # a --switchyard command that does not exist, say
+            result["error"] = f"cannot start: {err}"
+            log(f"{variant.name} failed: {result['error']}")
+            return
         proc = target.proc
         assert proc is not None
         track = self.sampler.watch(proc)

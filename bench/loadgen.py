@@ -10,11 +10,13 @@
 Prints one JSON object on stdout. Kinds (``payloads.KINDS``): chat, stream, paced, embed;
 several (``--kinds chat,stream,embed``) are sent in turn.
 
-Open loop: request i starts at t0 + i/rate whatever the server does, so a slow server
-is charged for the queue it causes (no coordinated omission). A request's latency runs
-from its start, including any wait for a free connection (up to ``--max-conns`` are
-opened, then requests queue); the event loop's lateness against the schedule is
-reported as ``sched_lag`` (large values mean the generator itself was starved).
+Open loop: request i starts at t0 + (i + j_i)/rate whatever the server does, j_i a
+seeded jitter of up to a quarter period either way (the same schedule every run), so a
+slow server is charged for the queue it causes (no coordinated omission). A request's
+latency runs from its scheduled start, including any wait for a free connection (up to
+``--max-conns`` are opened, then requests queue) and any lateness of the generator's
+own loop, which is also reported as ``sched_lag`` (large values mean the generator
+itself was starved: its latencies then say more about it than about the server).
 TTFB of a stream is the arrival of its first ``data:`` event.
 
 Closed loop: ``--conns`` connections, opened before the clock starts; throughput counts

@@ -1,5 +1,5 @@
 """The load generator's two loops over :mod:`http1` connections: :class:`OpenLoop`
-(requests on a fixed schedule, a pool of keep-alive connections) and
+(requests on a fixed, seeded schedule, a pool of keep-alive connections) and
 :class:`ClosedLoop` (a fixed number of connections, each sending again as soon as its
 answer is in). Both record into :class:`loadstats.Stats`."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
+import random
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -16,6 +17,10 @@ from http1 import Conn, Request, ResponseReader
 from loadstats import Stats
 
 RECONNECT_PAUSE = 0.01  # closed loop: do not spin if the server keeps refusing
+# Open loop: each start moves up to a quarter of the period either way, from one seed.
+JITTER = 0.25
+JITTER_SEED = 20261207
+SPIN_S = 0.001  # the last stretch before a start, waited out by yielding to the loop
 
 
 class Client:
@@ -85,14 +90,22 @@ class OpenLoop(Client):
             self.n_open += 1
         total = max(1, round(rate * duration))
         t0 = time.perf_counter() + 0.01
+        # The same jitter in every run (and for every variant of a run): a schedule at
+        # exact multiples of 50 ms would meet the store's 50 ms flush at one fixed phase.
+        jitter = random.Random(JITTER_SEED)
         for i in range(total):
-            t_sched = t0 + i / rate
-            delay = t_sched - time.perf_counter()
+            t_sched = t0 + (i + jitter.uniform(-JITTER, JITTER)) / rate
+            delay = t_sched - time.perf_counter() - SPIN_S
             if delay > 0:
                 await asyncio.sleep(delay)
-            now = time.perf_counter()
-            self.stats.lag.append(now - t_sched)
-            self.submit(self.next_request(), now)
+            # The loop's timers fire up to a millisecond early or late: the last stretch
+            # is waited out by yielding, so a request starts at its time, not near it.
+            while time.perf_counter() < t_sched:  # noqa: ASYNC110 (a deadline, not an event)
+                await asyncio.sleep(0)
+            self.stats.lag.append(time.perf_counter() - t_sched)
+            # Latency runs from the scheduled start: were this loop late (a stall, the
+            # CPU taken), the wait is counted, as a user on that schedule would see it.
+            self.submit(self.next_request(), t_sched)
         self.sending = False
         if self.outstanding:
             try:

@@ -51,7 +51,8 @@ def phase_numbers(
 
 def memory_summary(track: proctree.RssTrack, result: dict[str, Any]) -> None:
     result["peak_rss_mb"] = round(track.peak_total / MB, 1)
-    result["peak_worker_rss_mb"] = round(max(track.peak_by_pid.values(), default=0) / MB, 1)
+    # A worker with its store writer: what each worker of the server costs.
+    result["peak_worker_rss_mb"] = round(max(track.peak_by_worker.values(), default=0) / MB, 1)
     result["processes"] = [
         {"pid": pid, "cmd": track.names.get(pid, ""), "peak_rss_mb": round(size / MB, 1)}
         for pid, size in sorted(track.peak_by_pid.items())
@@ -60,7 +61,8 @@ def memory_summary(track: proctree.RssTrack, result: dict[str, Any]) -> None:
 
 def rss_windows(timeline: list[tuple[float, int, int]] | None, minutes: float) -> dict[str, Any]:
     """Peak RSS per minute of the soak (per half of it when shorter than 2 minutes);
-    growth compares the largest process's peak in the last window with the first."""
+    growth compares the largest worker's (with its writer) peak in the last window with
+    the first."""
     width = 60.0 if minutes >= 2 else minutes * 30.0
     count = max(1, round(minutes * 60.0 / width))
     windows = [{"from_s": i * width, "rss_mb": 0.0, "worker_rss_mb": 0.0} for i in range(count)]

@@ -60,17 +60,23 @@ class LoadGens:
         return self.run_argv(argv, limit=duration + 60.0)
 
     def run_argv(self, argv: list[str], limit: float) -> dict[str, Any]:
-        p = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        try:
+            p = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        except OSError as err:
+            raise BenchError(f"cannot start the load generator: {err}") from err
         self.running.add(p)
         try:
             out, err = p.communicate(timeout=limit)
-        except BaseException:  # timeout or Ctrl-C: the load generator must not outlive us
+        except subprocess.TimeoutExpired:
+            kill_group(p)
+            raise BenchError(f"the load generator did not finish within {limit:.0f} s") from None
+        except BaseException:  # Ctrl-C: the load generator must not outlive us
             kill_group(p)
             raise
         finally:
@@ -118,7 +124,11 @@ class PhaseRunner:
             if kind in bad:
                 result["phases"][name] = {"skipped": f"smoke test failed: {bad[kind]}"}
                 continue
-            result["phases"][name] = self.measure(name, target)
+            try:
+                result["phases"][name] = self.measure(name, target)
+            except BenchError as err:  # the other phases still run, and are reported
+                result["phases"][name] = {"error": str(err)}
+                log(f"  {name} failed: {err}")
             time.sleep(self.a.pause)
 
     def warm_up(self, target: Target, kinds: list[str]) -> None:

@@ -52,6 +52,11 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / CLOCK_TICKS
 
 
+def parent(pid: int) -> int | None:
+    fields = _stat(pid)
+    return None if fields is None else int(fields[1])
+
+
 def rss_bytes(pid: int) -> int:
     try:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
@@ -175,21 +180,35 @@ class Managed:
 
 @dataclass
 class RssTrack:
-    """Peak RSS of one tree (sum) and of each process in it; optionally a timeline."""
+    """Peak RSS of one tree (sum), of each process in it, and of each worker with the
+    store writer it started (the writer exists because the worker's store is on, so
+    "RSS per worker, store on" counts both); optionally a timeline."""
 
     peak_total: int = 0
     peak_by_pid: dict[int, int] = field(default_factory=dict)
+    peak_by_worker: dict[int, int] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
-    timeline: list[tuple[float, int, int]] | None = None  # (t, tree total, largest process)
+    timeline: list[tuple[float, int, int]] | None = None  # (t, tree total, largest worker)
 
     def add(self, sizes: dict[int, int]) -> None:
         self.peak_total = max(self.peak_total, sum(sizes.values()))
+        workers: dict[int, int] = {}
         for pid, size in sizes.items():
             self.peak_by_pid[pid] = max(self.peak_by_pid.get(pid, 0), size)
             if pid not in self.names:
                 self.names[pid] = cmdline(pid)[:160]
+            owner = pid
+            if WRITER_MARK in self.names[pid]:
+                owner = parent(pid) or pid
+            workers[owner] = workers.get(owner, 0) + size
+        for pid, size in workers.items():
+            self.peak_by_worker[pid] = max(self.peak_by_worker.get(pid, 0), size)
         if self.timeline is not None and sizes:
-            self.timeline.append((time.monotonic(), sum(sizes.values()), max(sizes.values())))
+            self.timeline.append((time.monotonic(), sum(sizes.values()), max(workers.values())))
+
+
+# In the command line of a worker's store writer (python -m switchyard.store.child).
+WRITER_MARK = "switchyard.store.child"
 
 
 class Sampler(threading.Thread):

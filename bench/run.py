@@ -28,6 +28,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -142,6 +143,9 @@ def run_all(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     except BenchError as err:
         harness.results["error"] = str(err)
         log(f"run failed: {err}")
+    except Exception as err:  # a bug of ours: what was measured is still written
+        harness.results["error"] = f"{type(err).__name__}: {err}"
+        log(f"run failed:\n{traceback.format_exc()}")
     finally:
         # Finish the clean-up even if a second Ctrl-C or a SIGTERM comes.
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -172,13 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     results, interrupted = run_all(args)
     results.setdefault("meta", {})["duration_s"] = round(time.monotonic() - t0, 1)
     results["targets"] = tables.evaluate_targets(results)
+    tables.annotate(results)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     print(tables.render(results), flush=True)
     log(f"wrote {args.json} after {results['meta']['duration_s']} s")
     if interrupted:
         return 130
-    return 1 if "error" in results or any(v.get("error") for v in results["variants"]) else 0
+    return 1 if tables.failures(results) else 0
 
 
 if __name__ == "__main__":

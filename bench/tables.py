@@ -38,8 +38,9 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def phase_of(variant: Result, phase: str) -> Result | None:
+    """A phase that was measured (not skipped, not failed), or None."""
     found: Result | None = variant.get("phases", {}).get(phase)
-    return found if found and "skipped" not in found else None
+    return found if found and "skipped" not in found and "error" not in found else None
 
 
 def direct_of(results: Result) -> Result | None:
@@ -165,7 +166,7 @@ def harness_table(results: Result) -> list[str]:
     header += ["other processes CPU s", "max sched lag p99 ms"]
     rows = []
     for v in results["variants"]:
-        phases = [p for p in v.get("phases", {}).values() if "skipped" not in p]
+        phases = [p for name in v.get("phases", {}) if (p := phase_of(v, name)) is not None]
         if phases:
             rows.append(_harness_row(v["name"], phases))
     title = "### Harness (shares the cores; other processes = noise from outside the run)"
@@ -192,17 +193,43 @@ def soak_table(results: Result) -> list[str]:
 
 # ---------------------------------------------------------------- targets
 def _measured(results: Result) -> list[Result]:
-    """Switchyard variants that ran to the end (a failed one is listed under Problems)."""
-    return [v for v in results["variants"] if v["name"] != "direct" and not v.get("error")]
+    """The Switchyard variants (one that failed midway is judged on what it measured;
+    what it did not is a failure of its own, under Problems)."""
+    return [v for v in results["variants"] if v["name"] != "direct"]
 
 
 def _variant(results: Result, test: Callable[[Result], bool]) -> Result | None:
     return next((v for v in _measured(results) if test(v)), None)
 
 
-def _target(name: str, value: float | None, limit: str, ok: bool | None, unit: str) -> Result:
+def _target(
+    name: str, value: float | None, limit: str, ok: bool | None, unit: str, trouble: str = ""
+) -> Result:
+    """A target's row. ``trouble`` (errors, a phase that failed) makes it a failure,
+    whatever its value: percentiles of the answers that succeeded say nothing of the
+    ones that did not."""
     shown = None if value is None else round(value, 3)
-    return {"target": name, "value": shown, "unit": unit, "limit": limit, "pass": ok}
+    out = {"target": name, "value": shown, "unit": unit, "limit": limit, "pass": ok}
+    if trouble:
+        out["pass"], out["note"] = False, trouble
+    return out
+
+
+def _trouble(results: Result, variants: list[Result | None], phase: str) -> str:
+    """What went wrong in ``phase`` of these variants and of direct, if anything."""
+    said = []
+    for v in [*variants, direct_of(results)]:
+        if v is None:
+            continue
+        found = v.get("phases", {}).get(phase)
+        if found is None:
+            if v.get("error") and phase in results["settings"].get("phases", ()):
+                said.append(f"{v['name']} failed before {phase}")
+        elif "error" in found:
+            said.append(f"{v['name']} {phase} failed")
+        elif found.get("errors"):
+            said.append(f"{found['errors']} errors in {v['name']} {phase}")
+    return "; ".join(said)
 
 
 def _latency_targets(results: Result, base: Result) -> list[Result]:
@@ -222,10 +249,14 @@ def _latency_targets(results: Result, base: Result) -> list[Result]:
     for name, phase, key, limit in checks:
         value = added(results, base, phase, key)
         ok = None if value is None else value <= limit
-        out.append(_target(name, value, f"<= {limit:g} ms", ok, "ms"))
+        trouble = _trouble(results, [base], phase)
+        out.append(_target(name, value, f"<= {limit:g} ms", ok, "ms", trouble))
     paced = added(results, base, "fixed_paced", "p50_ms")
     ok = None if paced is None else abs(paced) <= 2.0
-    out.append(_target("paced stream: total p50 vs direct", paced, "within 2 ms", ok, "ms"))
+    trouble = _trouble(results, [base], "fixed_paced")
+    out.append(
+        _target("paced stream: total p50 vs direct", paced, "within 2 ms", ok, "ms", trouble)
+    )
     return out
 
 
@@ -241,17 +272,24 @@ def _scaling_targets(results: Result, base: Result) -> list[Result]:
     w2 = _variant(results, lambda v: v["workers"] == 2 and v["store"])
     ratio = _throughput_ratio(base, w2, "sat_chat")
     ok = None if ratio is None else ratio >= 1.7
-    out = [_target("--workers 2: chat req/s vs 1 worker", ratio, ">= 1.7x", ok, "x")]
+    trouble = _trouble(results, [base, w2], "sat_chat") if w2 else ""
+    out = [_target("--workers 2: chat req/s vs 1 worker", ratio, ">= 1.7x", ok, "x", trouble)]
     off = _variant(results, lambda v: v["workers"] == 1 and not v["store"])
     rounds = results.get("store_rounds") or {}
     for phase in ("sat_chat", "sat_stream"):
         kept = _throughput_ratio(off, base, phase)  # store on / store off
         cost = None if kept is None else (1.0 - kept) * 100.0
         # Interleaved rounds, when run, are the steadier measure (store_rounds.py).
-        cost = rounds.get(phase, {}).get("cost_pct", cost)
+        in_rounds = rounds.get(phase, {})
+        cost = in_rounds.get("cost_pct", cost)
         ok = None if cost is None else cost <= 10.0
+        if "cost_pct" in in_rounds:
+            trouble = f"{in_rounds['errors']} errors in the rounds" if in_rounds["errors"] else ""
+        else:
+            trouble = _trouble(results, [base, off], phase) if off else ""
         label = phase.removeprefix("sat_")
-        out.append(_target(f"store on vs off: {label} req/s cost", cost, "<= 10 %", ok, "%"))
+        name = f"store on vs off: {label} req/s cost"
+        out.append(_target(name, cost, "<= 10 %", ok, "%", trouble))
     return out
 
 
@@ -289,7 +327,10 @@ def _memory_targets(results: Result) -> list[Result]:
     soak = next((v["soak"] for v in results["variants"] if v.get("soak")), None)
     growth = soak.get("growth_pct") if soak else None
     ok = None if growth is None else growth <= 10.0
-    out.append(_target("RSS per worker flat under --soak", growth, "<= 10 % growth", ok, "%"))
+    errors = (soak or {}).get("load", {}).get("errors")
+    trouble = f"{errors} errors in the soak" if errors else ""
+    name = "RSS per worker flat under --soak"
+    out.append(_target(name, growth, "<= 10 % growth", ok, "%", trouble))
     return out
 
 
@@ -307,6 +348,8 @@ def targets_table(results: Result) -> list[str]:
     rows = []
     for t in results.get("targets", []):
         mark = {True: "PASS", False: "FAIL", None: "not measured"}[t["pass"]]
+        if t.get("note"):
+            mark += f" ({t['note']})"
         value = "-" if t["value"] is None else fmt(t["value"], 2, sign=t["unit"] == "ms")
         unit = "" if t["value"] is None else f" {t['unit']}".replace(" x", "x")
         rows.append([t["target"], value + unit, t["limit"], mark])
@@ -332,11 +375,50 @@ def noise_warning(results: Result) -> list[str]:
     ]
 
 
+def failures(results: Result) -> list[str]:
+    """What failed in this run: the run, a variant, a phase, answers that were errors.
+    Any of them makes ``run.py`` exit with 1."""
+    found = [f"run: {results['error']}"] if results.get("error") else []
+    for v in results["variants"]:
+        if v.get("error"):
+            found.append(f"{v['name']}: " + v["error"].replace("\n", "\n    "))
+        for name, p in v.get("phases", {}).items():
+            if "error" in p:
+                found.append(f"{v['name']} {name}: failed ({p['error']})")
+            elif p.get("errors"):
+                first = f"; first: {p['first_error']}" if p.get("first_error") else ""
+                found.append(f"{v['name']} {name}: {p['errors']} errors{first}")
+    soak = next((v["soak"] for v in results["variants"] if v.get("soak")), None)
+    if soak and soak.get("load", {}).get("errors"):
+        found.append(f"soak: {soak['load']['errors']} errors")
+    return found
+
+
+def annotate(results: Result) -> None:
+    """Write into each measured phase what the tables derive from it (added over
+    direct, x direct), so that the JSON holds every figure the tables show."""
+    direct = direct_of(results)
+    for v in results["variants"]:
+        if v is direct:
+            continue
+        for phase in v.get("phases", {}):
+            mine = phase_of(v, phase)
+            if mine is None:
+                continue
+            for key in ("p50_ms", "p90_ms", "p99_ms", "ttfb_p50_ms", "ttfb_p99_ms"):
+                value = added(results, v, phase, key)
+                if value is not None:
+                    mine[f"added_{key}"] = round(value, 3)
+            base = phase_of(direct, phase) if direct else None
+            if phase in SAT_PHASES and base and base.get("rps") and mine.get("rps") is not None:
+                mine["x_direct"] = round(mine["rps"] / base["rps"], 3)
+
+
 def render(results: Result) -> str:
     s = results["settings"]
     intro = (
         f"Switchyard bench: saturation = closed loop, {s['conns']} connections,"
-        f" {fmt(s['sat_s'], 0)} s; fixed rate = open loop, {fmt(s['fixed_s'], 0)} s at"
+        f" {fmt(s['sat_s'], 1)} s; fixed rate = open loop, {fmt(s['fixed_s'], 1)} s at"
         f" {fmt(s['rate'], 0)} req/s (chat, embeddings) and {fmt(s['stream_rate'], 0)}"
         f" streams/s (paced: upstream events {fmt(s['pace_ms'], 0)} ms apart)."
         " Latencies in ms. Compare rows of one run only."
@@ -352,13 +434,8 @@ def render(results: Result) -> str:
         targets_table,
     ):
         lines += part(results)
-    problems = [f"- run: {results['error']}"] if results.get("error") else []
+    problems = [f"- {line}" for line in failures(results)]
     problems += noise_warning(results)
-    problems += [
-        f"- {v['name']}: " + v["error"].replace("\n", "\n    ")
-        for v in results["variants"]
-        if v.get("error")
-    ]
     problems += [
         f"- {v['name']} {name}: skipped ({p['skipped']})"
         for v in results["variants"]

@@ -4,15 +4,16 @@ loadgen.py is Python: at a few thousand requests/s it needs most of a core itsel
 a 2-core machine it, not Switchyard, sets the saturation figure, and two workers look
 no faster than one (bench/NOTES.md, section 8). wrk (C, one thread) needs a tenth of
 that, which is why the shared comparison harness uses it too. The result has the same
-keys as a closed-loop loadgen.py run, so the tables and checks read either. One
-difference: wrk counts any answer under 400 as done without reading it, where loadgen
-also checks each body (a stream must end with ``[DONE]``); the smoke test before every
-phase checks the bodies once.
+keys as a closed-loop loadgen.py run, so the tables and checks read either. As
+loadgen does, a stream whose body does not end with ``data: [DONE]`` (Switchyard ends
+a failed stream with an error event, under a 200) counts as an error; other answers
+under 400 are not read. wrk takes whole seconds: a phase lasts its duration rounded up.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import shutil
@@ -25,7 +26,9 @@ import payloads
 from common import BenchError, Target
 
 # POST one body; at the end print one JSON line. summary.errors.status counts answers
-# with a status of 400 or more; the others are socket errors and timeouts.
+# with a status of 400 or more; the others are socket errors and timeouts. For streams
+# (SWITCHYARD_BENCH_STREAM=1) each thread also counts bodies that did not end with
+# [DONE]; only then is response() defined, as wrk reads bodies only for it.
 SCRIPT = """
 local f = assert(io.open(os.getenv("SWITCHYARD_BENCH_BODY"), "rb"))
 wrk.method = "POST"
@@ -34,14 +37,27 @@ f:close()
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer bench"
 
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+unfinished = 0
+if os.getenv("SWITCHYARD_BENCH_STREAM") == "1" then
+  response = function(status, headers, body)
+    if status < 400 and not string.find(string.sub(body, -32), "data: [DONE]", 1, true) then
+      unfinished = unfinished + 1
+    end
+  end
+end
+
 done = function(summary, latency, requests)
   local e = summary.errors
+  local cut = 0
+  for _, t in ipairs(threads) do cut = cut + t:get("unfinished") end
   io.write(string.format(
     'WRK_JSON {"requests": %d, "duration_us": %d, "status_errors": %d, '
-    .. '"socket_errors": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, '
-    .. '"mean_us": %d, "max_us": %d}\\n',
+    .. '"socket_errors": %d, "unfinished": %d, "p50_us": %d, "p90_us": %d, '
+    .. '"p99_us": %d, "mean_us": %d, "max_us": %d}\\n',
     summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    cut, latency:percentile(50), latency:percentile(90), latency:percentile(99),
     latency.mean, latency.max))
 end
 """
@@ -54,7 +70,7 @@ def available() -> bool:
 def saturate(target: Target, kind: str, duration: float, conns: int) -> dict[str, Any]:
     """``conns`` connections of ``kind`` requests for ``duration`` seconds, closed loop."""
     url = target.base_url.rstrip("/") + payloads.request_path(kind)
-    seconds = max(1, round(duration))
+    seconds = max(1, math.ceil(duration - 1e-9))
     with tempfile.TemporaryDirectory(prefix="switchyard-wrk-") as scratch:
         script, body = Path(scratch, "post.lua"), Path(scratch, "body.json")
         script.write_text(SCRIPT)
@@ -73,7 +89,11 @@ def saturate(target: Target, kind: str, duration: float, conns: int) -> dict[str
             capture_output=True,
             text=True,
             timeout=seconds + 60,
-            env={**os.environ, "SWITCHYARD_BENCH_BODY": str(body)},
+            env={
+                **os.environ,
+                "SWITCHYARD_BENCH_BODY": str(body),
+                "SWITCHYARD_BENCH_STREAM": "1" if kind in payloads.STREAM_KINDS else "0",
+            },
             check=False,
         )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -86,8 +106,8 @@ def saturate(target: Target, kind: str, duration: float, conns: int) -> dict[str
 
 
 def _as_loadgen(raw: dict[str, Any], kind: str, conns: int, cpu_s: float) -> dict[str, Any]:
-    errors = raw["status_errors"] + raw["socket_errors"]
-    ok = max(0, raw["requests"] - raw["status_errors"])
+    errors = raw["status_errors"] + raw["socket_errors"] + raw["unfinished"]
+    ok = max(0, raw["requests"] - raw["status_errors"] - raw["unfinished"])
     wall = raw["duration_us"] / 1e6
     out: dict[str, Any] = {
         "tool": "wrk",
@@ -97,7 +117,7 @@ def _as_loadgen(raw: dict[str, Any], kind: str, conns: int, cpu_s: float) -> dic
         "ok_by_kind": {kind: ok},
         "errors": errors,
         "errors_by_kind": {kind: errors} if errors else {},
-        "first_error": None,
+        "first_error": "a stream without data: [DONE]" if raw["unfinished"] else None,
         "wall_s": round(wall, 3),
         "rps": round(ok / wall, 1) if wall else 0.0,
         "cpu_s": cpu_s,
