@@ -269,7 +269,8 @@ def _drop_disabled(raw: dict[str, Any], env: Mapping[str, str], source: str) -> 
         kept.append(provider)
     # ...unless a provider that stays on has that id (${env.USE_VLLM:+local} beside
     # ${env.USE_OLLAMA:+local}: the models of "local" are the one kept's).
-    dropped -= {_resolved_id(p, env, f"{source}: providers[{i}].id") for i, p in enumerate(kept)}
+    # These ids were substituted in the loop above already: no variable is missing here.
+    dropped -= {_resolved_id(p, env) for p in kept}
     raw["providers"] = kept
     models = raw.get("models")
     if isinstance(models, list):
@@ -280,9 +281,9 @@ def _drop_disabled(raw: dict[str, Any], env: Mapping[str, str], source: str) -> 
         ]
 
 
-def _resolved_id(provider: Any, env: Mapping[str, str], where: str) -> str | None:
+def _resolved_id(provider: Any, env: Mapping[str, str]) -> str | None:
     raw_id = provider.get("id") if isinstance(provider, dict) else None
-    return substitute_env(raw_id, env, where) if isinstance(raw_id, str) else None
+    return substitute_env(raw_id, env) if isinstance(raw_id, str) else None
 
 
 def _names_dropped(model: Any, dropped: set[str], env: Mapping[str, str], where: str) -> bool:

@@ -66,6 +66,13 @@ class InvalidRequestError(SwitchyardError):
     error_type = "invalid_request_error"
 
 
+class ClientGoneError(InvalidRequestError):
+    """The client left before its answer: nobody reads this error. nginx's 499 (Client
+    Closed Request) keeps it apart from the client's mistakes in the log and metrics."""
+
+    status = 499
+
+
 class UnsupportedParameterError(InvalidRequestError):
     """The provider behind the model refuses a parameter the client sent."""
 

@@ -172,10 +172,10 @@ class ModelRegistry:
             if loop.time() >= full_at:
                 await self.refresh(timeout)
                 full_at = loop.time() + interval
+                retry = RETRY_FIRST  # a provider failing from here is retried after 5 s
             else:
                 await asyncio.gather(*(self._refresh_one(pid, timeout) for pid in failed))
-            failing = any(status.healthy is False for status in self.status.values())
-            retry = min(retry * RETRY_FACTOR, interval) if failing else RETRY_FIRST
+                retry = min(retry * RETRY_FACTOR, interval)
 
 
 def _declared_entry(declared: ModelEntry, listed: ModelEntry | None) -> ModelEntry:

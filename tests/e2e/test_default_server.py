@@ -99,6 +99,12 @@ def test_another_model_name_under_its_prefix_is_not_found(server: ServerHandle) 
     error = caught.value.body
     assert isinstance(error, dict) and error["code"] == "model_not_found"
     assert "sentence-transformers/all-MiniLM-L6-v2" in error["message"]  # what to ask instead
+    # Its Hugging Face name, as a config may declare it, is the same model.
+    hf_name = "sentence-transformers/sentence-transformers/all-MiniLM-L6-v2"
+    answer = httpx.post(
+        server.base_url + "/embeddings", json={"model": hf_name, "input": "x"}, timeout=60
+    )
+    assert answer.status_code == 200 and len(answer.json()["data"][0]["embedding"]) == 384
 
 
 def test_usage_counts_the_tokens_embedded_and_long_texts_are_cut(server: ServerHandle) -> None:
@@ -151,3 +157,19 @@ def test_the_work_of_a_client_that_left_stops(server: ServerHandle) -> None:
         if _cpu_seconds(server.proc.pid) - before < 0.3:
             break
         assert time.monotonic() < deadline, "still embedding for a client that left"
+
+
+def test_a_client_leaving_during_the_first_load_does_not_undo_it(tmp_path: Path) -> None:
+    # Loading the model takes seconds: an SDK's short timeout leaves during it. The
+    # load goes on and is kept, or no client with a timeout shorter than it ever
+    # gets an answer (each retry would start the load again, and leave again).
+    with process_server(None, tmp_path, env={var: "" for var in PROVIDER_VARS}) as fresh:
+        with pytest.raises(httpx.TimeoutException):
+            _embed(fresh, ["hello"], timeout=0.3)
+        deadline = time.monotonic() + 60
+        loaded = False
+        while not loaded and time.monotonic() < deadline:
+            time.sleep(0.2)
+            info = httpx.get(fresh.base_url + "/providers/sentence-transformers").json()
+            loaded = info["config"]["loaded"]
+        assert loaded  # with no request since the one that left

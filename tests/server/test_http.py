@@ -7,7 +7,11 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-from switchyard.server.http import EventStream
+import pytest
+from starlette.requests import Request
+
+from switchyard.errors import ClientGoneError
+from switchyard.server.http import EventStream, unless_client_leaves
 from switchyard.server.protocol import CLIENT_GONE
 
 
@@ -89,3 +93,60 @@ async def test_a_stream_that_ends_stops_watching_and_a_late_disconnect_cancels_n
     gone()  # a callback that fires late must not cancel whatever the task runs next
     assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]
     assert client.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+class Watchable:
+    """Our protocol's client-gone extension, driven by hand."""
+
+    def __init__(self, gone: bool = False) -> None:
+        self.gone = gone
+        self.callback: Callable[[], None] | None = None
+
+    def watch(self, callback: Callable[[], None] | None) -> None:
+        if callback is not None and self.gone:
+            callback()
+        else:
+            self.callback = callback
+
+    def leave(self) -> None:
+        self.gone = True
+        if self.callback is not None:
+            self.callback()
+
+    def request(self) -> Request:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        scope = {"type": "http", "extensions": {CLIENT_GONE: {"watch": self.watch}}}
+        return Request(scope, receive)
+
+
+async def test_work_for_a_client_that_already_left_is_not_started() -> None:
+    started = False
+
+    async def work() -> int:
+        nonlocal started
+        started = True
+        return 1
+
+    with pytest.raises(ClientGoneError):
+        await unless_client_leaves(Watchable(gone=True).request(), work())
+    assert not started
+    await asyncio.sleep(0)  # and no cancellation is left pending for this task
+
+
+async def test_work_is_cancelled_when_the_client_leaves_and_only_then() -> None:
+    client = Watchable()
+    task = asyncio.create_task(unless_client_leaves(client.request(), asyncio.sleep(10)))
+    await asyncio.sleep(0)
+    client.leave()
+    with pytest.raises(ClientGoneError):
+        await task
+    # A cancellation from elsewhere (a shutdown) at the same time stays one.
+    client = Watchable()
+    task = asyncio.create_task(unless_client_leaves(client.request(), asyncio.sleep(10)))
+    await asyncio.sleep(0)
+    client.leave()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -9,6 +9,7 @@ built on :class:`~switchyard.providers.openai_compat.OpenAICompatProvider` names
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,14 +51,15 @@ def create_provider(config: ProviderConfig, transport: Transport | None = None) 
     if not isinstance(cls, type):
         raise ConfigError(f"provider type '{config.type}' is not a class")
     try:
-        provider: Provider = cls(config, transport)
-    except TypeError as err:
-        # module:Class names something that is not a provider: its constructor does not
-        # take (config, transport).
+        # Only the call's shape is judged here: a TypeError raised inside a provider's
+        # own __init__ is its bug, and keeps its traceback.
+        inspect.signature(cls).bind(config, transport)
+    except (TypeError, ValueError) as err:
         raise ConfigError(
             f"provider type '{config.type}' is not a provider class: {cls.__name__}"
-            f"(config, transport) failed ({err})"
+            f"(config, transport) does not fit its constructor ({err})"
         ) from None
+    provider: Provider = cls(config, transport)
     return provider
 
 

@@ -168,18 +168,19 @@ class OpenAICompatProvider:
 
     def _reported(self, raw: bytes, how: str) -> UpstreamError:
         """The error object a provider sent in place of an answer (in a 200, or as an
-        event of a stream), with its type, param and code, for the client's SDK to
-        branch on (``rate_limit_exceeded``); the message quoted."""
-        message, kind, param, code = error_fields(raw)
-        error = UpstreamError(
+        event of a stream), with its param and code for the client's SDK to branch on
+        (``rate_limit_exceeded``); the message quoted. The type stays Switchyard's
+        (``upstream_error``: metrics count by it), and a code about a key is dropped,
+        as for a 401: the key is Switchyard's, not the client's."""
+        message, _, param, code = error_fields(raw)
+        if code is not None and any(word in code for word in ("key", "auth")):
+            param = code = None
+        return UpstreamError(
             f"provider '{self.id}' {how}: {self._quote(message)}",
             provider_id=self.id,
             param=param,
             code=code,
         )
-        if kind:
-            error.error_type = kind  # type: ignore[misc]
-        return error
 
     def _decode(self, raw: bytes) -> JSON:
         try:

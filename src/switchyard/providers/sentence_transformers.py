@@ -25,6 +25,8 @@ from switchyard.providers.openai_compat import encode_embeddings_base64
 from switchyard.upstream import Transport
 
 MODEL_ID = "all-MiniLM-L6-v2"
+# Its Hugging Face name too, as a config may declare it (provider_model_id).
+MODEL_NAMES = frozenset({MODEL_ID, f"sentence-transformers/{MODEL_ID}"})
 DIMENSION = 384
 MAX_TOKENS = 256
 BATCH = 16  # texts per turn on the model's thread: about a second for long texts here
@@ -45,7 +47,7 @@ class SentenceTransformersProvider:
         self.config = config
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embeddings")
         self._model: Any = None
-        self._lock = asyncio.Lock()
+        self._loading: asyncio.Future[Any] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProviderConfig | None:
@@ -70,14 +72,23 @@ class SentenceTransformersProvider:
 
     async def _loaded(self) -> Any:
         if self._model is None:
-            async with self._lock:
-                if self._model is None:
-                    loop = asyncio.get_running_loop()
-                    self._model = await loop.run_in_executor(self._executor, _load_model)
+            if self._loading is None:
+                loop = asyncio.get_running_loop()
+                self._loading = loop.run_in_executor(self._executor, _load_model)
+                self._loading.add_done_callback(self._keep)
+            # Shielded: a request whose client leaves mid-load (the load takes seconds)
+            # stops waiting, not the load, which the next request would start again.
+            return await asyncio.shield(self._loading)
         return self._model
 
+    def _keep(self, loading: asyncio.Future[Any]) -> None:
+        if loading.cancelled() or loading.exception() is not None:
+            self._loading = None  # a failed load is tried again by the next request
+        else:
+            self._model = loading.result()
+
     async def embeddings(self, body: JSON) -> JSON:
-        if body.get("model") != MODEL_ID:
+        if body.get("model") not in MODEL_NAMES:
             # Another model's name must not get this model's vectors under that name.
             raise ModelNotFoundError(
                 f"{self.id}/{body.get('model')}", f"; try {self.id}/{MODEL_ID}"

@@ -90,8 +90,9 @@ class CassetteLibrary:
         self._groups: dict[str, tuple[IgnoreTree, dict[bytes, list[Recorded]]]] = {}
         self._cursors: dict[tuple[int, str, bool], int] = defaultdict(int)
         self._write_lock = asyncio.Lock()
-        # The model lists this library has recorded (provider, method, path), each once.
-        self._lists: set[tuple[str, str, str]] = set()
+        # The model lists this library has recorded (provider, method, path, whether it
+        # succeeded): each once, and a success after failures too.
+        self._lists: set[tuple[str, str, str, bool]] = set()
         if load != "none":
             self._load(whole_directory=load == "directory")
 
@@ -183,11 +184,12 @@ class CassetteLibrary:
         """Append to the named cassette (in a thread: file locks and fsync block).
 
         ``replayable`` (record-if-missing) also makes it answer later identical requests.
-        A model list is written once per provider: the registry asks again at every
-        refresh, and a cassette's contents must not depend on how long it recorded.
+        A model list is written once per provider (a failed one once too, and then a
+        success): the registry asks again at every refresh and retry, and a cassette's
+        contents must not depend on how long it recorded.
         """
         listing = _listing(interaction)
-        if listing is not None and listing in self._lists:
+        if listing is not None and (listing in self._lists or (*listing[:3], True) in self._lists):
             return
         async with self._write_lock:  # keeps this process's interactions in order
             try:
@@ -204,7 +206,7 @@ class CassetteLibrary:
                     exc_info=True,
                 )
                 return
-            if listing is not None and interaction.response.status < 400:
+            if listing is not None:
                 self._lists.add(listing)
             if replayable:
                 self._add(interaction, self.primary, -1, self._primary_ignore)
@@ -220,12 +222,14 @@ class CassetteLibrary:
         )
 
 
-def _listing(interaction: Interaction) -> tuple[str, str, str] | None:
-    """What identifies a bodyless request (a model list), or None for another."""
+def _listing(interaction: Interaction) -> tuple[str, str, str, bool] | None:
+    """What identifies a bodyless request (a model list) and whether it succeeded, or
+    None for another."""
     request = interaction.request
     if request.body is not None:
         return None
-    return (interaction.provider, request.method, normalise_path(request.path))
+    ok = interaction.response.status < 400
+    return (interaction.provider, request.method, normalise_path(request.path), ok)
 
 
 def cassette_directory(config: RecordingConfig) -> Path:

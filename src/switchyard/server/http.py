@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Coroutine
 from typing import Any, TypeVar
 
 import orjson
@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from switchyard.errors import InvalidRequestError, PayloadTooLargeError
+from switchyard.errors import ClientGoneError, InvalidRequestError, PayloadTooLargeError
 from switchyard.server.protocol import CLIENT_GONE
 
 T = TypeVar("T")
@@ -41,7 +41,7 @@ async def read_body(request: Request, limit: int) -> bytes:
         message = await receive()
         if message["type"] == "http.disconnect":
             # Nobody is left to answer; an ordinary error keeps it out of the error log.
-            raise InvalidRequestError("The client disconnected while sending the body.")
+            raise ClientGoneError("The client disconnected while sending the body.")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -77,8 +77,10 @@ def parse_json_bytes(raw: bytes, request: Request | None = None) -> tuple[bytes,
         if "surrogate" in err.msg and "UTF-8" not in err.msg:
             # Escaped (\ud83d) and alone: JSON allows it, orjson neither reads nor
             # writes it. The rest of the text is kept; only the half character goes.
-            with contextlib.suppress(ValueError, RecursionError):  # then the error below
-                body = _whole_characters(json.loads(raw))
+            # Anything else orjson would not take (NaN, integers past 64 bits, nesting
+            # too deep to write) gets the error below, as without the half character.
+            with contextlib.suppress(ValueError, TypeError, RecursionError):
+                body = _whole_characters(json.loads(raw, parse_constant=_no_constant))
                 return orjson.dumps(body), body
         coding = _content_coding(raw, request)
         if coding is not None:
@@ -95,6 +97,10 @@ def parse_json_bytes(raw: bytes, request: Request | None = None) -> tuple[bytes,
             f"The request body is not valid JSON ({err}). Send a JSON object with "
             "Content-Type: application/json."
         ) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _whole_characters(value: Any) -> Any:
@@ -157,11 +163,12 @@ class EventStream(Response):
         assert stream is not None
         watch = _DisconnectWatch(stream, scope, receive)
         try:
-            await self._send_events(send)
+            if not watch.client_left:  # gone already: nothing is sent
+                await self._send_events(send)
         except asyncio.CancelledError:
-            if not watch.client_left:
+            # Ours (the client left) is done with; one from elsewhere (a shutdown) goes on.
+            if not watch.client_left or stream.uncancel() > 0:
                 raise
-            stream.uncancel()
         finally:
             watch.stop()
             await self.events.aclose()
@@ -177,20 +184,23 @@ class EventStream(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
-    """``work``'s result, or its cancellation when the client disconnects first: for
-    work on this server's own CPU (the inline model), which nobody would wait for."""
+async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """``work``'s result; cancelled, and a :class:`ClientGoneError`, when the client
+    disconnects first: nobody would read the answer of a provider's generation or of
+    the inline model's batches, and the client's SDK may already be sending it again."""
     task = asyncio.current_task()
     assert task is not None
     watch = _DisconnectWatch(task, request.scope, request.receive)
     try:
+        if watch.client_left:
+            work.close()
+            raise ClientGoneError("The client disconnected before the answer.")
         return await work
     except asyncio.CancelledError:
-        if not watch.client_left:
+        # Ours (the client left) becomes the error; one from elsewhere goes on.
+        if not watch.client_left or task.uncancel() > 0:
             raise
-        task.uncancel()
-        # Nobody is left to answer; an ordinary error keeps it out of the error log.
-        raise InvalidRequestError("The client disconnected before the answer.") from None
+        raise ClientGoneError("The client disconnected before the answer.") from None
     finally:
         watch.stop()
 
@@ -202,14 +212,18 @@ class _DisconnectWatch:
 
     def __init__(self, stream: asyncio.Task[Any], scope: Scope, receive: Receive) -> None:
         self.client_left = False
-        self._stream: asyncio.Task[Any] | None = stream
+        # Armed once registered: a client gone already is only noted (``client_left``),
+        # not a cancellation of the running task, which would land at any later await.
+        self._stream: asyncio.Task[Any] | None = None
         self._task: asyncio.Task[None] | None = None
         gone = (scope.get("extensions") or {}).get(CLIENT_GONE)
         self._watch_client = None if gone is None else gone["watch"]
         if self._watch_client is not None:
-            self._watch_client(self._client_gone)
+            self._watch_client(self._client_gone)  # at once if it has left already
         else:
             self._task = asyncio.get_running_loop().create_task(self._watch(receive))
+        if not self.client_left:
+            self._stream = stream
 
     async def _watch(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -217,8 +231,8 @@ class _DisconnectWatch:
         self._client_gone()
 
     def _client_gone(self) -> None:
+        self.client_left = True
         if self._stream is not None:
-            self.client_left = True
             self._stream.cancel()
 
     def stop(self) -> None:

@@ -36,6 +36,7 @@ class _Choice:
         "function_call",
         "lists",
         "logprobs",
+        "merged",
         "role",
         "text",
         "tool_calls",
@@ -45,6 +46,7 @@ class _Choice:
         self.role: str | None = None
         self.text: dict[str, list[str]] = {}
         self.lists: dict[str, list[Any]] = {}
+        self.merged: dict[str, _ByIndex] = {}
         self.audio: JSON | None = None
         self.tool_calls: dict[int, JSON] = {}
         self.function_call: dict[str, str] | None = None
@@ -89,11 +91,13 @@ class _Choice:
         elif key == "audio" and isinstance(value, dict):
             self._add_audio(value)
         elif isinstance(value, list):
-            items = self.lists.setdefault(key, [])
             if key in _MERGED_BY_INDEX:
-                _merge_by_index(items, value)
+                merged = self.merged.get(key)
+                if merged is None:
+                    merged = self.merged[key] = _ByIndex()
+                merged.add(value)
             else:
-                items.extend(value)
+                self.lists.setdefault(key, []).extend(value)
 
     def _add_tool_call(self, position: int, delta: JSON) -> None:
         index = delta.get("index")
@@ -167,6 +171,8 @@ class _Choice:
             "refusal": text.pop("refusal", None),  # null when none, as in a whole answer
         }
         message.update(text)
+        for key, by_index in self.merged.items():
+            self.lists[key] = by_index.result()
         for key, items in self.lists.items():
             # Never over text of the same key: Magistral streams its thinking as a list
             # in delta.content, then the answer as strings; the answer is what is kept.
@@ -185,26 +191,46 @@ class _Choice:
         }
 
 
-def _merge_by_index(items: list[Any], pieces: list[Any]) -> None:
-    for piece in pieces:
-        whole = _same_index(items, piece)
-        if whole is None:
-            items.append(dict(piece) if isinstance(piece, dict) else piece)
-            continue
-        for key, value in piece.items():
-            there = whole.get(key)
-            if key in _DETAIL_JOINED and isinstance(value, str) and isinstance(there, str):
-                whole[key] = there + value
-            elif value is not None:
-                whole[key] = value
+class _ByIndex:
+    """A list field whose entries arrive in pieces that share an ``index`` (OpenRouter's
+    ``reasoning_details``): an entry per index, its text-like fields' pieces kept apart
+    and joined once at the end (joined piece by piece, a long reasoning cost quadratic
+    time in the store's writer)."""
 
+    __slots__ = ("_at", "items")
 
-def _same_index(items: list[Any], piece: Any) -> JSON | None:
-    """The entry ``piece`` continues: the one with its integer ``index``, if any."""
-    index = piece.get("index") if isinstance(piece, dict) else None
-    if type(index) is not int:
-        return None
-    return next((i for i in items if isinstance(i, dict) and i.get("index") == index), None)
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self._at: dict[int, tuple[JSON, dict[str, list[str]]]] = {}
+
+    def add(self, pieces: list[Any]) -> None:
+        for piece in pieces:
+            index = piece.get("index") if isinstance(piece, dict) else None
+            there = self._at.get(index) if type(index) is int else None
+            if there is None:
+                entry = dict(piece) if isinstance(piece, dict) else piece
+                self.items.append(entry)
+                if type(index) is int:
+                    self._at[index] = (entry, {})
+                continue
+            entry, parts = there
+            for key, value in piece.items():
+                if key in _DETAIL_JOINED and isinstance(value, str):
+                    joined = parts.get(key)
+                    if joined is not None:
+                        joined.append(value)
+                    elif isinstance(entry.get(key), str):
+                        parts[key] = [entry[key], value]
+                    else:
+                        entry[key] = value
+                elif value is not None:
+                    entry[key] = value
+
+    def result(self) -> list[Any]:
+        for entry, parts in self._at.values():
+            for key, joined in parts.items():
+                entry[key] = "".join(joined)
+        return self.items
 
 
 def assemble(chunks: list[JSON]) -> JSON:
