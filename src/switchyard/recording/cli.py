@@ -77,12 +77,8 @@ def show_command(target: Path, provider: str | None, endpoint: str | None, as_js
     """Print the interactions of a cassette file, or of every cassette in a directory."""
     paths = list_cassettes(target) if target.is_dir() else [target]
     for path in paths:
-        try:
-            cassette = _load(path)
-        except NotACassette as err:
-            if not target.is_dir():
-                raise click.ClickException(str(err)) from None
-            click.echo(f"  skipped {err}", err=True)  # a stray file beside the cassettes
+        cassette = _load(path, in_directory=target.is_dir())
+        if cassette is None:
             continue
         for index, interaction in enumerate(cassette.interactions):
             if provider and interaction.provider != provider:
@@ -113,10 +109,14 @@ def _summary(cassette: str, index: int, interaction: Interaction) -> str:
     return "\n".join(lines)
 
 
-def _load(path: Path) -> Cassette:
+def _load(path: Path, *, in_directory: bool) -> Cassette | None:
+    """The cassette; None for a stray JSON file beside the cassettes of a directory."""
     try:
         return load_cassette(path)
-    except NotACassette:
-        raise
+    except NotACassette as err:
+        if not in_directory:
+            raise click.ClickException(str(err)) from None
+        click.echo(f"  skipped {err}", err=True)
+        return None
     except ValueError as err:
         raise click.ClickException(str(err)) from None

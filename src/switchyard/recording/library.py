@@ -90,9 +90,9 @@ class CassetteLibrary:
         self._groups: dict[str, tuple[IgnoreTree, dict[bytes, list[Recorded]]]] = {}
         self._cursors: dict[tuple[int, str, bool], int] = defaultdict(int)
         self._write_lock = asyncio.Lock()
-        # The model lists this library has recorded (provider, method, path, whether it
-        # succeeded): each once, and a success after failures too.
-        self._lists: set[tuple[str, str, str, bool]] = set()
+        # The model lists this library has recorded, by (provider, method, path): whether
+        # one succeeded. Each is written once, and a success after failures too.
+        self._lists: dict[tuple[str, str, str], bool] = {}
         if load != "none":
             self._load(whole_directory=load == "directory")
 
@@ -189,7 +189,8 @@ class CassetteLibrary:
         contents must not depend on how long it recorded.
         """
         listing = _listing(interaction)
-        if listing is not None and (listing in self._lists or (*listing[:3], True) in self._lists):
+        ok = interaction.response.status < 400
+        if listing in self._lists and (self._lists[listing] or not ok):
             return
         async with self._write_lock:  # keeps this process's interactions in order
             try:
@@ -207,7 +208,7 @@ class CassetteLibrary:
                 )
                 return
             if listing is not None:
-                self._lists.add(listing)
+                self._lists[listing] = self._lists.get(listing, False) or ok
             if replayable:
                 self._add(interaction, self.primary, -1, self._primary_ignore)
                 # Used by the request that recorded it: the next identical one of this
@@ -222,14 +223,12 @@ class CassetteLibrary:
         )
 
 
-def _listing(interaction: Interaction) -> tuple[str, str, str, bool] | None:
-    """What identifies a bodyless request (a model list) and whether it succeeded, or
-    None for another."""
+def _listing(interaction: Interaction) -> tuple[str, str, str] | None:
+    """What identifies a bodyless request (a model list), or None for another."""
     request = interaction.request
     if request.body is not None:
         return None
-    ok = interaction.response.status < 400
-    return (interaction.provider, request.method, normalise_path(request.path), ok)
+    return (interaction.provider, request.method, normalise_path(request.path))
 
 
 def cassette_directory(config: RecordingConfig) -> Path:

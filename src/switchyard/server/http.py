@@ -192,17 +192,16 @@ async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -
     assert task is not None
     watch = _DisconnectWatch(task, request.scope, request.receive)
     try:
-        if watch.client_left:
-            work.close()
-            raise ClientGoneError("The client disconnected before the answer.")
-        return await work
+        if not watch.client_left:
+            return await work
+        work.close()  # gone before it began
     except asyncio.CancelledError:
-        # Ours (the client left) becomes the error; one from elsewhere goes on.
+        # Ours (the client left) becomes the error below; one from elsewhere goes on.
         if not watch.client_left or task.uncancel() > 0:
             raise
-        raise ClientGoneError("The client disconnected before the answer.") from None
     finally:
         watch.stop()
+    raise ClientGoneError("The client disconnected before the answer.")
 
 
 class _DisconnectWatch:

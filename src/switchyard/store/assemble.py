@@ -141,9 +141,10 @@ class _Choice:
         if self.audio is None:
             self.audio = {}
         for key, value in delta.items():
-            there = self.audio.get(key)
-            if key in _AUDIO_JOINED and isinstance(value, str) and isinstance(there, str):
-                self.audio[key] = there + value
+            if key in _AUDIO_JOINED and isinstance(value, str):
+                # Pieces kept apart, joined once in result(): joined one by one, a long
+                # audio answer would cost quadratic time in the store's writer.
+                self.audio.setdefault(key, []).append(value)
             elif value is not None:
                 self.audio[key] = value
 
@@ -178,7 +179,10 @@ class _Choice:
             # in delta.content, then the answer as strings; the answer is what is kept.
             message.setdefault(key, items)
         if self.audio is not None:
-            message["audio"] = self.audio
+            message["audio"] = {
+                key: "".join(value) if key in _AUDIO_JOINED and isinstance(value, list) else value
+                for key, value in self.audio.items()
+            }
         if self.tool_calls:
             message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
         if self.function_call is not None:
