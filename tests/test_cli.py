@@ -26,6 +26,10 @@ from switchyard.config import Config, ProviderConfig, RecordingConfig
         ('store: {url: "sqlite:///:memory:"}', "an in-memory SQLite database cannot be shared"),
         ("recording: {mode: replay, cassettes: /nonexistent}", "recording.cassettes: replay"),
         ("recording: {mode: record}", "recording.cassettes: recording.mode is 'record' but"),
+        (
+            "providers: [{id: v, type: vllm, base_url: 'https://v/v1', tls_verify: /no/ca.pem}]",
+            "providers.0: provider 'v': tls_verify '/no/ca.pem' cannot be read as CA",
+        ),
     ],
 )
 def test_a_config_start_up_would_refuse_names_file_and_field_without_a_traceback(

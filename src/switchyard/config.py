@@ -46,7 +46,22 @@ class ProviderConfig(_Strict):
     connect_timeout: float = Field(default=10.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
     discover: bool = True
+    # How the provider's TLS certificate is checked: true, the system's trust store (and
+    # SSL_CERT_FILE / SSL_CERT_DIR); a path, only the CA certificates of that PEM file (a
+    # private CA); false, not at all (a test server; logged at start).
+    tls_verify: bool | str = True
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("tls_verify", mode="before")
+    @classmethod
+    def _tls_switch(cls, value: Any) -> Any:
+        # From ${env.X}, a switch arrives as a string.
+        if isinstance(value, str):
+            if value.strip().lower() in ("true", "false"):
+                return value.strip().lower() == "true"
+            if not value.strip():
+                raise ValueError("give true, false or the path of a PEM file of CA certificates")
+        return value
 
 
 class ModelConfig(_Strict):

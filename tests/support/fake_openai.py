@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -156,8 +157,8 @@ def stream_chunks(body: JSON) -> list[JSON]:
 class FakeOpenAI(ThreadedApp):
     """The fake upstream on 127.0.0.1, on its own loop in a daemon thread."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(ssl_context=ssl_context)
         self.calls = 0
         self.via: list[str | None] = []  # each request's Via header (set by proxies)
 
@@ -203,8 +204,8 @@ class FakeOpenAI(ThreadedApp):
 
 
 @contextlib.contextmanager
-def fake_openai() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
+def fake_openai(ssl_context: ssl.SSLContext | None = None) -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI(ssl_context)
     server.start()
     try:
         yield server

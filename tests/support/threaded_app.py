@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 
 from aiohttp import web
 
 
 class ThreadedApp:
-    def __init__(self, port: int = 0, *, shutdown_timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        shutdown_timeout: float = 1.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.port = port
+        self._ssl = ssl_context  # https when given
         self._shutdown_timeout = shutdown_timeout
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -20,7 +28,7 @@ class ThreadedApp:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}"
 
     def build_app(self) -> web.Application:
         raise NotImplementedError
@@ -47,4 +55,4 @@ class ThreadedApp:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
-        await web.SockSite(runner, sock, backlog=1024).start()
+        await web.SockSite(runner, sock, backlog=1024, ssl_context=self._ssl).start()

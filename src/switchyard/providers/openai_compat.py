@@ -31,11 +31,11 @@ from switchyard.errors import (
 from switchyard.providers.base import JSON, ModelInfo, check_options
 from switchyard.providers.quoting import READ_MAX, Quoter, error_fields
 from switchyard.recording.sse import DONE, SSEParser
+from switchyard.transports import live_transport
 from switchyard.upstream import (
     Transport,
     UpstreamRequest,
     UpstreamResponse,
-    default_transport,
     reachable_url,
 )
 from switchyard.upstream.base import logged_url
@@ -84,11 +84,7 @@ class OpenAICompatProvider:
                 f"provider '{config.id}' (type {self.type}) needs a base_url in its config"
             )
         self.base_url = _checked_url(config.id, base_url).rstrip("/")
-        self._transport = transport or default_transport(
-            timeout=config.timeout,
-            connect_timeout=config.connect_timeout,
-            max_retries=config.max_retries,
-        )
+        self._transport = transport or live_transport(config)
         self._headers = {"User-Agent": f"switchyard/{__version__}"}
         self._quote = Quoter(config.id, config.api_key, base_url)
         if config.api_key:
@@ -467,6 +463,7 @@ class OpenAICompatProvider:
             "api_key": MASK if self.config.api_key else None,
             "allowed_models": self.config.allowed_models,
             "timeout": self.config.timeout,
+            "tls_verify": self.config.tls_verify,
             "options": {k: MASK if _secret_name(k) else v for k, v in self.config.options.items()},
         }
 

@@ -8,6 +8,8 @@ httptools); :mod:`.retry` wraps another transport with openai-python's retry pol
 
 from __future__ import annotations
 
+import ssl
+
 from switchyard.upstream.base import Transport, UpstreamRequest, UpstreamResponse
 from switchyard.upstream.pool import HttpTransport, reachable_url
 from switchyard.upstream.retry import RetryTransport
@@ -23,7 +25,14 @@ __all__ = [
 ]
 
 
-def default_transport(*, timeout: float, connect_timeout: float, max_retries: int) -> Transport:
-    """The live stack: retries around the real network transport."""
-    real = HttpTransport(timeout=timeout, connect_timeout=connect_timeout)
+def default_transport(
+    *,
+    timeout: float,
+    connect_timeout: float,
+    max_retries: int,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Transport:
+    """The live stack: retries around the real network transport. ``ssl_context``:
+    None for the system's trust store."""
+    real = HttpTransport(timeout=timeout, connect_timeout=connect_timeout, ssl_context=ssl_context)
     return RetryTransport(real, max_retries=max_retries)

@@ -15,7 +15,12 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from switchyard.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
+from switchyard.errors import (
+    UpstreamError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    no_client_retry,
+)
 from switchyard.upstream.proxies import ProxyError
 
 log = logging.getLogger("switchyard.upstream")
@@ -115,6 +120,13 @@ def network_error(
         return UpstreamUnavailableError(
             f"{where} cannot be reached: {err.public}", provider_id=provider_id, unsent=unsent
         )
+    if isinstance(err, ssl.SSLCertVerificationError):
+        # Refused by our own check: no retry, here or by the client, would change it.
+        refused = UpstreamUnavailableError(
+            f"{where} cannot be reached ({_reason(err)})", provider_id=provider_id
+        )
+        no_client_retry(refused)
+        return refused
     return UpstreamUnavailableError(
         f"{where} cannot be reached ({type(err).__name__}: {_reason(err)}); "
         "check that it is running and that its base_url is right",
@@ -130,7 +142,10 @@ def _reason(err: BaseException) -> str:
         return str(err.strerror)  # "Name or service not known"
     if isinstance(err, ssl.SSLCertVerificationError):
         # Not verify_message: a name mismatch quotes the host.
-        return f"its TLS certificate was refused ({err.reason})"
+        return (
+            f"its TLS certificate was refused: {err.reason}; if it comes from a private "
+            "CA, set the provider's tls_verify to that CA's certificate file (PEM)"
+        )
     if isinstance(err, ssl.SSLError):
         return f"TLS failed: {err.reason}"
     if isinstance(err, OSError) and isinstance(err.errno, int) and err.errno > 0:

@@ -36,6 +36,7 @@ from switchyard.upstream.proxies import (
     unreachable,
 )
 from switchyard.upstream.response import HttpResponse
+from switchyard.upstream.tls import system_context
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class HttpTransport:
         self._idle: dict[Origin, list[Http1Connection]] = {}
         # Each origin's proxy (None: direct), read from the environment at its first request.
         self._proxies: dict[Origin, Proxy | None] = {}
-        # The system's trust store (and SSL_CERT_FILE / SSL_CERT_DIR) unless given one.
+        # None: the system's trust store (and SSL_CERT_FILE / SSL_CERT_DIR), shared.
         self._ssl = ssl_context
         self._closed = False
         self._sweep: asyncio.TimerHandle | None = None  # expires idle connections
@@ -208,9 +209,7 @@ class HttpTransport:
         return conn
 
     def _ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            self._ssl = ssl.create_default_context()
-        return self._ssl
+        return self._ssl or system_context()
 
     def _checkout(self, origin: Origin) -> Http1Connection | None:
         idle = self._idle.get(origin)
