@@ -185,8 +185,21 @@ def _serve(host: str, port: int, workers: int, level: str, access_log: bool) -> 
     from switchyard.server.protocol import HTTP_PROTOCOL, KEEP_ALIVE_SECONDS
 
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    # Our own loggers print through uvicorn's handler, in its format.
-    log_config["loggers"]["switchyard"] = {"handlers": ["default"], "level": level}
+    # Our own loggers print in uvicorn's format, with the id of the request being handled.
+    log_config["filters"] = {"request_id": {"()": "switchyard.server.request_id.RequestIdFilter"}}
+    log_config["formatters"]["switchyard"] = {
+        **log_config["formatters"]["default"],
+        "fmt": "%(levelprefix)s %(message)s%(request)s",
+    }
+    log_config["handlers"]["switchyard"] = {
+        **log_config["handlers"]["default"],
+        "formatter": "switchyard",
+        "filters": ["request_id"],
+    }
+    log_config["loggers"]["switchyard"] = {"handlers": ["switchyard"], "level": level}
+    access = log_config["formatters"]["access"]
+    access["fmt"] += "%(request)s"
+    log_config["handlers"]["access"]["filters"] = ["request_id"]
     uvicorn.run(
         "switchyard.server.app:app_from_environment",
         factory=True,

@@ -23,6 +23,7 @@ from switchyard.errors import SwitchyardError
 from switchyard.server.auth import KeyCheck
 from switchyard.server.browsers import BrowserGuard
 from switchyard.server.errors import switchyard_error, unexpected_error
+from switchyard.server.request_id import HEADER, assign
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class FastPath:
             allow_origins=["*"],
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["*"],
-            expose_headers=["retry-after", "retry-after-ms", "x-should-retry"],
+            expose_headers=["retry-after", "retry-after-ms", "x-should-retry", "x-request-id"],
             max_age=600,
             # Chromium asks before a public page calls a private address (localhost):
             # the guard has already said whether this page may.
@@ -74,26 +75,25 @@ class FastPath:
         self.routes = fallback.routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = None
-        if scope["type"] == "http":
-            if self.browsers is not None and _SCREENED not in scope:
-                screened = self.browsers.screen(scope)
-                if screened is not False:
-                    if screened is True:
-                        scope[_SCREENED] = True
-                        await self.cors(scope, receive, send)
-                    else:
-                        await _refuse(screened, scope, receive, send)
-                    return
-            if self.keys is not None and (refused := self.keys.refusal(scope)) is not None:
-                await _refuse(refused, scope, receive, send)
+        if scope["type"] != "http":  # lifespan
+            await self.fallback(scope, receive, send)
+            return
+        rid = assign(scope)
+        if self.browsers is not None and _SCREENED not in scope:
+            screened = self.browsers.screen(scope)
+            if screened is not False:
+                if screened is True:
+                    scope[_SCREENED] = True
+                    await self.cors(scope, receive, send)
+                else:
+                    await _refuse(screened, scope, receive, send)
                 return
-            endpoint = self.table.get((scope["method"], scope["path"]))
+        if self.keys is not None and (refused := self.keys.refusal(scope)) is not None:
+            await _refuse(refused, scope, receive, send)
+            return
+        endpoint = self.table.get((scope["method"], scope["path"]))
         if endpoint is None:
-            if scope["type"] == "http":
-                await _answered_once(self.fallback, scope, receive, send)
-            else:
-                await self.fallback(scope, receive, send)
+            await _answered_once(self.fallback, scope, receive, send, rid)
             return
         request = Request(scope, receive)
         try:
@@ -102,19 +102,26 @@ class FastPath:
             response = await switchyard_error(request, err)
         except Exception as err:  # the same last resort as Starlette's: JSON, logged
             response = await unexpected_error(request, err)
+        # On the response, not by wrapping send: nothing more per message of a stream.
+        response.raw_headers.append((HEADER, rid))
         await response(scope, receive, send)
 
 
-async def _answered_once(app: Starlette, scope: Scope, receive: Receive, send: Send) -> None:
+async def _answered_once(
+    app: Starlette, scope: Scope, receive: Receive, send: Send, rid: bytes
+) -> None:
     """Run ``app``, whose last-resort handler answers an unexpected error with a logged
     500 and then, as Starlette always does, raises it again. Once that answer is sent
     the error is done with: raised further, uvicorn would log it a second time and close
     the client's keep-alive connection. One raised before a whole answer went out goes
-    on to uvicorn, which then ends the connection as it should."""
+    on to uvicorn, which then ends the connection as it should. Each answer gets the
+    request's id."""
     answered = False
 
     async def send_noting_the_end(message: Message) -> None:
         nonlocal answered
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (HEADER, rid)]
         await send(message)
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             answered = True
@@ -128,4 +135,5 @@ async def _answered_once(app: Starlette, scope: Scope, receive: Receive, send: S
 
 async def _refuse(error: SwitchyardError, scope: Scope, receive: Receive, send: Send) -> None:
     response = await switchyard_error(Request(scope, receive), error)
+    response.raw_headers.append((HEADER, assign(scope)))
     await response(scope, receive, send)

@@ -1,0 +1,54 @@
+"""Each request's id: the ``x-request-id`` header of its answer, as OpenAI's API sends
+one, and a mark on the log lines written while it is handled, so that an error a user
+reports (the openai SDKs show ``request_id``) leads to its lines in the log.
+
+A client's own ``X-Request-ID`` (made by a proxy in front, or by a client that joins its
+logs to ours) is kept when it is a plain token of at most 128 characters; otherwise the
+id is ``req_`` and 24 hex digits: a random part per process and a counter, unique across
+workers and restarts without reading random bytes for every request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import secrets
+from contextvars import ContextVar
+
+from starlette.types import Scope
+
+HEADER = b"x-request-id"
+SCOPE_KEY = "switchyard.request_id"
+# Set in the request's own task: what its handler, its provider call and its stream log.
+CURRENT: ContextVar[bytes | None] = ContextVar("switchyard_request_id", default=None)
+
+_TOKEN = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
+_OURS = b"req_" + secrets.token_hex(6).encode()  # then a counter, in 12 hex digits
+_counter = itertools.count(1)
+
+
+def assign(scope: Scope) -> bytes:
+    """The id of the request of ``scope``, made once and kept in it; the header's value."""
+    rid: bytes | None = scope.get(SCOPE_KEY)
+    if rid is not None:
+        return rid
+    for name, value in scope["headers"]:
+        if name == HEADER and _TOKEN.fullmatch(value):
+            rid = bytes(value)
+            break
+    else:
+        rid = _OURS + b"%012x" % next(_counter)
+    scope[SCOPE_KEY] = rid
+    CURRENT.set(rid)
+    return rid
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request``: `` [<id>]`` on a line written while a request is handled, else
+    nothing, for a format that ends with ``%(request)s``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        rid = CURRENT.get()
+        record.request = f" [{rid.decode()}]" if rid else ""
+        return True
