@@ -303,6 +303,18 @@ def test_listed_models_have_their_types(
     assert metadata.items() <= entry["custom_metadata"].items()
 
 
+def test_gemini_models_are_allowed_by_either_name(cassettes: Path, tmp_path: Path) -> None:
+    """Llama Stack's configs give allowed_models as Google lists them."""
+    gemini = {"id": "gemini", "type": "gemini", "api_key": "k"}
+    config = {**_config(cassettes), "providers": [gemini]}
+    env = {"SWITCHYARD_RECORD_MODE": "replay", "SWITCHYARD_CASSETTES": str(cassettes)}
+    for n, allowed in enumerate(("models/gemini-2.5-flash", "gemini-2.5-flash")):
+        gemini["allowed_models"] = [allowed]
+        workdir = tmp_path / str(n)  # a server's socket file of its own
+        with offline_server(config, workdir, env=env) as running, running.openai() as sdk:
+            assert [m.id for m in sdk.models.list()] == ["gemini/gemini-2.5-flash"]
+
+
 def test_a_provider_without_recorded_models_lists_none(listed: dict[str, Any]) -> None:
     # Together's list was never recorded: no other provider's list stands in for it.
     assert not [m for m in listed if m.startswith("together/")]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from switchyard.config import ProviderConfig
 from switchyard.providers.base import ModelInfo
 from switchyard.providers.openai_compat import OpenAICompatProvider
+from switchyard.upstream import Transport
 
 
 class GeminiProvider(OpenAICompatProvider):
@@ -18,6 +20,14 @@ class GeminiProvider(OpenAICompatProvider):
     base_url_env: ClassVar[str | None] = "GEMINI_BASE_URL"
     supports_completions: ClassVar[bool] = False
     max_n: ClassVar[int | None] = 1
+
+    def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
+        if config.allowed_models is not None:
+            # Llama Stack's configs name them as Google lists them (models/gemini-2.5-flash);
+            # the filter compares the bare names that the models are listed by.
+            bare = [m.removeprefix("models/") for m in config.allowed_models]
+            config = config.model_copy(update={"allowed_models": bare})
+        super().__init__(config, transport)
 
     def parse_model_list(self, payload: Any) -> list[ModelInfo]:
         # Listed as Google's resource name; its chat takes the bare name, which is what
