@@ -4,6 +4,7 @@ credentials, a proxy that is down or not supported)."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -238,3 +239,46 @@ async def test_a_proxy_that_is_down_is_named_and_no_proxy_bypasses_it(
     finally:
         await transport.aclose()
     assert server.exchanges[0].header("via") is None
+
+
+@pytest.fixture
+def silent_proxy() -> Iterator[int]:
+    """A port that takes connections (the kernel queues them) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        yield listener.getsockname()[1]
+
+
+@pytest.fixture
+def full_listener(silent_proxy: int) -> Iterator[int]:
+    """The same with its one place in the queue taken: a connection to it hangs, as to a
+    host that drops packets."""
+    with socket.create_connection(("127.0.0.1", silent_proxy)):
+        yield silent_proxy
+
+
+@pytest.mark.parametrize(
+    ("proxy_port", "step"),
+    [("full_listener", "accept a connection"), ("silent_proxy", "open a tunnel to localhost")],
+)
+async def test_a_slow_proxy_is_blamed_not_the_provider(
+    env: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+    proxy_port: str,
+    step: str,
+) -> None:
+    port = request.getfixturevalue(proxy_port)
+    env.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    transport = HttpTransport(timeout=5.0, connect_timeout=0.3)
+    try:
+        with pytest.raises(UpstreamUnavailableError) as caught:
+            await transport.send(post("https://localhost:1/v1/x"))
+    finally:
+        await transport.aclose()
+    assert caught.value.message == (
+        "provider 'p' cannot be reached: the proxy named by HTTPS_PROXY did not answer in "
+        "time; check that it is up, or raise the provider's connect_timeout"
+    )
+    assert f"(HTTPS_PROXY) did not {step} within the provider's connect_timeout" in caplog.text

@@ -33,6 +33,7 @@ from switchyard.upstream.proxies import (
     open_tunnel,
     proxy_for,
     refusal,
+    too_slow,
     unreachable,
 )
 from switchyard.upstream.response import HttpResponse
@@ -189,23 +190,33 @@ class HttpTransport:
     async def _connect(self, origin: Origin, proxy: Proxy | None) -> Http1Connection:
         loop = asyncio.get_running_loop()
         context = self._ssl_context() if origin.scheme == "https" else None
-        async with asyncio.timeout(self._connect_timeout):
-            if proxy is None:
-                sock = await _open_socket(origin.host, origin.port)
-            else:
-                sock = await _open_proxy_socket(proxy)
-            try:
-                if proxy is not None and context is not None:
-                    await open_tunnel(sock, origin.host, origin.port, proxy)
-                _, conn = await loop.create_connection(
-                    lambda: Http1Connection(loop, self._timeout),
-                    sock=sock,
-                    ssl=context,
-                    server_hostname=origin.host if context else None,
-                )
-            except BaseException:
-                sock.close()
-                raise
+        proxy_step = None  # what the proxy has yet to do, while we wait for it
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                if proxy is None:
+                    sock = await _open_socket(origin.host, origin.port)
+                else:
+                    proxy_step = "accept a connection"
+                    sock = await _open_proxy_socket(proxy)
+                try:
+                    if proxy is not None and context is not None:
+                        proxy_step = f"open a tunnel to {origin.host}"
+                        await open_tunnel(sock, origin.host, origin.port, proxy)
+                    proxy_step = None
+                    _, conn = await loop.create_connection(
+                        lambda: Http1Connection(loop, self._timeout),
+                        sock=sock,
+                        ssl=context,
+                        server_hostname=origin.host if context else None,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+        except TimeoutError:
+            if proxy is not None and proxy_step is not None:
+                # The proxy was slow, not the provider: say which, and what to check.
+                raise too_slow(proxy, proxy_step) from None
+            raise
         return conn
 
     def _ssl_context(self) -> ssl.SSLContext:

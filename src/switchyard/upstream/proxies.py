@@ -159,6 +159,15 @@ def refusal(proxy: Proxy, what: str, code: int) -> ProxyError:
     return _failure(proxy, f"refused {what} ({code}){hint}", f"refused the request ({code}){hint}")
 
 
+def too_slow(proxy: Proxy, step: str) -> ProxyError:
+    """The proxy did not ``step`` within the provider's connect_timeout."""
+    return _failure(
+        proxy,
+        f"did not {step} within the provider's connect_timeout",
+        "did not answer in time; check that it is up, or raise the provider's connect_timeout",
+    )
+
+
 def unreachable(proxy: Proxy, err: OSError) -> ProxyError:
     return _failure(proxy, f"cannot be reached ({type(err).__name__}: {err})", "cannot be reached")
 
