@@ -22,6 +22,11 @@ class FireworksProvider(OpenAICompatProvider):
         "nomic-ai/nomic-embed-text-v1.5": {"embedding_dimension": 768},
     }
 
+    def serves(self, entry: JSON) -> bool:
+        # Its image models (FLUX) say supports_chat: false; so do none of its embedding
+        # models, but a future one might.
+        return entry.get("supports_chat") is not False or self.classify_model(entry) == "embedding"
+
     def classify_model(self, entry: JSON) -> ModelType | None:
         # Fireworks' list has a ``kind``; an embedding model's may say so (its listed
         # qwen3-embedding-8b is an HF_BASE_MODEL: the table and the name tell that one).

@@ -3,6 +3,7 @@ and one choice per request; its list names models ``models/gemini-2.5-flash``.""
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from switchyard.config import ProviderConfig
@@ -20,6 +21,10 @@ class GeminiProvider(OpenAICompatProvider):
     base_url_env: ClassVar[str | None] = "GEMINI_BASE_URL"
     supports_completions: ClassVar[bool] = False
     max_n: ClassVar[int | None] = 1
+    # Image, video and music generation, speech, the Live API's audio models, AQA.
+    unserved_models: ClassVar[re.Pattern[str] | None] = re.compile(
+        r"^(models/)?(imagen|veo|lyria|aqa)\b|-tts\b|-live\b|live-|native-audio"
+    )
 
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
         if config.allowed_models is not None:

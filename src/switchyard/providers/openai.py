@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -9,10 +10,17 @@ from switchyard.providers.openai_compat import OpenAICompatProvider
 
 
 class OpenAIProvider(OpenAICompatProvider):
+    """Its /models lists every model of the account; the audio-in-chat ones
+    (gpt-4o-audio-preview, gpt-audio) are chat models and stay."""
+
     type: ClassVar[str] = "openai"
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     api_key_env: ClassVar[str | None] = "OPENAI_API_KEY"
     base_url_env: ClassVar[str | None] = "OPENAI_BASE_URL"
+    unserved_models: ClassVar[re.Pattern[str] | None] = re.compile(
+        r"^(dall-e|gpt-image|chatgpt-image|tts-|whisper|omni-moderation|text-moderation|sora)"
+        r"|transcribe|-tts|realtime"
+    )
     # OpenAI's /models says nothing of dimensions; these are from its documentation.
     embedding_metadata: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "text-embedding-3-small": {"embedding_dimension": 1536, "context_length": 8191},

@@ -73,6 +73,10 @@ class OpenAICompatProvider:
     embedding_refused_fields: ClassVar[frozenset[str]] = frozenset()
     embedding_metadata: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     known_options: ClassVar[frozenset[str]] = frozenset()  # of config.options
+    # Listed model families that no endpoint of Switchyard serves (images, speech,
+    # transcription, realtime, moderation, video), matched in the listed id: left out of
+    # the model list, where a user or a UI would take them for chat models.
+    unserved_models: ClassVar[re.Pattern[str] | None] = None
 
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
         check_options(config, self.known_options)
@@ -421,7 +425,17 @@ class OpenAICompatProvider:
                 f"provider '{self.id}' answered /models without a list of models",
                 provider_id=self.id,
             )
-        return [self.model_info(e) for e in entries if isinstance(e, dict) and e.get("id")]
+        return [
+            self.model_info(e)
+            for e in entries
+            if isinstance(e, dict) and e.get("id") and self.serves(e)
+        ]
+
+    def serves(self, entry: JSON) -> bool:
+        """Whether a listed model is one that chat, completions or embeddings can use;
+        the others are not listed (the config can still name them)."""
+        pattern = self.unserved_models
+        return pattern is None or pattern.search(str(entry["id"])) is None
 
     def model_info(self, entry: JSON) -> ModelInfo:
         model_id = str(entry["id"])
