@@ -19,7 +19,7 @@ and reads each process's total. Requests are sequential so that every run does t
 same work: under valgrind a request takes ~10 ms, so the writer gets batches of a few
 rows (at saturation it gets larger ones, whose fixed cost per batch is shared by more).
 
-Needs valgrind (``apt install valgrind``). About 1.5 minutes per variant.
+Needs valgrind (``apt install valgrind``). About a minute per variant and two kinds.
 """
 
 from __future__ import annotations

@@ -45,6 +45,20 @@ def test_allowed_models_limit_routing_too() -> None:
         registry.resolve("p/b")
 
 
+def test_gemini_allowed_models_route_either_name() -> None:
+    """Given as Google lists them (Llama Stack's configs), or bare: both names route."""
+    for given in ("models/gemini-2.5-flash", "gemini-2.5-flash"):
+        provider = ProviderConfig(id="gemini", type="gemini", api_key="k", allowed_models=[given])
+        registry = ModelRegistry(
+            Config(providers=[provider]), {"gemini": create_provider(provider)}
+        )
+        for asked in ("gemini/gemini-2.5-flash", "gemini/models/gemini-2.5-flash"):
+            assert registry.resolve(asked).provider_id == "gemini"
+        with pytest.raises(ModelNotFoundError):
+            registry.resolve("gemini/gemini-2.0-flash")
+        assert registry.provider("gemini").describe()["allowed_models"] == [given]
+
+
 def test_a_plugin_whose_listing_raises_does_not_stop_the_server() -> None:
     config = {
         "server": {"model_refresh_interval": 0.2},

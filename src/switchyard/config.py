@@ -32,6 +32,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_SWITCH_WORDS = {
+    **dict.fromkeys(("true", "1", "yes", "on", "t", "y"), True),
+    **dict.fromkeys(("false", "0", "no", "off", "f", "n"), False),
+}
+
+
 class ProviderConfig(_Strict):
     # At most the store's provider_id column; no "/", which ends the provider's part of
     # a model id (together/meta-llama/...).
@@ -55,11 +61,13 @@ class ProviderConfig(_Strict):
     @field_validator("tls_verify", mode="before")
     @classmethod
     def _tls_switch(cls, value: Any) -> Any:
-        # From ${env.X}, a switch arrives as a string.
+        # From ${env.X}, a switch arrives as a string: the words pydantic takes as a bool
+        # for the other switches are one here too, not a file's name.
         if isinstance(value, str):
-            if value.strip().lower() in ("true", "false"):
-                return value.strip().lower() == "true"
-            if not value.strip():
+            word = value.strip().lower()
+            if word in _SWITCH_WORDS:
+                return _SWITCH_WORDS[word]
+            if not word:
                 raise ValueError("give true, false or the path of a PEM file of CA certificates")
         return value
 

@@ -89,6 +89,11 @@ def test_a_trusted_page_gets_cors_answers(server: ServerHandle, origin: str) -> 
     assert answer.status_code == 200
     assert answer.json()["choices"][0]["message"]["content"] == "echo: hi"
     assert answer.headers["access-control-allow-origin"] == "*"
+    # Each answer has its request's id, once; a page may read it.
+    for each in (preflight, private, answer):
+        assert len(each.headers.get_list("x-request-id")) == 1
+    assert preflight.headers["x-request-id"] != answer.headers["x-request-id"]
+    assert "x-request-id" in answer.headers["access-control-expose-headers"]
 
 
 def test_sdks_send_no_origin_and_pass(server: ServerHandle) -> None:

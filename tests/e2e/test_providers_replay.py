@@ -345,6 +345,7 @@ def test_gemini_models_are_allowed_by_either_name(cassettes: Path, tmp_path: Pat
         ("gemini/gemini-2.5-flash-preview-tts", False),
         ("gemini/gemini-2.0-flash-live-001", False),
         ("fireworks/accounts/fireworks/models/flux-1-dev-fp8", False),  # supports_chat: false
+        ("fireworks/accounts/fireworks/models/flux-kontext-pro", False),  # kind FLUMINA_...
         ("fireworks/accounts/fireworks/models/qwen3-embedding-8b", True),
     ],
 )

@@ -36,7 +36,8 @@ def test_a_provider_with_a_private_ca_is_reached_once_its_ca_is_given(tmp_path: 
         assert refused.value.response.headers["x-should-retry"] == "false"
         assert "its TLS certificate was refused" in refused.value.message
         assert (
-            "set the provider's tls_verify to that CA's certificate file" in refused.value.message
+            "if a private CA signed it, set the provider's tls_verify to that CA's certificate"
+            in refused.value.message
         )
         assert upstream.calls == 0
 

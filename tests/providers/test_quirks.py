@@ -134,3 +134,18 @@ def test_ollama_gets_max_completion_tokens_as_the_max_tokens_it_reads() -> None:
     assert make("openai").prepare_chat({"max_completion_tokens": 10}) == {
         "max_completion_tokens": 10
     }
+
+
+@pytest.mark.parametrize(
+    ("model_id", "listed"),
+    [
+        ("ft:gpt-4o-mini-2024-07-18:acme:realtime-support:AbC123", True),
+        ("ft:gpt-4o-mini-tts:acme::AbC123", False),
+        ("gpt-4o-realtime-preview", False),
+        ("gpt-4o-mini", True),
+    ],
+)
+def test_an_openai_fine_tune_is_judged_by_its_base_model(model_id: str, listed: bool) -> None:
+    provider = create_provider(ProviderConfig(id="openai", type="openai", api_key="k"))
+    infos = provider.parse_model_list({"data": [{"id": model_id, "object": "model"}]})
+    assert [i.provider_model_id for i in infos] == ([model_id] if listed else [])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 from typing import Any
 
 from switchyard.server.request_id import CURRENT, RequestIdFilter, assign
@@ -35,6 +36,27 @@ def test_an_id_is_made_once_per_request_and_marks_its_log_lines() -> None:
 
 
 def test_a_clients_plain_token_is_kept_and_anything_else_replaced() -> None:
-    assert assign(_scope((b"x-request-id", b"trace-1:a/b+c=@_."))) == b"trace-1:a/b+c=@_."
+    def handle(value: bytes) -> bytes:
+        return assign(_scope((b"x-request-id", value)))
+
+    def run(value: bytes) -> bytes:
+        return contextvars.copy_context().run(handle, value)
+
+    assert run(b"trace-1:a/b+c=@_.") == b"trace-1:a/b+c=@_."
     for odd in (b"", b"two words", b"x" * 129, "é".encode(), b"a\r\nb"):
-        assert assign(_scope((b"x-request-id", odd))).startswith(b"req_"), odd
+        assert run(odd).startswith(b"req_"), odd
+
+
+def test_a_forked_child_makes_ids_of_its_own() -> None:
+    parent = [assign(_scope()) for _ in range(2)]
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        os.write(writer, assign(_scope()))
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    with os.fdopen(reader, "rb") as pipe:
+        theirs = pipe.read()
+    assert theirs[:16] != parent[1][:16]  # another process part
+    assert theirs.endswith(b"000000000001")  # its own count

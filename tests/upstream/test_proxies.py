@@ -259,15 +259,29 @@ def full_listener(silent_proxy: int) -> Iterator[int]:
 
 
 @pytest.mark.parametrize(
-    ("proxy_port", "step"),
-    [("full_listener", "accept a connection"), ("silent_proxy", "open a tunnel to localhost")],
+    ("proxy_port", "told", "logged"),
+    [
+        (
+            "full_listener",
+            "did not accept a connection in time; check that it is up",
+            "did not accept a connection within",
+        ),
+        (
+            "silent_proxy",
+            "did not open its tunnel to the provider in time: the proxy, or the provider "
+            "behind it, is slow or cannot be reached; check both, or raise the provider's "
+            "connect_timeout",
+            "did not open a tunnel to localhost within",
+        ),
+    ],
 )
-async def test_a_slow_proxy_is_blamed_not_the_provider(
+async def test_a_slow_proxy_is_named_not_the_providers_base_url(
     env: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
     caplog: pytest.LogCaptureFixture,
     proxy_port: str,
-    step: str,
+    told: str,
+    logged: str,
 ) -> None:
     port = request.getfixturevalue(proxy_port)
     env.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
@@ -278,7 +292,6 @@ async def test_a_slow_proxy_is_blamed_not_the_provider(
     finally:
         await transport.aclose()
     assert caught.value.message == (
-        "provider 'p' cannot be reached: the proxy named by HTTPS_PROXY did not answer in "
-        "time; check that it is up, or raise the provider's connect_timeout"
+        f"provider 'p' cannot be reached: the proxy named by HTTPS_PROXY {told}"
     )
-    assert f"(HTTPS_PROXY) did not {step} within the provider's connect_timeout" in caplog.text
+    assert f"(HTTPS_PROXY) {logged} the provider's connect_timeout" in caplog.text

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -56,8 +58,11 @@ async def test_a_private_cas_file_is_trusted_and_the_system_store_is_not(
     assert system_context() is system_context()
     with pytest.raises(UpstreamUnavailableError) as refused:
         await _answer(None, private_server)
-    assert "tls_verify" in refused.value.message
-    assert "CERTIFICATE_VERIFY_FAILED" in refused.value.message
+    assert refused.value.message == (
+        "provider 'p' cannot be reached (its TLS certificate was refused: unable to get "
+        "local issuer certificate; if a private CA signed it, set the provider's tls_verify "
+        "to that CA's certificate file (PEM))"
+    )
 
 
 async def test_a_refused_certificate_is_not_retried(
@@ -82,8 +87,39 @@ async def test_the_file_replaces_the_system_store(
     certificate from another CA (a public one, here another private one) is refused."""
     other = tmp_path / "other.pem"
     trustme.CA().cert_pem.write_to_path(str(other))
-    with pytest.raises(UpstreamUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(UpstreamUnavailableError, match="unable to get local issuer"):
         await _answer(verifying_context("p", str(other)), private_server)
+
+
+@pytest.mark.parametrize(
+    ("issued", "said"),
+    [
+        ({"identities": ("example.org",)}, "it is not for the host in the provider's base_url"),
+        (
+            {"identities": ("localhost",), "not_after": datetime.datetime(2020, 1, 1)},
+            "certificate has expired",
+        ),
+    ],
+)
+async def test_a_certificate_the_ca_signed_may_still_be_refused_and_says_why(
+    authority: trustme.CA, tmp_path: Path, issued: dict[str, Any], said: str
+) -> None:
+    """With the right CA given, the hint about tls_verify would mislead."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    identities = issued.pop("identities")
+    authority.issue_cert(*identities, **issued).configure_cert(context)
+    server = ScriptedServer(_ok)
+    base = await server.start(context)
+    ca_file = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    try:
+        with pytest.raises(UpstreamUnavailableError) as refused:
+            await _answer(verifying_context("p", str(ca_file)), base)
+    finally:
+        await server.stop()
+    assert refused.value.message == (
+        f"provider 'p' cannot be reached (its TLS certificate was refused: {said})"
+    )
 
 
 async def test_false_checks_nothing_and_says_so(
@@ -118,7 +154,15 @@ def test_a_path_that_holds_no_certificates_is_a_config_error(
 
 @pytest.mark.parametrize(
     ("given", "taken"),
-    [(True, True), ("false", False), (" True ", True), ("/etc/ca.pem", "/etc/ca.pem")],
+    [
+        (True, True),
+        ("false", False),
+        (" True ", True),
+        ("0", False),
+        ("off", False),
+        ("yes", True),
+        ("/etc/ca.pem", "/etc/ca.pem"),
+    ],
 )
 def test_tls_verify_in_the_config(given: object, taken: object) -> None:
     """A switch from ``${env.X}`` arrives as a string."""

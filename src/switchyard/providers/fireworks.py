@@ -23,8 +23,11 @@ class FireworksProvider(OpenAICompatProvider):
     }
 
     def serves(self, entry: JSON) -> bool:
-        # Its image models (FLUX) say supports_chat: false; so do none of its embedding
-        # models, but a future one might.
+        # Its image models (FLUX) are of kind FLUMINA_BASE_MODEL; most also say
+        # supports_chat: false (no embedding model does, but a future one might).
+        kind = entry.get("kind")
+        if isinstance(kind, str) and kind.upper().startswith("FLUMINA"):
+            return False
         return entry.get("supports_chat") is not False or self.classify_model(entry) == "embedding"
 
     def classify_model(self, entry: JSON) -> ModelType | None:

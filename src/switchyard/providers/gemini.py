@@ -7,7 +7,7 @@ import re
 from typing import Any, ClassVar
 
 from switchyard.config import ProviderConfig
-from switchyard.providers.base import ModelInfo
+from switchyard.providers.base import JSON, ModelInfo
 from switchyard.providers.openai_compat import OpenAICompatProvider
 from switchyard.upstream import Transport
 
@@ -27,12 +27,18 @@ class GeminiProvider(OpenAICompatProvider):
     )
 
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
+        self._allowed_as_given = config.allowed_models
         if config.allowed_models is not None:
-            # Llama Stack's configs name them as Google lists them (models/gemini-2.5-flash);
-            # the filter compares the bare names that the models are listed by.
+            # Llama Stack's configs name them as Google lists them (models/gemini-2.5-flash).
+            # Both forms: the listing's filter compares the bare names the models are
+            # listed by, and a request may name either (gemini/models/gemini-2.5-flash).
             bare = [m.removeprefix("models/") for m in config.allowed_models]
-            config = config.model_copy(update={"allowed_models": bare})
+            both = [*bare, *(f"models/{m}" for m in bare)]
+            config = config.model_copy(update={"allowed_models": both})
         super().__init__(config, transport)
+
+    def describe(self) -> JSON:
+        return {**super().describe(), "allowed_models": self._allowed_as_given}
 
     def parse_model_list(self, payload: Any) -> list[ModelInfo]:
         # Listed as Google's resource name; its chat takes the bare name, which is what

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from switchyard.providers.base import JSON
 from switchyard.providers.openai_compat import OpenAICompatProvider
 
 
@@ -21,6 +22,15 @@ class OpenAIProvider(OpenAICompatProvider):
         r"^(dall-e|gpt-image|chatgpt-image|tts-|whisper|omni-moderation|text-moderation|sora)"
         r"|transcribe|-tts|realtime"
     )
+
+    def serves(self, entry: JSON) -> bool:
+        # A fine-tune (ft:gpt-4o-mini-2024-07-18:acme:realtime-support:AbC1) is judged by
+        # its base model: the rest of its id is the owner's words.
+        model_id = str(entry["id"])
+        if model_id.startswith("ft:"):
+            model_id = model_id.split(":", 2)[1]
+        return not self.unserved(model_id)
+
     # OpenAI's /models says nothing of dimensions; these are from its documentation.
     embedding_metadata: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "text-embedding-3-small": {"embedding_dimension": 1536, "context_length": 8191},

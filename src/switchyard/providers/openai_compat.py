@@ -434,8 +434,11 @@ class OpenAICompatProvider:
     def serves(self, entry: JSON) -> bool:
         """Whether a listed model is one that chat, completions or embeddings can use;
         the others are not listed (the config can still name them)."""
+        return not self.unserved(str(entry["id"]))
+
+    def unserved(self, model_id: str) -> bool:
         pattern = self.unserved_models
-        return pattern is None or pattern.search(str(entry["id"])) is None
+        return pattern is not None and pattern.search(model_id) is not None
 
     def model_info(self, entry: JSON) -> ModelInfo:
         model_id = str(entry["id"])

@@ -84,7 +84,8 @@ class FastPath:
             if screened is not False:
                 if screened is True:
                     scope[_SCREENED] = True
-                    await self.cors(scope, receive, send)
+                    # A preflight is answered by the CORS middleware itself.
+                    await self.cors(scope, receive, _with_id(send, rid))
                 else:
                     await _refuse(screened, scope, receive, send)
                 return
@@ -131,6 +132,19 @@ async def _answered_once(
     except Exception:
         if not answered:
             raise
+
+
+def _with_id(send: Send, rid: bytes) -> Send:
+    """``send`` that gives a response head the request's id if it has none yet."""
+
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            if not any(name.lower() == HEADER for name, _ in headers):
+                message["headers"] = [*headers, (HEADER, rid)]
+        await send(message)
+
+    return send_with_id
 
 
 async def _refuse(error: SwitchyardError, scope: Scope, receive: Receive, send: Send) -> None:

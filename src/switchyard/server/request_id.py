@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 import secrets
 from contextvars import ContextVar
@@ -24,8 +25,27 @@ SCOPE_KEY = "switchyard.request_id"
 CURRENT: ContextVar[bytes | None] = ContextVar("switchyard_request_id", default=None)
 
 _TOKEN = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
-_OURS = b"req_" + secrets.token_hex(6).encode()  # then a counter, in 12 hex digits
-_counter = itertools.count(1)
+
+
+class _Ours:
+    """``req_``, 12 hex digits of this process's own, 12 of a counter. Made again in a
+    forked child (a pre-forking server), which would otherwise repeat its siblings' ids."""
+
+    __slots__ = ("count", "prefix")
+
+    def __init__(self) -> None:
+        self.renew()
+
+    def renew(self) -> None:
+        self.prefix = b"req_" + secrets.token_hex(6).encode()
+        self.count = itertools.count(1)
+
+    def next(self) -> bytes:
+        return self.prefix + b"%012x" % next(self.count)
+
+
+_OURS = _Ours()
+os.register_at_fork(after_in_child=_OURS.renew)
 
 
 def assign(scope: Scope) -> bytes:
@@ -38,7 +58,7 @@ def assign(scope: Scope) -> bytes:
             rid = bytes(value)
             break
     else:
-        rid = _OURS + b"%012x" % next(_counter)
+        rid = _OURS.next()
     scope[SCOPE_KEY] = rid
     CURRENT.set(rid)
     return rid

@@ -135,17 +135,30 @@ def network_error(
     )
 
 
+# OpenSSL's verify codes: a certificate whose issuer is not trusted, and one for
+# another name or address (whose message quotes the host, which the log has).
+_UNTRUSTED_ISSUER = frozenset({2, 18, 19, 20, 21})
+_OTHER_HOST = frozenset({62, 64})
+
+
+def _refusal(err: ssl.SSLCertVerificationError) -> str:
+    if err.verify_code in _UNTRUSTED_ISSUER:
+        return (
+            f"{err.verify_message}; if a private CA signed it, set the provider's "
+            "tls_verify to that CA's certificate file (PEM)"
+        )
+    if err.verify_code in _OTHER_HOST:
+        return "it is not for the host in the provider's base_url"
+    return str(err.verify_message or err.reason)
+
+
 def _reason(err: BaseException) -> str:
     """What went wrong, for the client: without the addresses the OS's messages carry
     (``Connect call failed ('10.0.0.7', 8000)``), which the log has."""
     if isinstance(err, socket.gaierror):
         return str(err.strerror)  # "Name or service not known"
     if isinstance(err, ssl.SSLCertVerificationError):
-        # Not verify_message: a name mismatch quotes the host.
-        return (
-            f"its TLS certificate was refused: {err.reason}; if it comes from a private "
-            "CA, set the provider's tls_verify to that CA's certificate file (PEM)"
-        )
+        return f"its TLS certificate was refused: {_refusal(err)}"
     if isinstance(err, ssl.SSLError):
         return f"TLS failed: {err.reason}"
     if isinstance(err, OSError) and isinstance(err.errno, int) and err.errno > 0:

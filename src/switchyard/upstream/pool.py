@@ -190,19 +190,20 @@ class HttpTransport:
     async def _connect(self, origin: Origin, proxy: Proxy | None) -> Http1Connection:
         loop = asyncio.get_running_loop()
         context = self._ssl_context() if origin.scheme == "https" else None
-        proxy_step = None  # what the proxy has yet to do, while we wait for it
+        waiting = False  # on the proxy: to accept, then (https) to open its tunnel
+        tunnel_to = None
         try:
             async with asyncio.timeout(self._connect_timeout):
                 if proxy is None:
                     sock = await _open_socket(origin.host, origin.port)
                 else:
-                    proxy_step = "accept a connection"
+                    waiting = True
                     sock = await _open_proxy_socket(proxy)
                 try:
                     if proxy is not None and context is not None:
-                        proxy_step = f"open a tunnel to {origin.host}"
+                        tunnel_to = origin.host
                         await open_tunnel(sock, origin.host, origin.port, proxy)
-                    proxy_step = None
+                    waiting = False
                     _, conn = await loop.create_connection(
                         lambda: Http1Connection(loop, self._timeout),
                         sock=sock,
@@ -213,9 +214,9 @@ class HttpTransport:
                     sock.close()
                     raise
         except TimeoutError:
-            if proxy is not None and proxy_step is not None:
-                # The proxy was slow, not the provider: say which, and what to check.
-                raise too_slow(proxy, proxy_step) from None
+            if proxy is not None and waiting:
+                # Not the provider's base_url to check: say what the proxy did not do.
+                raise too_slow(proxy, tunnel_to) from None
             raise
         return conn
 

@@ -159,12 +159,22 @@ def refusal(proxy: Proxy, what: str, code: int) -> ProxyError:
     return _failure(proxy, f"refused {what} ({code}){hint}", f"refused the request ({code}){hint}")
 
 
-def too_slow(proxy: Proxy, step: str) -> ProxyError:
-    """The proxy did not ``step`` within the provider's connect_timeout."""
+def too_slow(proxy: Proxy, tunnel_to: str | None) -> ProxyError:
+    """The proxy did not accept a connection (``tunnel_to`` None) or open its tunnel
+    to ``tunnel_to`` within the provider's connect_timeout. A tunnel waits for the
+    proxy's own connection to the provider, so either may be the slow one."""
+    if tunnel_to is None:
+        return _failure(
+            proxy,
+            "did not accept a connection within the provider's connect_timeout",
+            "did not accept a connection in time; check that it is up",
+        )
     return _failure(
         proxy,
-        f"did not {step} within the provider's connect_timeout",
-        "did not answer in time; check that it is up, or raise the provider's connect_timeout",
+        f"did not open a tunnel to {tunnel_to} within the provider's connect_timeout",
+        "did not open its tunnel to the provider in time: the proxy, or the provider "
+        "behind it, is slow or cannot be reached; check both, or raise the provider's "
+        "connect_timeout",
     )
 
 
