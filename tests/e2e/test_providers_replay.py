@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import httpx
 import openai
 import pytest
 from tests.support.offline import BLOCKED_MARK, OfflineServer, offline_server
-from tests.support.recorded_upstream import exchanges_for, recordings_root
+from tests.support.recorded_upstream import NOT_SERVED, exchanges_for, recordings_root
 
 from switchyard.recording.files import load_cassette
 from switchyard.recording.importer import import_llama_stack
@@ -37,12 +36,6 @@ CHAT, COMPLETIONS, EMBEDDINGS, MODELS = (
 )
 # Providers with a module of their own; the rest speak plain OpenAI-compatible HTTP.
 TYPED = {"together", "openai", "fireworks", "ollama", "vllm", "gemini"}
-# What no endpoint of Switchyard serves: image, video, music, speech, transcription,
-# realtime and Live API models, moderation, Gemini's AQA.
-NOT_SERVED = re.compile(
-    r"image|dall-e|sora|imagen|veo|lyria|flux|tts|whisper|transcribe|realtime|live|"
-    r"native-audio|moderation|aqa"
-)
 PROVIDERS = sorted(p.name for p in ROOT.iterdir() if p.is_dir())
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 import socket
 import threading
 from collections import defaultdict
@@ -27,6 +28,13 @@ from switchyard.recording.llama_stack import (
     normalise_path,
 )
 from switchyard.recording.sse import DONE, encode_event
+
+# What no endpoint of Switchyard serves, in the recorded model lists: image, video,
+# music, speech, transcription, realtime and Live API models, moderation, Gemini's AQA.
+NOT_SERVED = re.compile(
+    r"image|dall-e|sora|imagen|veo|lyria|flux|tts|whisper|transcribe|realtime|live|"
+    r"native-audio|moderation|aqa"
+)
 
 __all__ = ["RecordedUpstream", "exchanges_for", "recordings_root"]
 
