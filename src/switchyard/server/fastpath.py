@@ -118,11 +118,10 @@ async def _answered_once(
     on to uvicorn, which then ends the connection as it should. Each answer gets the
     request's id."""
     answered = False
+    send = _with_id(send, rid)
 
     async def send_noting_the_end(message: Message) -> None:
         nonlocal answered
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), (HEADER, rid)]
         await send(message)
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             answered = True
