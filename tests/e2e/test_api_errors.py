@@ -431,6 +431,8 @@ def test_rate_limits_pass_the_providers_retry_after(server: ServerHandle) -> Non
         ("up/empty-stream", []),
         ("up/string-error-stream", ["first"]),  # {"error": "..."}, then [DONE]
         ("up/only-done-stream", []),  # [DONE] and nothing else
+        ("up/garbled-stream", ["first"]),
+        ("up/array-stream", ["first"]),
     ],
 )
 def test_errors_after_the_first_byte_end_the_stream_with_an_error_event(
@@ -447,6 +449,24 @@ def test_errors_after_the_first_byte_end_the_stream_with_an_error_event(
         assert received == sent
         assert "provider 'up'" in info.value.message
     assert _unfinished_streams(server) == unstored + 1  # and not stored as if complete
+
+
+@pytest.mark.parametrize(
+    ("model", "said"),
+    [
+        ("up/garbled-stream", "answered with something that is not JSON"),
+        ("up/array-stream", "answered with JSON that is not an object"),
+        ("up/string-error-stream", "failed mid-stream: model overloaded"),
+    ],
+)
+def test_an_event_that_is_not_a_chunk_is_named_in_the_error(
+    server: ServerHandle, model: str, said: str
+) -> None:
+    with openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
+        stream = client.chat.completions.create(model=model, messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+        with pytest.raises(openai.APIError) as info:
+            list(stream)
+    assert said in info.value.message
 
 
 def test_an_error_event_keeps_the_providers_code(server: ServerHandle) -> None:

@@ -20,6 +20,8 @@ close-cut-stream    a body that ends when the connection closes (no length, not 
                     after one chunk: no finish_reason, no [DONE]
 close-finished-stream   the same framing, after the finish chunk: no [DONE]
 close-cut-n2-stream     the same framing, two choices (n=2): only the first finishes
+garbled-stream / array-stream   one chunk, then an event that is not JSON / not a JSON
+                                object, then [DONE]
     (status-429 also says Retry-After: 7)
 """
 
@@ -211,6 +213,9 @@ _SCRIPTS: dict[str, list[bytes | None]] = {
         b'data: {"error": "model overloaded"}\n\n',
         b"data: [DONE]\n\n",
     ],
+    # An event that is not JSON, and one that is JSON but not an object, mid-stream.
+    "garbled-stream": [_FIRST, b'data: {"id": "x", "choi\n\n', b"data: [DONE]\n\n"],
+    "array-stream": [_FIRST, b"data: [1, 2]\n\n", _LAST, b"data: [DONE]\n\n"],
     # Events with empty data (keep-alives, as some servers send them): not events at all.
     "empty-data-stream": [_FIRST, b"data: \n\n", b"data:\n\n", _LAST, b"data: [DONE]\n\n"],
 }
