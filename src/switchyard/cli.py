@@ -216,6 +216,9 @@ def _serve(host: str, port: int, workers: int, level: str, access_log: bool) -> 
         # X-Forwarded-* are trusted only behind a proxy the operator names; skipping
         # uvicorn's middleware for it also saves work on every request.
         proxy_headers=False,
+        # No "server: uvicorn" on every answer: it names a layer, not this server, and
+        # uvicorn checks each header with two regular expressions (bench/NOTES.md, 52).
+        server_header=False,
         timeout_graceful_shutdown=30,
     )
 
