@@ -581,6 +581,7 @@ async def test_a_whole_answer_past_the_limit_is_refused(
     serve: Serve, transport: HttpTransport, monkeypatch: pytest.MonkeyPatch, packed: bool
 ) -> None:
     monkeypatch.setattr(connection, "MAX_WHOLE_BODY", 64 * 1024)
+    monkeypatch.setattr(connection, "HIGH_WATER", 16 * 1024)  # below it, as in production
     body = b'{"data":"' + b"0" * 100_000 + b'"}'
     head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
     if packed:  # 100 KB that packs into a few hundred bytes

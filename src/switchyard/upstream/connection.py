@@ -29,7 +29,8 @@ RESEND_WINDOW = 0.5
 HIGH_WATER = 256 * 1024
 # The most a whole (not streamed) answer may hold, read or decompressed: far above any
 # real one (2,048 embeddings of 3,072 floats are ~130 MB of JSON), low enough that a
-# broken or hostile provider cannot take a worker's memory.
+# broken or hostile provider cannot take a worker's memory. Above HIGH_WATER: on_body
+# looks for it only past that mark.
 MAX_WHOLE_BODY = 512 * 1024 * 1024
 # How much an answer's head may take to arrive, as in nginx and aiohttp's order of
 # size: real providers send a few KB; a broken one could send without end.
@@ -153,6 +154,9 @@ class Http1Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        # Called for each piece of the body (each event of a stream, as providers
+        # chunk them): the usual piece takes one test and wakes the reader in this
+        # frame (bench/NOTES.md, section 53).
         if self._drain is not None:
             self._drain.left -= len(body)
             if self._drain.left < 0:
@@ -160,14 +164,24 @@ class Http1Connection(asyncio.Protocol):
             return
         self._chunks.append(body)
         self._buffered += len(body)
-        if self._whole and self._buffered > MAX_WHOLE_BODY:
-            self._fail(too_large())
+        if self._buffered > HIGH_WATER and self._too_much():
             return
-        if self._buffered > HIGH_WATER and not (self._paused or self._whole):
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _too_much(self) -> bool:
+        """Past HIGH_WATER: a body wanted whole fails past MAX_WHOLE_BODY; a stream
+        pauses reading until the reader catches up. True if the body failed."""
+        if self._whole:
+            if self._buffered > MAX_WHOLE_BODY:
+                self._fail(too_large())
+                return True
+        elif not self._paused:
             self._paused = True
             assert self._transport is not None
             self._transport.pause_reading()
-        self._wake()
+        return False
 
     def on_message_complete(self) -> None:
         if not self._head_done:
