@@ -456,6 +456,7 @@ def test_errors_after_the_first_byte_end_the_stream_with_an_error_event(
     [
         ("up/garbled-stream", "answered with something that is not JSON"),
         ("up/array-stream", "answered with JSON that is not an object"),
+        ("up/null-stream", "answered with JSON that is not an object"),
         ("up/string-error-stream", "failed mid-stream: model overloaded"),
     ],
 )

@@ -52,6 +52,13 @@ def test_error_fields(raw: bytes, fields: tuple[str | None, ...]) -> None:
     assert error_fields(raw) == fields
 
 
+def test_an_error_nested_deeper_than_json_is_written_is_quoted_as_sent() -> None:
+    # orjson reads 1,024 levels and writes 254: an error object with no message, nested
+    # between the two, is given as the provider's own text instead of failing.
+    raw = b'{"error": {"x": ' + b"[" * 300 + b"]" * 300 + b"}}"
+    assert error_fields(raw) == (raw.decode(), None, None, None)
+
+
 def test_a_key_across_the_cut_is_hidden_whole() -> None:
     quote = Quoter("p", "sk-live-123456", "http://h/v1")
     said = quote("x" * 195 + "sk-live-123456 and more", 200)

@@ -20,8 +20,9 @@ close-cut-stream    a body that ends when the connection closes (no length, not 
                     after one chunk: no finish_reason, no [DONE]
 close-finished-stream   the same framing, after the finish chunk: no [DONE]
 close-cut-n2-stream     the same framing, two choices (n=2): only the first finishes
-garbled-stream / array-stream   one chunk, then an event that is not JSON / not a JSON
-                                object, then [DONE]
+garbled-stream  one chunk, an event that is not JSON, then [DONE]
+array-stream    one chunk, an event that is JSON but not an object, the finish chunk, [DONE]
+null-stream     the same with "data: null"
     (status-429 also says Retry-After: 7)
 """
 
@@ -216,6 +217,7 @@ _SCRIPTS: dict[str, list[bytes | None]] = {
     # An event that is not JSON, and one that is JSON but not an object, mid-stream.
     "garbled-stream": [_FIRST, b'data: {"id": "x", "choi\n\n', b"data: [DONE]\n\n"],
     "array-stream": [_FIRST, b"data: [1, 2]\n\n", _LAST, b"data: [DONE]\n\n"],
+    "null-stream": [_FIRST, b"data: null\n\n", _LAST, b"data: [DONE]\n\n"],
     # Events with empty data (keep-alives, as some servers send them): not events at all.
     "empty-data-stream": [_FIRST, b"data: \n\n", b"data:\n\n", _LAST, b"data: [DONE]\n\n"],
 }

@@ -10,6 +10,7 @@ to the log), and is cut short.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import orjson
 
@@ -55,7 +56,7 @@ def error_fields(raw: bytes) -> tuple[str, str | None, str | None, str | None]:
         return error, None, None, None
     if not isinstance(error, dict):
         return str(error), None, None, None
-    message = error.get("message") or error.get("detail") or orjson.dumps(error).decode()
+    message = error.get("message") or error.get("detail") or _as_text(error, raw)
     param, code, kind = error.get("param"), error.get("code"), error.get("type")
     return (
         str(message),
@@ -63,3 +64,12 @@ def error_fields(raw: bytes) -> tuple[str, str | None, str | None, str | None]:
         param if isinstance(param, str) else None,
         code if isinstance(code, str) else None,
     )
+
+
+def _as_text(error: Any, raw: bytes) -> str:
+    """An error object with no message, as JSON; as the provider sent it if orjson cannot
+    write it (it reads 1,024 levels of nesting and writes 254)."""
+    try:
+        return orjson.dumps(error).decode()
+    except orjson.JSONEncodeError:
+        return raw[:READ_MAX].decode("utf-8", "replace").strip()
