@@ -592,6 +592,32 @@ async def test_a_whole_answer_past_the_limit_is_refused(
         await (await transport.send(post(base))).read()
 
 
+async def test_a_whole_answer_is_refused_as_it_passes_the_limit_not_at_its_end(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A provider that sends on and on: refused while it sends, not held in memory until
+    # its end (which here never comes).
+    monkeypatch.setattr(connection, "MAX_WHOLE_BODY", 64 * 1024)
+    monkeypatch.setattr(connection, "HIGH_WATER", 16 * 1024)
+    transport = HttpTransport(timeout=10.0, connect_timeout=1.0)
+
+    async def answer(exchange: Exchange) -> None:
+        exchange.writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % 2**30)
+        for _ in range(10):  # 160 KB in pieces, while the client reads
+            exchange.writer.write(b"0" * 16 * 1024)
+            await exchange.writer.drain()
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(3)
+
+    _, base = await serve(answer)
+    try:
+        response = await transport.send(post(base))
+        with pytest.raises(UpstreamError, match=r"an answer larger than 0\.0625 MiB"):
+            await asyncio.wait_for(response.read(), 2.0)
+    finally:
+        await transport.aclose()
+
+
 async def test_idle_connections_left_at_the_bottom_expire_under_traffic(serve: Serve) -> None:
     transport = HttpTransport(timeout=1.0, connect_timeout=1.0, keepalive_expiry=1.0)
 

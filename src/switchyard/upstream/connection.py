@@ -155,8 +155,8 @@ class Http1Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         # Called for each piece of the body (each event of a stream, as providers
-        # chunk them): the usual piece takes one test and wakes the reader in this
-        # frame (bench/NOTES.md, section 53).
+        # chunk them): below HIGH_WATER a piece takes one size test and wakes the
+        # reader in this frame, without a call (bench/NOTES.md, section 53).
         if self._drain is not None:
             self._drain.left -= len(body)
             if self._drain.left < 0:
@@ -164,15 +164,15 @@ class Http1Connection(asyncio.Protocol):
             return
         self._chunks.append(body)
         self._buffered += len(body)
-        if self._buffered > HIGH_WATER and self._too_much():
+        if self._buffered > HIGH_WATER and self._past_high_water():
             return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _too_much(self) -> bool:
-        """Past HIGH_WATER: a body wanted whole fails past MAX_WHOLE_BODY; a stream
-        pauses reading until the reader catches up. True if the body failed."""
+    def _past_high_water(self) -> bool:
+        """Fails a body wanted whole that is past MAX_WHOLE_BODY (True), or pauses
+        reading a stream until its reader catches up."""
         if self._whole:
             if self._buffered > MAX_WHOLE_BODY:
                 self._fail(too_large())
