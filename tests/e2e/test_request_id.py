@@ -56,6 +56,7 @@ def test_each_answer_has_its_own_id_and_the_log_names_it(tmp_path: Path) -> None
         assert OURS.fullmatch(unknown.value.request_id)
         assert missing.status_code == 404
         assert OURS.fullmatch(missing.headers["x-request-id"])
+        assert "server" not in missing.headers  # not uvicorn's: it names a layer, not us
         assert failed.value.status_code == 503
         rid = failed.value.request_id
         assert rid is not None

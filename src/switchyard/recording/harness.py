@@ -72,6 +72,7 @@ def serve_app_in_thread(app: Any) -> Iterator[str]:
         loop="asyncio",
         http=HTTP_PROTOCOL,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        server_header=False,  # as switchyard run (cli.py)
     )
     server = uvicorn.Server(config)
     sock = _listening_socket()  # bound before the thread starts: no free-port race

@@ -65,16 +65,15 @@ class _Choice:
             else:
                 self._add_delta(delta)
         logprobs = choice.get("logprobs")
-        if logprobs is not None and isinstance(logprobs, dict):
+        if logprobs is not None and isinstance(logprobs, dict):  # no call for the usual null
             self._add_logprobs(logprobs)
         finish_reason = choice.get("finish_reason")
         if finish_reason is not None:
             self.finish_reason = finish_reason
 
     def _add_delta(self, delta: JSON) -> None:
-        # One frame, one pass over the items: this runs for every chunk of every stored
-        # stream, in the store's writer, so the usual delta ({"content": "..."}) costs a
-        # couple of dict operations (bench/NOTES.md, section 37).
+        # The first delta of a choice, and any with more than one piece of text (a
+        # role, tool calls, reasoning): one pass over its items (bench/NOTES.md, 37).
         for key, value in delta.items():
             if type(value) is str:
                 if key == "role":
