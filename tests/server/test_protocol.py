@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -334,6 +335,7 @@ def test_a_request_that_cannot_be_parsed_gets_an_openai_error(
     head, body = answer.split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 400 ")
     assert b"content-type: application/json" in head.lower()
+    assert re.search(rb"\r\nx-request-id: req_[0-9a-f]{24}\r\n", head)  # as every answer
     error = json.loads(body)["error"]
     assert error["type"] == "invalid_request_error" and "malformed" in error["message"]
 

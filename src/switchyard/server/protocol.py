@@ -25,6 +25,7 @@ from typing import Any, cast
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from switchyard.errors import InvalidRequestError
+from switchyard.server import request_id
 
 HTTP_PROTOCOL = "switchyard.server.protocol:HttpProtocol"  # for uvicorn's --http
 # How long an idle client connection stays open (uvicorn's default is 5 s). Longer than
@@ -196,8 +197,8 @@ class HttpProtocol(HttpToolsProtocol):
             name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
         ]
         head.append(
-            b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-            % len(body)
+            b"content-type: application/json\r\ncontent-length: %d\r\n%s: %s\r\n"
+            b"connection: close\r\n\r\n" % (len(body), request_id.HEADER, request_id.new_id())
         )
         self.transport.write(b"".join(head) + body)
         self.transport.close()

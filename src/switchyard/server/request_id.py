@@ -48,6 +48,11 @@ _OURS = _Ours()
 os.register_at_fork(after_in_child=_OURS.renew)
 
 
+def new_id() -> bytes:
+    """An id of ours, for an answer that has no request to take one from."""
+    return _OURS.next()
+
+
 def assign(scope: Scope) -> bytes:
     """The id of the request of ``scope``, made once and kept in it; the header's value."""
     rid: bytes | None = scope.get(SCOPE_KEY)
