@@ -444,6 +444,18 @@ async def test_streams_record_their_timing_and_replay_it_on_request(tmp_path: Pa
     assert time.monotonic() - started >= 0.12
 
 
+async def test_a_stream_recorded_after_a_retry_is_timed_from_the_retry(tmp_path: Path) -> None:
+    # A realtime replay must not wait out the back-off again before the first event.
+    busy = _Answer([b'{"error": {"message": "busy"}}'], status=503)
+    busy.headers = {"retry-after-ms": "300"}
+    retried = RetryTransport(_Scripted(busy, _Answer(STREAM, pause=0.01)), max_retries=1)
+    record = _recorder(tmp_path, "record", retried)
+    await _drain(await record.send(_request("http://up/v1", CHAT_BODY)))
+    (interaction,) = load_cassette(tmp_path / "rec.json").interactions
+    first = (interaction.response.events or [])[0]
+    assert 5 <= first.delay_ms < 200  # the provider's 10 ms, not the 300 ms back-off
+
+
 async def test_replay_has_no_network_and_misses_loudly(tmp_path: Path) -> None:
     answer = RecordedResponse(200, body={"data": []})
     request = RecordedRequest("GET", "/v1/models")

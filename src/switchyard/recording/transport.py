@@ -48,6 +48,7 @@ from switchyard.recording.llama_stack import normalise_path
 from switchyard.recording.matching import sorted_json
 from switchyard.recording.sse import DONE, SSEParser, encode_event
 from switchyard.upstream import Transport, UpstreamRequest, UpstreamResponse
+from switchyard.upstream.retry import RETRY_SENT
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,8 @@ class RecordingTransport:
             raise await asyncio.to_thread(self.library.miss, self.provider_id, recorded)
         started = time.monotonic()
         response = await inner.send(request)
+        # A retry's, if the answer came from one (older ones are from earlier requests).
+        started = max(started, RETRY_SENT.get())
 
         async def finish(answer: RecordedResponse) -> None:
             interaction = Interaction(

@@ -8,6 +8,7 @@ import email.utils
 import random
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 
 from switchyard.errors import UpstreamError, no_client_retry
 from switchyard.upstream.base import (
@@ -23,6 +24,10 @@ from switchyard.upstream.base import (
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 INITIAL_BACKOFF = 0.5
 MAX_BACKOFF = 8.0
+# When the last retry was sent (time.monotonic()), in the request's context: a recorder
+# around the retries times a stream from it, not from the first attempt, so that a
+# realtime replay does not wait out the back-off again before the first event.
+RETRY_SENT: ContextVar[float] = ContextVar("switchyard_retry_sent", default=0.0)
 
 
 def _retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -67,6 +72,8 @@ class RetryTransport:
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         attempt = 0
         while True:
+            if attempt:
+                RETRY_SENT.set(time.monotonic())
             try:
                 response = await self._inner.send(request)
             except UpstreamError as err:
