@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from switchyard.config import config_from_dict
 from switchyard.errors import ConfigError
@@ -53,3 +54,18 @@ def test_an_unwritable_folder_is_a_config_error(tmp_path: Path) -> None:
     config = config_from_dict({"store": {"url": f"sqlite:///{blocker}/sub/s.db"}}, "<test>", {})
     with pytest.raises(ConfigError, match="cannot create the store's folder"):
         open_database(store_url(config))
+
+
+def test_sqlite_binds_bool_and_none_as_the_driver_does_without_adapters(tmp_path: Path) -> None:
+    # The engine registers adapters that skip the driver's failed conversion look-ups;
+    # what a row holds must be what sqlite3 stores without them: 1/0 and NULL.
+    db = open_database(make_url(f"sqlite:///{tmp_path}/s.db"))
+    try:
+        connection = db.writer_connection().connection.dbapi_connection
+        assert connection is not None
+        connection.execute("CREATE TABLE t (flag BOOLEAN, who VARCHAR)")
+        connection.executemany("INSERT INTO t VALUES (?, ?)", [(True, None), (False, "k")])
+        got = connection.execute("SELECT flag, typeof(flag), who, typeof(who) FROM t").fetchall()
+        assert got == [(1, "integer", None, "null"), (0, "integer", "k", "text")]
+    finally:
+        db.dispose()

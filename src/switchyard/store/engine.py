@@ -15,6 +15,7 @@ seconds (and it is retried) rather than holding the writer thread.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,7 +199,21 @@ def open_database(url: URL, *, sync_commits: bool = False) -> Database:
     return Database(url, engine, engine)
 
 
+def _bind_cheaply() -> None:
+    """Adapters for bool and None that bind them as sqlite3 would anyway (1 and 0,
+    NULL). Without one, sqlite3 (3.11) looks for a conversion for any value that is
+    not exactly an int, float, str or bytes, and each look-up raises and clears an
+    AttributeError inside the driver: 3k instructions of a chat row's 40k insert
+    (``streamed``, and ``caller`` without keys; bench/NOTES.md, section 55).
+    ``{}.get`` is a C function that returns its argument's lookup, None for None:
+    no Python frame per value."""
+    sqlite3.register_adapter(bool, int)
+    nothing: dict[None, None] = {}
+    sqlite3.register_adapter(type(None), nothing.get)
+
+
 def _sqlite_engine(url: URL, begin: str, sync_commits: bool, pool_size: int) -> sa.Engine:
+    _bind_cheaply()
     engine = sa.create_engine(
         url,
         pool_size=pool_size,
