@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -52,12 +52,20 @@ _HEAD = b"HTTP/"  # how every response head uvicorn writes begins
 CLIENT_GONE = "switchyard.client_gone"
 
 
-class GatheringTransport:
-    """Wraps a transport; what does not write or close passes straight through."""
+class GatheringTransport(asyncio.Transport):
+    """Wraps a transport: writes are gathered (see the module's docstring), the rest
+    passes straight through.
+
+    Every method is spelled out rather than forwarded by ``__getattr__``: a class with
+    one gets none of the interpreter's specialised attribute look-ups (each of its own
+    ``self._x`` reads went through the hook), and a method found only by it first fails
+    the normal look-up, raising and clearing an AttributeError (~2k instructions; uvicorn
+    asks ``is_closing`` once a request). bench/NOTES.md, section 55."""
 
     __slots__ = ("_busy", "_head", "_held", "_loop", "_ticking", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] = []
@@ -87,8 +95,17 @@ class GatheringTransport:
         self.flush()
         self._transport.write_eof()
 
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
     def get_write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size() + sum(map(len, self._held))
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
 
     def close(self) -> None:
         self.flush()
@@ -99,14 +116,14 @@ class GatheringTransport:
         self._head = False
         self._transport.abort()
 
-    # What uvicorn asks of every request or connection, passed through by name: a
-    # method found only by __getattr__ first fails the normal look-up, which raises and
-    # clears an AttributeError (~2k instructions a call; bench/NOTES.md, section 55).
     def is_closing(self) -> bool:
         return self._transport.is_closing()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._transport.get_extra_info(name, default)
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
 
     def pause_reading(self) -> None:
         self._transport.pause_reading()
@@ -114,8 +131,11 @@ class GatheringTransport:
     def resume_reading(self) -> None:
         self._transport.resume_reading()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
 
     def _tick_soon(self) -> None:
         if not self._ticking:
@@ -158,7 +178,7 @@ class HttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         loop = asyncio.get_running_loop()
         self._gathering = GatheringTransport(transport, loop)
-        super().connection_made(cast(asyncio.Transport, self._gathering))
+        super().connection_made(self._gathering)
         self._arm_stall()
 
     def data_received(self, data: bytes) -> None:
