@@ -143,6 +143,20 @@ def test_ollama_gets_max_completion_tokens_as_the_max_tokens_it_reads() -> None:
         ("ft:gpt-4o-mini-tts:acme::AbC123", False),
         ("gpt-4o-realtime-preview", False),
         ("gpt-4o-mini", True),
+        # Served only by the Responses API: /v1/chat/completions answers 404.
+        ("o1-pro", False),
+        ("o3-pro-2025-06-10", False),
+        ("gpt-5-pro", False),
+        ("gpt-5.2-pro-2025-12-11", False),
+        ("codex-mini-latest", False),
+        ("gpt-5.1-codex-max", False),
+        ("computer-use-preview-2025-03-11", False),
+        # Chat models whose ids look alike.
+        ("gpt-4o-search-preview", True),
+        ("gpt-5-search-api", True),
+        ("o3", True),
+        ("gpt-5.1", True),
+        ("gpt-4.5-preview", True),
     ],
 )
 def test_an_openai_fine_tune_is_judged_by_its_base_model(model_id: str, listed: bool) -> None:

@@ -30,10 +30,12 @@ from switchyard.recording.llama_stack import (
 from switchyard.recording.sse import DONE, encode_event
 
 # What no endpoint of Switchyard serves, in the recorded model lists: image, video,
-# music, speech, transcription, realtime and Live API models, moderation, Gemini's AQA.
+# music, speech, transcription, realtime and Live API models, moderation, Gemini's AQA,
+# and the models OpenAI serves only through its Responses API.
 NOT_SERVED = re.compile(
     r"image|dall-e|sora|imagen|veo|lyria|flux|tts|whisper|transcribe|realtime|live|"
-    r"native-audio|moderation|aqa"
+    r"native-audio|moderation|aqa|"
+    r"\b(o\d+|gpt-[\d.]+)-pro\b|codex|computer-use"
 )
 
 __all__ = ["RecordedUpstream", "exchanges_for", "recordings_root"]

@@ -11,8 +11,12 @@ from switchyard.providers.openai_compat import OpenAICompatProvider
 
 
 class OpenAIProvider(OpenAICompatProvider):
-    """Its /models lists every model of the account; the audio-in-chat ones
-    (gpt-4o-audio-preview, gpt-audio) are chat models and stay."""
+    """Its /models lists every model of the account. Not listed here: image, video,
+    speech, transcription, realtime and moderation models, and those OpenAI serves only
+    through its Responses API (o1-pro, o3-pro, gpt-5-pro and later -pro models, the codex
+    models, computer-use-preview), which /v1/chat/completions refuses with a 404. The
+    audio-in-chat ones (gpt-4o-audio-preview, gpt-audio) and the search ones
+    (gpt-4o-search-preview, gpt-5-search-api) are chat models and stay."""
 
     type: ClassVar[str] = "openai"
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
@@ -21,6 +25,7 @@ class OpenAIProvider(OpenAICompatProvider):
     unserved_models: ClassVar[re.Pattern[str] | None] = re.compile(
         r"^(dall-e|gpt-image|chatgpt-image|tts-|whisper|omni-moderation|text-moderation|sora)"
         r"|transcribe|-tts|realtime"
+        r"|^(o\d+|gpt-[\d.]+)-pro\b|codex|^computer-use"
     )
 
     def serves(self, entry: JSON) -> bool:
