@@ -143,6 +143,15 @@ def test_ollama_gets_max_completion_tokens_as_the_max_tokens_it_reads() -> None:
         ("ft:gpt-4o-mini-tts:acme::AbC123", False),
         ("gpt-4o-realtime-preview", False),
         ("gpt-4o-mini", True),
+    ],
+)
+def test_an_openai_fine_tune_is_judged_by_its_base_model(model_id: str, listed: bool) -> None:
+    assert _listed_by_openai(model_id) == listed
+
+
+@pytest.mark.parametrize(
+    ("model_id", "listed"),
+    [
         # Served only by the Responses API: /v1/chat/completions answers 404.
         ("o1-pro", False),
         ("o3-pro-2025-06-10", False),
@@ -159,7 +168,15 @@ def test_ollama_gets_max_completion_tokens_as_the_max_tokens_it_reads() -> None:
         ("gpt-4.5-preview", True),
     ],
 )
-def test_an_openai_fine_tune_is_judged_by_its_base_model(model_id: str, listed: bool) -> None:
+def test_openai_models_only_its_responses_api_serves_are_not_listed(
+    model_id: str, listed: bool
+) -> None:
+    assert _listed_by_openai(model_id) == listed
+
+
+def _listed_by_openai(model_id: str) -> bool:
     provider = create_provider(ProviderConfig(id="openai", type="openai", api_key="k"))
     infos = provider.parse_model_list({"data": [{"id": model_id, "object": "model"}]})
-    assert [i.provider_model_id for i in infos] == ([model_id] if listed else [])
+    listed = [i.provider_model_id for i in infos]
+    assert listed in ([], [model_id])
+    return listed == [model_id]

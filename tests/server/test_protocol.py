@@ -134,7 +134,15 @@ async def test_nothing_is_written_once_the_transport_is_closing() -> None:
 async def test_other_attributes_pass_through() -> None:
     wrapper, _ = _gathering()
     assert wrapper.get_extra_info("peername") == ("127.0.0.1", 5)
+    assert wrapper.get_extra_info("sslcontext", "none") == "none"
     assert wrapper.is_closing() is False
+
+
+def test_every_method_of_a_transport_is_its_own() -> None:
+    # No __getattr__ forwards the rest: a method asyncio.Transport has and the wrapper
+    # does not define would be the base class's, which raises NotImplementedError.
+    public = {name for name in dir(asyncio.Transport) if not name.startswith("_")}
+    assert public <= set(vars(GatheringTransport))
 
 
 @pytest.fixture(scope="module")

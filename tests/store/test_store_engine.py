@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -67,5 +68,26 @@ def test_sqlite_binds_bool_and_none_as_the_driver_does_without_adapters(tmp_path
         connection.executemany("INSERT INTO t VALUES (?, ?)", [(True, None), (False, "k")])
         got = connection.execute("SELECT flag, typeof(flag), who, typeof(who) FROM t").fetchall()
         assert got == [(1, "integer", None, "null"), (0, "integer", "k", "text")]
+    finally:
+        db.dispose()
+
+
+def test_the_adapters_are_registered_unless_the_application_has_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bool_key = (bool, sqlite3.PrepareProtocol)
+    monkeypatch.delitem(sqlite3.adapters, bool_key, raising=False)
+    open_database(make_url(f"sqlite:///{tmp_path}/a.db")).dispose()
+    assert sqlite3.adapters[bool_key] is int  # the cheap binding is in place
+
+    def yes_no(value: bool) -> str:
+        return "yes" if value else "no"
+
+    monkeypatch.setitem(sqlite3.adapters, bool_key, yes_no)  # an application's own
+    db = open_database(make_url(f"sqlite:///{tmp_path}/b.db"))
+    try:
+        connection = db.writer_connection().connection.dbapi_connection
+        assert connection is not None
+        assert connection.execute("SELECT ?", (True,)).fetchone() == ("yes",)
     finally:
         db.dispose()

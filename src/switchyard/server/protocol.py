@@ -88,8 +88,8 @@ class GatheringTransport(asyncio.Transport):
             self._busy = True
         self._tick_soon()
 
-    def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
-        self.write(b"".join(chunks))
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.write(b"".join(list_of_data))
 
     def write_eof(self) -> None:
         self.flush()

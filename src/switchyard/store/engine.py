@@ -206,10 +206,13 @@ def _bind_cheaply() -> None:
     AttributeError inside the driver: 3k instructions of a chat row's 40k insert
     (``streamed``, and ``caller`` without keys; bench/NOTES.md, section 55).
     ``{}.get`` is a C function that returns its argument's lookup, None for None:
-    no Python frame per value."""
-    sqlite3.register_adapter(bool, int)
+    no Python frame per value. An adapter that the application registered first is
+    kept: what it stores is its choice, and ours would change it process-wide."""
     nothing: dict[None, None] = {}
-    sqlite3.register_adapter(type(None), nothing.get)
+    if (bool, sqlite3.PrepareProtocol) not in sqlite3.adapters:
+        sqlite3.register_adapter(bool, int)
+    if (type(None), sqlite3.PrepareProtocol) not in sqlite3.adapters:
+        sqlite3.register_adapter(type(None), nothing.get)
 
 
 def _sqlite_engine(url: URL, begin: str, sync_commits: bool, pool_size: int) -> sa.Engine:
