@@ -13,8 +13,10 @@ from typing import Any, Protocol
 # tuple. (request JSON as the client sent it, the answer JSON as the client got it or a
 # stream's chunks (a JSON array of them, or its SSE events), provider id, started,
 # finished (time.time()), the provider's completion id, streamed, caller, our
-# completion id: the id the client got.)
-Record = tuple[bytes, bytes, str, float, float, str | None, bool, str | None, str]
+# completion id: the id the client got, and whether the answer is known to be a JSON
+# object under that id (a handler serialised it), which the writer then stores without
+# parsing it again.)
+Record = tuple[bytes, bytes, str, float, float, str | None, bool, str | None, str, bool]
 
 
 @dataclass(slots=True)

@@ -50,6 +50,27 @@ def test_an_answer_is_stored_as_the_text_the_client_got_under_its_id() -> None:
     assert column(values, "streamed") is False
 
 
+def test_a_checked_answer_makes_the_same_row_parsing_only_the_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What a chat handler hands over: its own JSON object under the record's id.
+    record = record_of(
+        StoredCall(REQUEST, "openai", 1.5, 2.0, completion=answer(), completion_id="chatcmpl-ours")
+    )
+    checked = (*record[:9], True)
+    unchecked_row = row_values(record)
+    parsed: list[bytes] = []
+    loads = orjson.loads
+
+    def counting_loads(data: bytes) -> object:
+        parsed.append(data)
+        return loads(data)
+
+    monkeypatch.setattr(orjson, "loads", counting_loads)  # the module the writer calls
+    assert row_values(checked) == unchecked_row
+    assert parsed == [orjson.dumps(REQUEST)]
+
+
 @pytest.mark.parametrize("given", [None, "chatcmpl-other"])
 def test_an_answer_is_stored_under_the_id_it_holds_whatever_id_came_with_it(
     given: str | None,
@@ -127,7 +148,18 @@ CHUNKS = [
 
 
 def _streamed(answer: bytes) -> tuple[object, ...]:
-    record = (orjson.dumps(REQUEST), answer, "openai", 1.0, 2.0, "up-1", True, None, "chatcmpl-s")
+    record = (
+        orjson.dumps(REQUEST),
+        answer,
+        "openai",
+        1.0,
+        2.0,
+        "up-1",
+        True,
+        None,
+        "chatcmpl-s",
+        False,
+    )
     return row_values(record)
 
 

@@ -227,7 +227,18 @@ def test_a_saved_stream_is_written_as_sse_events_and_claimed_back_whole(tmp_path
     # events, which the writers of earlier versions read too (after a rollback).
     chunks = [{"id": "c-1", "choices": [{"index": 0, "delta": {"content": t}}]} for t in "ab"]
     array = b"[" + b",".join(orjson.dumps(c) for c in chunks) + b"]"
-    record = (b'{"model": "m", "messages": []}', array, "p", 1.0, 2.0, None, True, None, "c-1")
+    record = (
+        b'{"model": "m", "messages": []}',
+        array,
+        "p",
+        1.0,
+        2.0,
+        None,
+        True,
+        None,
+        "c-1",
+        False,
+    )
     path = spill.save(tmp_path, [record])
     assert orjson.loads(path.read_bytes())["answer"].startswith("data: {")
     claim = spill.claim_one(tmp_path)

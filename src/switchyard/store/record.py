@@ -69,6 +69,7 @@ def record_of(call: StoredCall) -> Record:
             # Fixed here, once: a row made again on a retry must keep its id, so that
             # the insert's ON CONFLICT (id) sees it as the same row.
             our_id or new_completion_id(int(call.started * 1e9)),
+            False,  # the answer is parsed by the writer (a caller's bytes, unchecked)
         )
     )
 
@@ -76,7 +77,8 @@ def record_of(call: StoredCall) -> Record:
 def plain_record(record: Record) -> Record:
     """``record`` with plain types only (str, float, bytes): what marshal takes (a
     subclass, an enum's str or numpy's float, it does not)."""
-    request, answer, provider_id, started, finished, upstream_id, streamed, caller, our_id = record
+    request, answer, provider_id, started, finished, upstream_id = record[:6]
+    streamed, caller, our_id, checked = record[6:]
     return (
         bytes(request),
         bytes(answer),
@@ -87,6 +89,7 @@ def plain_record(record: Record) -> Record:
         bool(streamed),
         None if caller is None else str(caller),
         str(our_id),
+        bool(checked),
     )
 
 
@@ -98,17 +101,31 @@ def row_values(record: Record) -> Values:
     ``metadata`` and ``input_messages`` (as Llama Stack returns them) and what only we
     know: the provider, the provider's own completion id, timings, whether it streamed.
     """
-    request_raw, answer, provider_id, started, finished, upstream_id, streamed, caller, our_id = (
-        record
-    )
+    (
+        request_raw,
+        answer,
+        provider_id,
+        started,
+        finished,
+        upstream_id,
+        streamed,
+        caller,
+        our_id,
+        checked,
+    ) = record
     try:
         request = orjson.loads(request_raw)
         if not isinstance(request, dict):
             raise MalformedRecord("the request is not a JSON object")
-        row_id, completion_text, completion = _completion(answer, streamed, our_id)
+        if checked and not streamed:
+            # The handler's own JSON object under our id (chat.py): stored as the very
+            # text the client got, without parsing it again.
+            row_id, completion_text, completion = our_id, answer.decode(), None
+        else:
+            row_id, completion_text, completion = _completion(answer, streamed, our_id)
         messages = request.get("messages")
         metadata = request.get("metadata")
-        model = request.get("model") or completion.get("model") or ""
+        model = request.get("model") or (completion or {}).get("model") or ""
         rest = {k: v for k, v in request.items() if k not in _REQUEST_OWN_COLUMNS}
         # Serialised here, inside the try: JSON read from a client can nest deeper than
         # orjson writes (1,024 against 254 levels), which must refuse the record, not
@@ -141,10 +158,11 @@ def row_values(record: Record) -> Values:
 
 
 def _completion(answer: bytes, streamed: bool, our_id: str) -> tuple[str, str, dict[str, Any]]:
-    """The row's id, its completion as JSON text, and the completion.
+    """The row's id, its completion as JSON text, and the completion, for an answer
+    not known to be a JSON object under ``our_id`` (the record's last field).
 
-    A whole answer holding the record's id (the handler's, always) goes in as the very
-    text the client got: it is parsed, to be sure it is a JSON object, but not
+    A whole answer holding the record's id goes in as the very text given: it is
+    parsed, to be sure it is a JSON object, but not
     serialised again, nor made into a row by way of a dict (17% of the writer's
     instructions per row; bench/NOTES.md, section 20). Otherwise (a stream's chunks, an
     answer under another id or none) the row takes the id inside it, the one its client

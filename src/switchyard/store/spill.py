@@ -103,7 +103,10 @@ def _sync_directory(directory: Path) -> None:
 
 
 def _line(record: Record) -> dict[str, Any]:
-    request, answer, provider_id, started, finished, upstream_id, streamed, caller, our_id = record
+    # Whether the answer was checked is not kept: read back from a file, it is parsed.
+    request, answer, provider_id, started, finished, upstream_id, streamed, caller, our_id = record[
+        :9
+    ]
     return {
         "id": our_id,
         "provider_id": provider_id,
@@ -147,6 +150,7 @@ def _record(item: dict[str, Any]) -> Record:
         item["streamed"],
         item["caller"],
         item["id"],
+        False,
     )
 
 
