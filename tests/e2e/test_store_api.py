@@ -66,6 +66,18 @@ def test_a_completion_is_stored_under_our_own_id(client: openai.OpenAI) -> None:
     assert extra["switchyard"]["provider_id"] == "fake"
 
 
+def test_a_stored_completion_is_the_answer_the_client_got(
+    server: ServerHandle, client: openai.OpenAI
+) -> None:
+    # The handler's answer goes into its row unparsed (bench/NOTES.md, section 57): what
+    # a read gives back is that answer, plus what only the store adds.
+    sent = client.chat.completions.with_raw_response.create(model=MODEL, messages=ask("same"))
+    answer = sent.http_response.json()
+    stored = httpx.get(f"{server.base_url}/chat/completions/{answer['id']}").json()
+    added = {"metadata", "input_messages", "switchyard"}
+    assert {k: v for k, v in stored.items() if k not in added} == answer
+
+
 def test_a_stream_with_tool_calls_is_stored_assembled(client: openai.OpenAI) -> None:
     body: dict[str, Any] = {"model": MODEL, "messages": ask("weather?"), "tools": TOOLS}
     stream = client.chat.completions.create(

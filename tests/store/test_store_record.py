@@ -71,6 +71,14 @@ def test_a_checked_answer_makes_the_same_row_parsing_only_the_request(
     assert parsed == [orjson.dumps(REQUEST)]
 
 
+def test_a_record_of_nine_fields_is_taken_as_unchecked() -> None:
+    # A record built before the ``checked`` field (a plugin's hand-over): parsed, stored.
+    record = record_of(
+        StoredCall(REQUEST, "openai", 1.5, 2.0, completion=answer(), completion_id="chatcmpl-ours")
+    )
+    assert row_values(record[:9]) == row_values(record)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("given", [None, "chatcmpl-other"])
 def test_an_answer_is_stored_under_the_id_it_holds_whatever_id_came_with_it(
     given: str | None,

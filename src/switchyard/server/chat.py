@@ -69,6 +69,7 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
                     started,
                     upstream_id,
                     True,
+                    False,  # chunks, which the writer parses to assemble them
                     caller,
                     overrides,
                 )
@@ -85,8 +86,20 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
         result.update(overrides)
         answer = orjson.dumps(result)
         if sink is not None:
+            # A plain dict holding our id, serialised here: the writer need not parse it
+            # again (-19% of its instructions a chat row; bench/NOTES.md, section 57). A
+            # plugin's dict subclass may not hold what ``update`` was given: parsed.
+            checked = type(result) is dict
             record = _record(
-                raw, answer, entry.provider_id, started, upstream_id, False, caller, overrides
+                raw,
+                answer,
+                entry.provider_id,
+                started,
+                upstream_id,
+                False,
+                checked,
+                caller,
+                overrides,
             )
             waiting = sink.hand_over(record)
             if waiting is not None:
@@ -103,6 +116,7 @@ def _record(
     started: float,
     upstream_id: Any,
     streamed: bool,
+    checked: bool,
     caller: str | None,
     overrides: dict[str, Any],
 ) -> Record:
@@ -122,8 +136,5 @@ def _record(
         streamed,
         caller,
         overrides["id"],
-        # A whole answer is ``orjson.dumps`` of a dict holding that id (the handler's
-        # own), so the writer need not parse it again: 15.6k instructions of its ~87k
-        # a chat row (bench/NOTES.md, section 57).
-        not streamed,
+        checked,
     )

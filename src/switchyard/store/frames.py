@@ -13,7 +13,10 @@ import marshal
 from typing import IO, Any
 
 HEADER = 8
-READY = ("ready", "switchyard-store-writer/1")  # the writer process's first answer
+# The writer process's first answer. Its version changes with the records' shape: a
+# worker whose package was replaced under it, and that starts a writer process of the
+# new code, sees another answer and writes in a thread of its own code instead.
+READY = ("ready", "switchyard-store-writer/2")
 
 
 def frame(payload: Any) -> bytes:

@@ -101,19 +101,11 @@ def row_values(record: Record) -> Values:
     ``metadata`` and ``input_messages`` (as Llama Stack returns them) and what only we
     know: the provider, the provider's own completion id, timings, whether it streamed.
     """
-    (
-        request_raw,
-        answer,
-        provider_id,
-        started,
-        finished,
-        upstream_id,
-        streamed,
-        caller,
-        our_id,
-        checked,
-    ) = record
     try:
+        # A record of nine fields (before ``checked``; a plugin's) is taken as unchecked.
+        request_raw, answer, provider_id, started, finished, upstream_id = record[:6]
+        streamed, caller, our_id = record[6:9]
+        checked = record[9] if len(record) > 9 else False
         request = orjson.loads(request_raw)
         if not isinstance(request, dict):
             raise MalformedRecord("the request is not a JSON object")
@@ -159,14 +151,14 @@ def row_values(record: Record) -> Values:
 
 def _completion(answer: bytes, streamed: bool, our_id: str) -> tuple[str, str, dict[str, Any]]:
     """The row's id, its completion as JSON text, and the completion, for an answer
-    not known to be a JSON object under ``our_id`` (the record's last field).
+    not marked ``checked`` (the record's last field).
 
-    A whole answer holding the record's id goes in as the very text given: it is
-    parsed, to be sure it is a JSON object, but not
-    serialised again, nor made into a row by way of a dict (17% of the writer's
-    instructions per row; bench/NOTES.md, section 20). Otherwise (a stream's chunks, an
-    answer under another id or none) the row takes the id inside it, the one its client
-    saw, and the completion is serialised from what was parsed.
+    A whole answer holding the record's id goes in as the very text given: it is parsed,
+    to be sure it is a JSON object, but not serialised again, nor made into a row by way
+    of a dict (17% of the writer's instructions per row; bench/NOTES.md, section 20).
+    Otherwise (a stream's chunks, an answer under another id or none) the row takes the
+    id inside it, the one its client saw, and the completion is serialised from what
+    was parsed.
     """
     if streamed:
         completion = assemble(_chunks(answer))
