@@ -104,9 +104,8 @@ def _sync_directory(directory: Path) -> None:
 
 def _line(record: Record) -> dict[str, Any]:
     # Whether the answer was checked is not kept: read back from a file, it is parsed.
-    request, answer, provider_id, started, finished, upstream_id, streamed, caller, our_id = record[
-        :9
-    ]
+    request, answer, provider_id, started, finished, upstream_id = record[:6]
+    streamed, caller, our_id = record[6:9]
     return {
         "id": our_id,
         "provider_id": provider_id,
