@@ -69,7 +69,6 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
                     started,
                     upstream_id,
                     True,
-                    False,  # chunks, which the writer parses to assemble them
                     caller,
                     overrides,
                 )
@@ -86,10 +85,8 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
         result.update(overrides)
         answer = orjson.dumps(result)
         if sink is not None:
-            # A plain dict holding our id, serialised here: the writer need not parse it
-            # again (-19% of its instructions a chat row; bench/NOTES.md, section 57). A
-            # plugin's dict subclass may not hold what ``update`` was given: parsed.
-            checked = type(result) is dict
+            # Serialised here from a plain dict holding our id: the writer need not parse
+            # it again (bench/NOTES.md, 57). A plugin's dict subclass may not hold it.
             record = _record(
                 raw,
                 answer,
@@ -97,9 +94,9 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
                 started,
                 upstream_id,
                 False,
-                checked,
                 caller,
                 overrides,
+                checked=type(result) is dict,
             )
             waiting = sink.hand_over(record)
             if waiting is not None:
@@ -116,9 +113,9 @@ def _record(
     started: float,
     upstream_id: Any,
     streamed: bool,
-    checked: bool,
     caller: str | None,
     overrides: dict[str, Any],
+    checked: bool = False,
 ) -> Record:
     """What the store keeps of a call: bytes the handler has, as they are. Not a
     StoredCall: the fewer calls between here and the queue, the cheaper (writer.put).
