@@ -11,11 +11,11 @@ from typing import Any, Protocol
 
 # A finished call as the handler hands it over: the bytes it already has, in one flat
 # tuple. (request JSON as the client sent it, the answer JSON as the client got it or a
-# stream's chunks (a JSON array of them, or its SSE events), provider id, started,
-# finished (time.time()), the provider's completion id, streamed, caller, our
-# completion id: the id the client got, and ``checked``: the answer is a JSON object
-# under that id that the handler serialised itself from a plain dict, which the writer
-# stores without parsing it again.)
+# stream's chunks (a JSON array of them, those that only add text as their text; or its
+# SSE events), provider id, started, finished (time.time()), the provider's completion
+# id, streamed, caller, our completion id: the id the client got, and ``checked``: the
+# answer is a JSON object under that id that the handler serialised itself from a plain
+# dict, which the writer stores without parsing it again.)
 Record = tuple[bytes, bytes, str, float, float, str | None, bool, str | None, str, bool]
 
 

@@ -7,10 +7,12 @@ from typing import Any
 
 import orjson
 import pytest
+from tests.support.recorded_upstream import exchanges_for
 
 from switchyard import metrics
 from switchyard.server import stream
 from switchyard.server.stream import DONE_EVENT, Tap, relay
+from switchyard.store.assemble import assemble
 
 OURS = {"id": "chatcmpl-ours", "model": "up/m"}
 
@@ -36,10 +38,11 @@ async def test_the_chunks_of_one_read_go_out_as_one_piece() -> None:
     tap = Tap()
     pieces = await relayed(reads([chunk(1), chunk(2)], [], [chunk(3)]), tap)
     assert pieces == [event(1) + event(2), event(3), DONE_EVENT]
-    # What the store gets: the very chunks the events carried, as one JSON array.
+    # What the store gets: the chunks the events carried, as one JSON array; those
+    # that only add text to what the chunk before them had, as their text.
     answer = tap.answer()
     assert answer is not None
-    assert orjson.loads(answer) == [{**chunk(n), **OURS} for n in (1, 2, 3)]
+    assert orjson.loads(answer) == [{**chunk(1), **OURS}, "2", "3"]
     assert tap.provider_completion_id == "up-1"
 
 
@@ -61,8 +64,146 @@ async def test_a_stream_past_what_the_store_keeps_is_relayed_whole_and_not_store
     monkeypatch.setattr(stream, "MAX_KEPT", len(event(1)) * 3)  # about three chunks
     dropped = metrics.STORE_DROPPED._value.get()
     tap = Tap()
-    pieces = await relayed(reads(*[[chunk(n)] for n in range(10)]), tap)
-    assert pieces == [*(event(n) for n in range(10)), DONE_EVENT]
+    # Each with a fingerprint of its own, so each is kept whole.
+    chunks = [{**chunk(n), "system_fingerprint": str(n)} for n in range(10)]
+    pieces = await relayed(reads(*[[c] for c in chunks]), tap)
+    events = [b"data: " + orjson.dumps({**c, **OURS}) + b"\n\n" for c in chunks]
+    assert pieces == [*events, DONE_EVENT]
     assert tap.chunks is None  # let go of, not held to the end
     assert tap.answer() is None
     assert metrics.STORE_DROPPED._value.get() == dropped + 1
+
+
+def kept(chunks: list[dict[str, Any]], *, batch: int = 1) -> list[Any]:
+    """What a tap keeps of ``chunks`` relayed ``batch`` at a time."""
+    tap = Tap()
+    for start in range(0, len(chunks), batch):
+        stream._sse([dict(c) for c in chunks[start : start + batch]], dict(OURS), tap)
+    answer = tap.answer()
+    assert answer is not None
+    kept: list[Any] = orjson.loads(answer)
+    return kept
+
+
+def sent(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**c, **OURS} for c in chunks]
+
+
+def text_chunk(delta: dict[str, Any], **top: Any) -> dict[str, Any]:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+    return {"object": "chat.completion.chunk", "created": 7, "choices": [choice], **top}
+
+
+def test_a_stream_of_text_is_kept_as_its_texts_between_its_first_and_last_chunks() -> None:
+    # OpenAI's shape: the role first, then text, then the finish with usage.
+    last = text_chunk({}, usage={"total_tokens": 3})
+    last["choices"][0]["finish_reason"] = "stop"
+    chunks = [text_chunk({"role": "assistant", "content": ""})]
+    chunks += [text_chunk({"content": t}, obfuscation=t * 3) for t in ("He", "llo", "")]
+    chunks.append(last)
+    for batch in (1, 2, 5):
+        assert kept(chunks, batch=batch) == [sent(chunks)[0], "He", "llo", "", sent(chunks)[-1]]
+    assert assemble(kept(chunks)) == assemble(sent(chunks))
+
+
+def test_a_repeated_role_and_numbers_beside_the_text_are_left_out_after_the_role() -> None:
+    # Ollama repeats the role in every delta; Together adds each token's id.
+    chunks = [
+        text_chunk({"role": "assistant", "content": t, "token_id": n, "refusal": None})
+        for n, t in enumerate(("a", "b", "c"))
+    ]
+    assert kept(chunks) == [sent(chunks)[0], "b", "c"]
+    # Before any chunk kept whole gave the role, a role is not left out.
+    chunks = [text_chunk({"content": "a"}), text_chunk({"role": "tool", "content": "b"})]
+    assert kept(chunks) == sent(chunks)
+    assert assemble(kept(chunks))["choices"][0]["message"]["role"] == "tool"
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"system_fingerprint": "fp_2"}, "a top-level field assemble() reads changed"),
+        ({"usage": {"total_tokens": 1}}, "usage"),
+        ({"usage": {}}, "any usage, even one equal to the last chunk's"),
+        ({"created": 8}, "created"),
+        ({"choices": [{"index": 1, "delta": {"content": "x"}}]}, "another choice"),
+        ({"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "stop"}]}, "end"),
+        ({"choices": [{"index": 0, "delta": {"content": "x"}, "logprobs": {"content": []}}]}, ""),
+        ({"choices": [{"index": 0, "delta": {"content": "x", "reasoning_content": "y"}}]}, ""),
+        ({"choices": [{"index": 0, "delta": {"content": "x", "tool_calls": []}}]}, "a list"),
+        ({"choices": [{"index": 0, "delta": {"refusal": "no"}}]}, "not content"),
+        ({"choices": [{"index": 0, "delta": {"content": 5}}]}, "not a string"),
+        ({"choices": [{"delta": {"content": "x"}}]}, "no index"),
+        ({"choices": [{"index": 0, "delta": {"content": "x"}}, {"index": 1, "delta": {}}]}, "2"),
+    ],
+)
+def test_a_chunk_that_adds_more_than_text_is_kept_whole(change: dict[str, Any], why: str) -> None:
+    chunks = [text_chunk({"role": "assistant", "content": "a"})]
+    chunks.append({**text_chunk({"content": "b"}), **change})  # text, but for the change
+    assert kept(chunks) == sent(chunks), why
+
+
+def recorded_streams() -> list[Any]:
+    providers = ("azure", "bedrock", "cerebras", "databricks", "fireworks", "ollama")
+    providers += ("openai", "tgi", "together", "vllm")
+    return [
+        pytest.param(e.events, id=e.source.rsplit("/", 2)[-2] + "/" + e.source.rsplit("/")[-1])
+        for provider in providers
+        for e in exchanges_for(provider)
+        if e.is_stream and e.endpoint == "/v1/chat/completions"
+    ]
+
+
+RECORDED = recorded_streams()
+
+
+@pytest.mark.parametrize("events", RECORDED)
+def test_every_recorded_stream_is_stored_as_its_whole_chunks_would_be(events: list[Any]) -> None:
+    chunks = [e for e in events if isinstance(e, dict)]
+    assert assemble(kept(chunks, batch=3)) == assemble(sent(chunks))
+
+
+def test_the_recorded_streams_are_mostly_kept_as_texts() -> None:
+    # Not a vacuous comparison above: most of their chunks are kept as text.
+    pieces = [p for events in RECORDED for p in kept([e for e in events.values[0]])]
+    assert len(RECORDED) > 100
+    assert sum(isinstance(p, str) for p in pieces) > len(pieces) / 2
+
+
+def test_without_our_id_and_model_in_every_chunk_each_is_kept_whole() -> None:
+    # Azure's first chunk has an empty id: the stream's id is then the next chunk's,
+    # which only the chat handler's overrides make the same in every chunk.
+    chunks = [
+        text_chunk({"role": "assistant", "content": ""}, id="", model=""),
+        text_chunk({"content": "a"}, id="up-2", model="m"),
+    ]
+    tap = Tap()
+    stream._sse([dict(c) for c in chunks], {}, tap)
+    answer = tap.answer()
+    assert answer is not None
+    assert orjson.loads(answer) == chunks
+    assert assemble(orjson.loads(answer))["id"] == "up-2"
+
+
+def test_a_fingerprint_equal_in_python_but_not_in_json_is_kept_whole() -> None:
+    # 0, 0.0 and False are equal in Python; the last one is the one stored.
+    chunks = [
+        text_chunk({"role": "assistant", "content": "a"}, system_fingerprint=0),
+        text_chunk({"content": "b"}, system_fingerprint=0.0),
+        text_chunk({"content": "c"}, system_fingerprint=0.0),
+    ]
+    assert kept(chunks) == sent(chunks)
+    assert assemble(kept(chunks))["system_fingerprint"] == 0.0
+
+
+async def test_texts_count_against_what_the_store_keeps_as_their_whole_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A provider looping on empty texts: each kept as "" still counts as its chunk.
+    looping = [text_chunk({"role": "assistant", "content": ""})]
+    looping += [text_chunk({"content": ""}) for _ in range(20)]
+    size = sum(len(orjson.dumps({**c, **OURS})) for c in looping)
+    monkeypatch.setattr(stream, "MAX_KEPT", size - 1)
+    tap = Tap()
+    await relayed(reads(*[[dict(c)] for c in looping]), tap)
+    assert tap.answer() is None

@@ -185,7 +185,7 @@ def test_a_streams_chunks_as_a_json_array_or_as_sse_events_make_the_same_row() -
     assert column(from_array, "streamed") is True
 
 
-@pytest.mark.parametrize("answer", [b"[1, 2]", b'[{"choices": []}, "x"]', b"[{"])
+@pytest.mark.parametrize("answer", [b"[1, 2]", b'[{"choices": []}, ["x"]]', b"[{"])
 def test_a_stream_whose_chunks_are_not_json_objects_is_refused(answer: bytes) -> None:
     with pytest.raises(MalformedRecord):
         _streamed(answer)
@@ -198,3 +198,20 @@ def test_a_stream_saved_for_later_is_kept_as_sse_events_which_every_version_read
     assert _streamed(events) == _streamed(array)
     assert as_events(events) == events  # already events: as it is
     assert as_events(b"[{") == b"[{"  # not JSON: refused when claimed, as now
+
+
+# The tap keeps a chunk that only adds text as its text alone (server/stream.py).
+COMPACT = b"[" + orjson.dumps(CHUNKS[0]) + b',"h\\u00e9","!"]'
+
+
+def test_a_text_kept_alone_makes_the_row_its_whole_chunk_makes() -> None:
+    array = b"[" + b",".join(orjson.dumps(c) for c in CHUNKS) + b"]"
+    assert _streamed(COMPACT) == _streamed(array)
+
+
+def test_a_text_kept_alone_is_saved_for_later_as_the_chunk_it_stands_for() -> None:
+    # An older version claiming the file after a rollback reads only objects.
+    events = as_events(COMPACT)
+    assert b'data: "' not in events
+    assert events.count(b"data: {") == len(CHUNKS)
+    assert _streamed(events) == _streamed(COMPACT)

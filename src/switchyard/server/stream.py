@@ -23,41 +23,143 @@ log = logging.getLogger(__name__)
 DONE_EVENT = b"data: [DONE]\n\n"
 
 
-# The most of a stream the store keeps: its chunks' JSON. 128K tokens of text (any
-# model's longest answer) take ~40 MB; a provider stuck in a loop could send without end.
+# The most of a stream the store keeps, counted as its chunks' JSON (what the client is
+# sent, whatever the tap holds of it). 128K tokens of text (any model's longest answer)
+# take ~40 MB; a provider stuck in a loop could send without end.
 MAX_KEPT = 128 * 1024 * 1024
 
 
 class Tap:
-    """What the store keeps of a stream as it passes: the JSON of each chunk the client
-    was sent (None once past MAX_KEPT: the stream is relayed but not stored), and the
-    provider's own id for the completion (from its first chunk)."""
+    """What the store keeps of a stream as it passes: each chunk the client was sent
+    (None once past MAX_KEPT: the stream is relayed but not stored), and the provider's
+    own id for the completion (from its first chunk).
 
-    __slots__ = ("chunks", "kept", "provider_completion_id")
+    A chunk that only adds text to the first choice, and whose other fields are those
+    of the last chunk kept whole, is kept as its text alone (a JSON string): the writer
+    then parses a string and appends it, instead of parsing and walking the whole chunk
+    again (most of a stored stream's cost). It costs the worker ~5k instructions a
+    chunk and saves the writer ~12k (bench/NOTES.md, section 60). The assembled row is
+    the same either way (``store/assemble.py``).
+    """
+
+    __slots__ = ("chunks", "kept", "last", "provider_completion_id", "role_known")
 
     def __init__(self) -> None:
-        self.chunks: list[bytes] | None = []
+        # Each chunk kept whole as its JSON (a fragment orjson copies as it is), or the
+        # text of one kept as its text alone: answer() serialises them in one call.
+        self.chunks: list[orjson.Fragment | str] | None = []
         self.kept = 0
         self.provider_completion_id: Any = None
+        # What assemble() reads from a chunk's top level besides the id and model (ours)
+        # and usage (only a chunk without it is kept as text), as the last chunk kept
+        # whole had it: a chunk with other values there is kept whole, so that the first
+        # non-empty ``created`` and the last non-null fingerprint and service tier stay
+        # what they are in the whole stream. None: compare with nothing.
+        self.last: tuple[Any, ...] | None = None
+        # Whether a chunk kept whole gave the first choice its role: assemble() keeps
+        # the first, so a later one (Ollama repeats it in every delta) changes nothing.
+        self.role_known = False
 
-    def keep(self, dumped: list[bytes]) -> None:
-        if self.chunks is None:
-            return
-        self.kept += sum(map(len, dumped))
-        if self.kept <= MAX_KEPT:
-            self.chunks.extend(dumped)
-            return
-        self.chunks = None
-        STORE_DROPPED.inc()
-        log.warning("a stream passed %d MiB: relayed on, but not stored", MAX_KEPT // 2**20)
+    def dump(self, chunks: list[dict[str, Any]], overrides: dict[str, Any]) -> list[bytes]:
+        """Each chunk's JSON, with ``overrides`` put in, as the client is sent it; and
+        what the store keeps of it. One loop for both: this runs for every chunk."""
+        kept = self.chunks
+        if kept is None:
+            return _dumped(chunks, overrides)
+        # The chat handler's overrides put one id and one model in every chunk: they are
+        # then the stream's, whatever a chunk kept as its text alone carried.
+        compact = bool(overrides.get("id") and overrides.get("model"))
+        dumped = []
+        size = self.kept
+        for chunk in chunks:
+            if not self.provider_completion_id:
+                # The first id given (Azure's first chunk has an empty one), before ours.
+                self.provider_completion_id = chunk.get("id")
+            chunk.update(overrides)
+            data = orjson.dumps(chunk)
+            dumped.append(data)
+            top = (
+                chunk.get("created"),
+                chunk.get("system_fingerprint"),
+                chunk.get("service_tier"),
+            )
+            text = None
+            choices = chunk.get("choices")
+            if (
+                compact
+                and top == self.last
+                and chunk.get("usage") is None
+                and type(choices) is list
+                and len(choices) == 1
+                and type(choice := choices[0]) is dict
+                and choice.get("index") == 0
+                and choice.get("finish_reason") is None
+                and choice.get("logprobs") is None
+                and type(delta := choice.get("delta")) is dict
+            ):
+                text = delta.get("content")
+                if len(delta) != 1 or type(text) is not str:
+                    text = _only_text(delta, self.role_known)
+            if text is None:
+                self.last = top if _plain(top) else None
+                self.role_known = self.role_known or _gives_role(choices)
+                kept.append(orjson.Fragment(data))
+            else:
+                kept.append(text)
+            size += len(data)
+        self.kept = size
+        if size > MAX_KEPT:
+            self.chunks = None
+            STORE_DROPPED.inc()
+            log.warning("a stream passed %d MiB: relayed on, but not stored", MAX_KEPT // 2**20)
+        return dumped
 
     def answer(self) -> bytes | None:
-        """The chunks as one JSON array: what the store's writer parses in one call,
-        with no SSE framing to take apart (bench/NOTES.md, section 37). None for a
-        stream too large to keep."""
+        """The chunks as one JSON array (an object per chunk kept whole, a string per
+        text kept alone): what the store's writer parses in one call, with no SSE
+        framing to take apart (bench/NOTES.md, section 37). None for a stream too large
+        to keep."""
         if self.chunks is None:
             return None
-        return b"[" + b",".join(self.chunks) + b"]"
+        return orjson.dumps(self.chunks)
+
+
+def _only_text(delta: dict[str, Any], role_known: bool) -> str | None:
+    """The delta's text, if that is all it adds to the assembled message: its other
+    fields are null, a role after the first, or numbers (Together's ``token_id``),
+    which assemble() does not keep. None otherwise."""
+    text = delta.get("content")
+    if type(text) is not str:
+        return None
+    for key, value in delta.items():
+        if key == "content" or value is None:
+            continue
+        if key == "role" and role_known and type(value) is str:
+            continue
+        if type(value) not in (int, float, bool):
+            return None
+    return text
+
+
+def _plain(top: tuple[Any, ...]) -> bool:
+    """Whether the fingerprint and the service tier are strings or null: for those,
+    equal in Python is the same JSON (1, 1.0 and True are equal, but not the same)."""
+    _, fingerprint, tier = top
+    return (fingerprint is None or type(fingerprint) is str) and (tier is None or type(tier) is str)
+
+
+def _gives_role(choices: Any) -> bool:
+    """Whether a chunk kept whole sets the first choice's role in assemble()."""
+    if type(choices) is not list:
+        return False
+    for position, choice in enumerate(choices):
+        if type(choice) is not dict:
+            continue
+        index = choice.get("index")
+        delta = choice.get("delta")
+        if (index if type(index) is int else position) == 0 and type(delta) is dict:
+            return type(delta.get("role")) is str
+    return False
 
 
 async def relay(
@@ -96,15 +198,15 @@ async def relay(
 
 def _sse(chunks: list[dict[str, Any]], overrides: dict[str, Any], tap: Tap | None) -> bytes:
     """The SSE events of chunks that arrived together, as one piece."""
-    dumped = []
-    for chunk in chunks:
-        if tap is not None and not tap.provider_completion_id:
-            # The first id given (Azure's first chunk has an empty one), before ours.
-            tap.provider_completion_id = chunk.get("id")
-        chunk.update(overrides)
-        dumped.append(orjson.dumps(chunk))
+    dumped = _dumped(chunks, overrides) if tap is None else tap.dump(chunks, overrides)
     if not dumped:  # a plugin's empty batch (say, a generator): no event at all
         return b""
-    if tap is not None:
-        tap.keep(dumped)
     return b"data: " + b"\n\ndata: ".join(dumped) + b"\n\n"
+
+
+def _dumped(chunks: list[dict[str, Any]], overrides: dict[str, Any]) -> list[bytes]:
+    dumped = []
+    for chunk in chunks:
+        chunk.update(overrides)
+        dumped.append(orjson.dumps(chunk))
+    return dumped

@@ -243,10 +243,26 @@ class _ByIndex:
         return self.items
 
 
-def assemble(chunks: list[JSON]) -> JSON:
-    """The ``chat.completion`` object equivalent to ``chunks`` (one stream, in order)."""
+def assemble(chunks: list[JSON | str]) -> JSON:
+    """The ``chat.completion`` object equivalent to ``chunks`` (one stream, in order).
+
+    A string among them is a chunk the stream's tap kept as its text alone
+    (``server/stream.py``): it stands for a delta ``{"content": text}`` of the first
+    choice, and for nothing else."""
     choices: dict[int, _Choice] = {}
+    whole: list[JSON] = []
     for chunk in chunks:
+        if isinstance(chunk, str):
+            first = choices.get(0)
+            if first is None:
+                first = choices[0] = _Choice()
+            parts = first.text.get("content")
+            if parts is None:
+                first.text["content"] = [chunk]
+            else:
+                parts.append(chunk)
+            continue
+        whole.append(chunk)
         for position, choice in enumerate(chunk.get("choices") or ()):
             index = choice.get("index")
             if type(index) is not int:
@@ -256,14 +272,14 @@ def assemble(chunks: list[JSON]) -> JSON:
                 assembled = choices[index] = _Choice()
             assembled.add(choice)
     return {
-        "id": _first(chunks, "id"),
+        "id": _first(whole, "id"),
         "object": "chat.completion",
-        "created": _first(chunks, "created"),
-        "model": _first(chunks, "model"),
+        "created": _first(whole, "created"),
+        "model": _first(whole, "model"),
         "choices": [choices[i].result(i) for i in sorted(choices)],
-        "usage": _last(chunks, "usage"),
-        "system_fingerprint": _last(chunks, "system_fingerprint"),
-        "service_tier": _last(chunks, "service_tier"),
+        "usage": _last(whole, "usage"),
+        "system_fingerprint": _last(whole, "system_fingerprint"),
+        "service_tier": _last(whole, "service_tier"),
     }
 
 

@@ -16,7 +16,7 @@ HEADER = 8
 # The writer process's first answer. Its version changes with the records' shape: a
 # worker whose package was replaced under it, and that starts a writer process of the
 # new code, sees another answer and writes in a thread of its own code instead.
-READY = ("ready", "switchyard-store-writer/2")
+READY = ("ready", "switchyard-store-writer/3")
 
 
 def frame(payload: Any) -> bytes:

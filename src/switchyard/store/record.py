@@ -2,12 +2,12 @@
 
 A handler hands over the bytes it already has (the client's request as sent, the
 answer as the client got it: a JSON object, or a stream's chunks as a JSON array of
-the very chunks its events carried), so the request path serialises nothing twice and
-parses nothing for the store. The writer (in its own process by default) parses the
-request and assembles a stream's chunks; the handler's whole answer goes into its row
-as it is. A record is a flat tuple of bytes, strings and numbers: cheap to marshal, and
-nothing the garbage collector traverses while it waits in the queue (bench/NOTES.md,
-section 7).
+the chunks its events carried, those that only add text as their text), so the request
+path serialises nothing twice and parses nothing for the store. The writer (in its own
+process by default) parses the request and assembles a stream's chunks; the handler's
+whole answer goes into its row as it is. A record is a flat tuple of bytes, strings and
+numbers: cheap to marshal, and nothing the garbage collector traverses while it waits
+in the queue (bench/NOTES.md, section 7).
 """
 
 from __future__ import annotations
@@ -178,7 +178,9 @@ def _chunks(answer: bytes) -> list[Any]:
     whole stream), or SSE events (``StoredCall.events``; records that an earlier
     version saved at shutdown)."""
     if answer[:1] == b"[":
-        chunks: list[Any] = orjson.loads(answer)  # a chunk not an object fails in assemble
+        # An object per chunk, or a string for a text the tap kept alone; anything else
+        # fails in assemble.
+        chunks: list[Any] = orjson.loads(answer)
         return chunks
     parser = SSEParser()
     return [orjson.loads(data) for data in parser.feed(answer) + parser.flush() if data != DONE]
@@ -194,7 +196,15 @@ def as_events(answer: bytes) -> bytes:
         chunks = orjson.loads(answer)
     except orjson.JSONDecodeError:
         return answer  # refused as it is when claimed, as it would be now
-    return b"".join(b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in chunks)
+    return b"".join(b"data: " + orjson.dumps(_whole(chunk)) + b"\n\n" for chunk in chunks)
+
+
+def _whole(chunk: Any) -> Any:
+    """A chunk as an event carries it: a text the tap kept alone (a string) becomes the
+    chunk it stands for, which every version's assemble() reads the same way."""
+    if type(chunk) is str:
+        return {"choices": [{"index": 0, "delta": {"content": chunk}}]}
+    return chunk
 
 
 def record_id(record: Record) -> str:
