@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -265,3 +266,87 @@ def test_openrouter_reasoning_details_are_merged_by_index() -> None:
         {"type": "reasoning.summary", "summary": "s"},
     ]
     assert chunks[0]["choices"][0]["delta"]["reasoning_details"][0]["text"] == "Let me "
+
+
+# Chunks of any shape a provider might send: assemble() runs when a stored stream is
+# read, so it must make a completion of anything, and never raise.
+ODD_VALUES: list[Any] = [None, True, 0, 1, 2.5, "", "x", "assistant", [], {}, [True], {"x": 1}]
+
+
+def _odd(rng: random.Random, make: Any) -> Any:
+    return make() if rng.random() < 0.75 else rng.choice(ODD_VALUES)
+
+
+def _odd_delta(rng: random.Random) -> dict[str, Any]:
+    def call() -> dict[str, Any]:
+        function = {"name": _odd(rng, lambda: "f"), "arguments": _odd(rng, lambda: "{")}
+        return {
+            "index": _odd(rng, lambda: rng.randint(0, 2)),
+            "id": _odd(rng, lambda: rng.choice(["a", "b"])),
+            "function": _odd(rng, lambda: function),
+        }
+
+    makers: dict[str, Any] = {
+        "role": lambda: "assistant",
+        "content": lambda: rng.choice(["a", "", None]),
+        "tool_calls": lambda: [_odd(rng, call) for _ in range(rng.randint(0, 2))],
+        "function_call": lambda: {"name": _odd(rng, lambda: "f")},
+        "audio": lambda: {"data": _odd(rng, lambda: "ab"), "id": "a"},
+        "reasoning_details": lambda: [{"index": _odd(rng, lambda: 0), "text": "t"}],
+        "refusal": lambda: "no",
+        "token_id": lambda: 5,
+    }
+    return {k: _odd(rng, make) for k, make in makers.items() if rng.random() < 0.4}
+
+
+def _odd_chunk(rng: random.Random) -> Any:
+    def choice() -> dict[str, Any]:
+        return {
+            "index": _odd(rng, lambda: rng.randint(0, 2)),
+            "delta": _odd(rng, lambda: _odd_delta(rng)),
+            "logprobs": _odd(rng, lambda: {"content": _odd(rng, lambda: [{"t": 1}])}),
+            "finish_reason": _odd(rng, lambda: "stop"),
+        }
+
+    made = {
+        "id": _odd(rng, lambda: "chatcmpl-x"),
+        "created": _odd(rng, lambda: 7),
+        "usage": _odd(rng, lambda: None),
+        "choices": _odd(rng, lambda: [_odd(rng, choice) for _ in range(rng.randint(0, 3))]),
+    }
+    return _odd(rng, lambda: made)
+
+
+def test_chunks_of_any_shape_make_a_completion_and_never_raise() -> None:
+    rng = random.Random(5)
+    for _ in range(5_000):
+        chunks = [_odd_chunk(rng) for _ in range(rng.randint(0, 5))]
+        completion = assemble(chunks)
+        json.dumps(completion)  # JSON the API can send
+        assert completion["object"] == "chat.completion"
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"choices": {"index": 0}},
+        {"choices": ["x", 1, None]},
+        {"choices": [{"delta": "text"}]},
+        {"choices": [{"delta": {"tool_calls": ["x", {"function": "f"}]}}]},
+        {"choices": [{"delta": {"audio": {"data": [True]}}}]},
+        "a text the tap kept alone",
+        7,
+    ],
+)
+def test_what_a_chunk_holds_in_a_shape_of_its_own_adds_nothing(odd: Any) -> None:
+    plain = [chunk([delta(role="assistant", content="hi", finish="stop")])]
+    got = assemble([odd, *plain])
+    want = assemble(plain)
+    if isinstance(odd, str):  # a text kept alone: the first choice's content
+        want["choices"][0]["message"]["content"] = odd + "hi"
+    if odd == {"choices": [{"delta": {"tool_calls": ["x", {"function": "f"}]}}]}:
+        call = {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+        want["choices"][0]["message"]["tool_calls"] = [call]
+    if odd == {"choices": [{"delta": {"audio": {"data": [True]}}}]}:
+        want["choices"][0]["message"]["audio"] = {"data": [True]}
+    assert got == want

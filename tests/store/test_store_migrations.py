@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
+import orjson
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import make_url
-from tests.store.helpers import sqlite_url
+from tests.store.helpers import call, make_store, sqlite_url
 
+from switchyard.server.stream import Tap
 from switchyard.store.engine import open_database
-from switchyard.store.migrate import VERSION_TABLE, current_revision, head_revision, migrate
+from switchyard.store.migrate import (
+    VERSION_TABLE,
+    alembic_config,
+    current_revision,
+    head_revision,
+    migrate,
+)
 from switchyard.store.schema import metadata
 
 
@@ -86,3 +96,40 @@ def test_sqlite_runs_in_wal_with_a_busy_timeout(tmp_path: Path) -> None:
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     finally:
         durable.dispose()
+
+
+async def test_a_downgrade_assembles_the_streams_stored_as_chunks(store_url: str) -> None:
+    # What a release before revision 0002 reads: every completion assembled.
+    store = await make_store(store_url)
+    tap = Tap()
+    tap.dump(
+        [{"id": "up", "created": 1, "model": "m", "choices": [{"index": 0, "delta": {"content": t}}]}
+         for t in ("a", "b")],
+        {"id": "chatcmpl-tap", "model": "m"},
+    )  # fmt: skip
+    answer = tap.answer()
+    assert answer is not None
+    body = orjson.dumps({"model": "m", "messages": [], "stream": True})
+    store.hand_over((body, answer, "fake", 1.0, 2.0, "up", True, None, "chatcmpl-tap", True))
+    await store.completion_finished(call(1))
+    await store.writer.wait_all_settled()
+    before = [await store.get_completion(i) for i in ("chatcmpl-tap", "chatcmpl-test-000001")]
+    await store.close()
+    db = open_database(make_url(store_url))
+    try:
+        with db.writes.begin() as connection:
+            command.downgrade(alembic_config(connection), "0001")
+            assert current_revision(connection) == "0001"
+            stored = connection.execute(sa.text("SELECT id, completion FROM chat_completions"))
+            completions = {i: json.loads(c) if isinstance(c, str) else c for i, c in stored}
+        assert completions["chatcmpl-tap"]["choices"][0]["message"]["content"] == "ab"
+        assert completions["chatcmpl-tap"]["id"] == "chatcmpl-tap"
+        migrate(db)  # and back up: the rows read as before
+    finally:
+        db.dispose()
+    store = await make_store(store_url)
+    try:
+        after = [await store.get_completion(i) for i in ("chatcmpl-tap", "chatcmpl-test-000001")]
+        assert after == before
+    finally:
+        await store.close()

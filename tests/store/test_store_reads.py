@@ -7,12 +7,14 @@ import random
 import time
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from tests.store.helpers import call, make_store
 
 from switchyard.errors import InvalidRequestError, NotFoundError
 from switchyard.ids import new_completion_id
+from switchyard.server.stream import Tap
 from switchyard.sink import StoredCall
 from switchyard.store import InferenceStore, ListQuery
 from switchyard.store.failures import is_transient
@@ -69,6 +71,51 @@ async def test_a_stream_is_stored_assembled(store: InferenceStore) -> None:
     message = {"role": "assistant", "content": "hey", "refusal": None}  # as a whole answer
     assert got["choices"][0]["message"] == message
     assert got["switchyard"]["streamed"] is True
+
+
+async def test_a_stream_stored_as_its_chunks_reads_as_the_one_assembled_when_written(
+    store: InferenceStore,
+) -> None:
+    # The chat handler's record: the tap's array (a text-only chunk kept as its text),
+    # stored as it is and assembled when read. A StoredCall's stream is assembled by
+    # the writer. Both read the same.
+    def chunks(completion_id: str) -> list[dict[str, Any]]:
+        return [
+            {"id": completion_id, "created": 1, "model": "m", "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": "he"}}]},
+            {"id": completion_id, "created": 1, "model": "m", "choices": [
+                {"index": 0, "delta": {"content": "y"}}]},
+            {"id": completion_id, "created": 1, "model": "m", "choices": [
+                {"index": 0, "delta": {}, "finish_reason": "stop"}],
+             "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}},
+        ]  # fmt: skip
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "q"}], "stream": True}
+    tap = Tap()
+    tap.dump(chunks("up-1"), {"id": "chatcmpl-tap", "model": "m"})
+    answer = tap.answer()
+    assert answer is not None and b',"y",' in answer  # the compact form
+    empty = Tap().answer()
+    assert empty == b"[]"
+    raw = orjson.dumps(body)
+    for our_id, stream in (("chatcmpl-tap", answer), ("chatcmpl-empty", empty)):
+        waiting = store.hand_over((raw, stream, "fake", 1.0, 2.0, "up-1", True, None, our_id, True))
+        if waiting is not None:
+            await waiting
+    old = StoredCall(
+        body, "fake", 1.0, 2.0, chunks=chunks("chatcmpl-old"), provider_completion_id="up-1"
+    )
+    await write_all(store, [old])
+    tapped = await store.get_completion("chatcmpl-tap")
+    assembled = await store.get_completion("chatcmpl-old")
+    assert tapped["choices"][0]["message"]["content"] == "hey"
+    assert tapped["usage"]["total_tokens"] == 3
+    assert {**tapped, "id": "chatcmpl-old"} == assembled
+    listed = (await store.list_completions(ListQuery(order="asc"))).to_json()["data"]
+    assert [item["id"] for item in listed] == ["chatcmpl-tap", "chatcmpl-empty", "chatcmpl-old"]
+    assert listed[0] == tapped
+    nothing = await store.get_completion("chatcmpl-empty")
+    assert nothing["id"] == "chatcmpl-empty" and nothing["choices"] == []
 
 
 @pytest.mark.parametrize("order", ["asc", "desc"])

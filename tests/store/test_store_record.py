@@ -215,3 +215,32 @@ def test_a_text_kept_alone_is_saved_for_later_as_the_chunk_it_stands_for() -> No
     assert b'data: "' not in events
     assert events.count(b"data: {") == len(CHUNKS)
     assert _streamed(events) == _streamed(COMPACT)
+
+
+def test_a_checked_stream_is_stored_as_the_taps_array_parsing_only_the_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What the chat handler hands over for a stream: the tap's array, chunks under the
+    # record's id; assembled when the row is read (rows.py), not here.
+    request = orjson.dumps({**REQUEST, "stream": True})
+    record = (request, COMPACT, "openai", 1.5, 2.0, "up-1", True, None, "chatcmpl-s", True)
+    parsed: list[bytes] = []
+    loads = orjson.loads
+
+    def counting_loads(data: bytes) -> object:
+        parsed.append(data)
+        return loads(data)
+
+    monkeypatch.setattr(orjson, "loads", counting_loads)
+    values = row_values(record)
+    assert parsed == [request]
+    assert column(values, "id") == "chatcmpl-s"
+    assert column(values, "completion") == COMPACT.decode()
+    assert column(values, "model") == REQUEST["model"]
+    assert column(values, "streamed") is True
+    # Unchecked, the same record is assembled here, to the completion a read makes.
+    unchecked = row_values((*record[:9], False))
+    assert column(unchecked, "completion") != COMPACT.decode()
+    assert [v for n, v in zip(COLUMNS, values, strict=True) if n != "completion"] == [
+        v for n, v in zip(COLUMNS, unchecked, strict=True) if n != "completion"
+    ]

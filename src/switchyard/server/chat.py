@@ -71,6 +71,9 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
                     True,
                     caller,
                     overrides,
+                    # The tap's array of JSON values, chunks under our id: stored as it
+                    # is, assembled when read (bench/NOTES.md, 62).
+                    checked=True,
                 )
                 waiting = sink.hand_over(record)
                 if waiting is not None:

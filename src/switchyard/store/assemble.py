@@ -29,6 +29,11 @@ _MERGED_BY_INDEX = frozenset({"reasoning_details"})
 _DETAIL_JOINED = ("text", "summary", "data")
 
 
+class _Pieces(list[str]):
+    """The pieces of one text field, joined once at the end; a list a provider sent
+    as the field's value is kept as sent."""
+
+
 class _Choice:
     __slots__ = (
         "audio",
@@ -55,7 +60,7 @@ class _Choice:
 
     def add(self, choice: JSON) -> None:
         delta = choice.get("delta")
-        if delta:
+        if delta and type(delta) is dict:
             # Most deltas are one piece of text, after the first: appended here, in
             # this frame, without a call and a loop per chunk (bench/NOTES.md, 52).
             content = delta.get("content")
@@ -91,7 +96,8 @@ class _Choice:
     def _add_structured(self, key: str, value: Any) -> None:
         if key == "tool_calls" and isinstance(value, list):
             for position, call in enumerate(value):
-                self._add_tool_call(position, call)
+                if isinstance(call, dict):
+                    self._add_tool_call(position, call)
         elif key == "function_call" and isinstance(value, dict):
             self._add_function_call(value)
         elif key == "audio" and isinstance(value, dict):
@@ -116,7 +122,9 @@ class _Choice:
             call["id"] = delta["id"]
         if delta.get("type"):
             call["type"] = delta["type"]
-        function = delta.get("function") or {}
+        function = delta.get("function")
+        if not isinstance(function, dict):
+            return
         for key in ("name", "arguments"):
             if isinstance(function.get(key), str):
                 call["function"][key] += function[key]
@@ -150,7 +158,11 @@ class _Choice:
             if key in _AUDIO_JOINED and isinstance(value, str):
                 # Pieces kept apart, joined once in result(): joined one by one, a long
                 # audio answer would cost quadratic time in the store's writer.
-                self.audio.setdefault(key, []).append(value)
+                parts = self.audio.get(key)
+                if type(parts) is _Pieces:
+                    parts.append(value)
+                else:  # the first piece, or after a value that was not text
+                    self.audio[key] = _Pieces((value,))
             elif value is not None:
                 self.audio[key] = value
 
@@ -186,7 +198,7 @@ class _Choice:
             message.setdefault(key, items)
         if self.audio is not None:
             message["audio"] = {
-                key: "".join(value) if key in _AUDIO_JOINED and isinstance(value, list) else value
+                key: "".join(value) if type(value) is _Pieces else value
                 for key, value in self.audio.items()
             }
         if self.tool_calls:
@@ -243,8 +255,13 @@ class _ByIndex:
         return self.items
 
 
-def assemble(chunks: list[JSON | str]) -> JSON:
+def assemble(chunks: list[Any]) -> JSON:
     """The ``chat.completion`` object equivalent to ``chunks`` (one stream, in order).
+
+    It takes any list of JSON values without raising: a stored stream is assembled when
+    it is read (``rows.py``), and what a provider sent in a shape of its own (choices
+    that are not a list, a delta that is not an object) adds nothing, as it would to a
+    client's SDK that skips what it does not know.
 
     A string among them is a chunk the stream's tap kept as its text alone
     (``server/stream.py``): it stands for a delta ``{"content": text}`` of the first
@@ -261,16 +278,11 @@ def assemble(chunks: list[JSON | str]) -> JSON:
                 first.text["content"] = [chunk]
             else:
                 parts.append(chunk)
-            continue
-        whole.append(chunk)
-        for position, choice in enumerate(chunk.get("choices") or ()):
-            index = choice.get("index")
-            if type(index) is not int:
-                index = position
-            assembled = choices.get(index)
-            if assembled is None:
-                assembled = choices[index] = _Choice()
-            assembled.add(choice)
+        elif type(chunk) is dict:  # anything else is not a chunk: it adds nothing
+            whole.append(chunk)
+            listed = chunk.get("choices")
+            if type(listed) is list:
+                _add_choices(choices, listed)
     return {
         "id": _first(whole, "id"),
         "object": "chat.completion",
@@ -281,6 +293,19 @@ def assemble(chunks: list[JSON | str]) -> JSON:
         "system_fingerprint": _last(whole, "system_fingerprint"),
         "service_tier": _last(whole, "service_tier"),
     }
+
+
+def _add_choices(choices: dict[int, _Choice], listed: list[Any]) -> None:
+    for position, choice in enumerate(listed):
+        if type(choice) is not dict:
+            continue
+        index = choice.get("index")
+        if type(index) is not int:
+            index = position
+        assembled = choices.get(index)
+        if assembled is None:
+            assembled = choices[index] = _Choice()
+        assembled.add(choice)
 
 
 def _first(chunks: list[JSON], key: str) -> Any:

@@ -4,10 +4,12 @@ A handler hands over the bytes it already has (the client's request as sent, the
 answer as the client got it: a JSON object, or a stream's chunks as a JSON array of
 the chunks its events carried, those that only add text as their text), so the request
 path serialises nothing twice and parses nothing for the store. The writer (in its own
-process by default) parses the request and assembles a stream's chunks; the handler's
-whole answer goes into its row as it is. A record is a flat tuple of bytes, strings and
-numbers: cheap to marshal, and nothing the garbage collector traverses while it waits
-in the queue (bench/NOTES.md, section 7).
+process by default) parses the request; the handler's answer goes into its row as it
+is, a stream's chunks to be assembled when the row is read (reads are rare, writes are
+every call: bench/NOTES.md, section 62). Records from elsewhere (a ``StoredCall``, a
+file saved at shutdown) are checked, and their streams assembled, here. A record is a
+flat tuple of bytes, strings and numbers: cheap to marshal, and nothing the garbage
+collector traverses while it waits in the queue (bench/NOTES.md, section 7).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def record_of(call: StoredCall) -> Record:
             # Fixed here, once: a row made again on a retry must keep its id, so that
             # the insert's ON CONFLICT (id) sees it as the same row.
             our_id or new_completion_id(int(call.started * 1e9)),
-            False,  # the answer is parsed by the writer (a caller's bytes, unchecked)
+            False,  # the answer is parsed, and a stream assembled, by the writer
         )
     )
 
@@ -109,9 +111,10 @@ def row_values(record: Record) -> Values:
         request = orjson.loads(request_raw)
         if not isinstance(request, dict):
             raise MalformedRecord("the request is not a JSON object")
-        if checked and not streamed:
-            # The handler's own JSON object under our id (chat.py): stored as the very
-            # text the client got, without parsing it again.
+        if checked:
+            # The handler's own JSON under our id (chat.py): a whole answer as the very
+            # text the client got; a stream's chunks as the tap's array, assembled when
+            # the row is read (rows.py). Neither is parsed again here.
             row_id, completion_text, completion = our_id, answer.decode(), None
         else:
             row_id, completion_text, completion = _completion(answer, streamed, our_id)
@@ -178,9 +181,11 @@ def _chunks(answer: bytes) -> list[Any]:
     whole stream), or SSE events (``StoredCall.events``; records that an earlier
     version saved at shutdown)."""
     if answer[:1] == b"[":
-        # An object per chunk, or a string for a text the tap kept alone; anything else
-        # fails in assemble.
-        chunks: list[Any] = orjson.loads(answer)
+        # An object per chunk, or a string for a text the tap kept alone: anything else
+        # is not a stream (assemble() would pass over it), and the caller is told.
+        chunks = orjson.loads(answer)
+        if type(chunks) is not list or any(type(c) not in (dict, str) for c in chunks):
+            raise MalformedRecord("a stream's chunks are not a list of JSON objects")
         return chunks
     parser = SSEParser()
     return [orjson.loads(data) for data in parser.feed(answer) + parser.flush() if data != DONE]

@@ -1,5 +1,8 @@
 """From a stored row to the objects the API returns (``record`` makes the rows).
 
+A stream's completion is stored as its chunks, as the tap keeps them
+(``server/stream.py``), and assembled here; older rows hold it assembled.
+
 Each completion carries a ``switchyard`` object with what only we know: the provider,
 the provider's own completion id, timings, whether it was streamed, and the caller: the
 id of the API key it came with (``server.auth.key_id``), None when no key is asked for.
@@ -12,6 +15,8 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from switchyard.store.assemble import assemble
+
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
@@ -19,8 +24,15 @@ JSON = dict[str, Any]
 
 def completion_object(row: Row[Any]) -> JSON:
     """GET /v1/chat/completions/{id}, and each item of the listing."""
+    completion = row.completion
+    if type(completion) is list:
+        # A stream stored as its chunks (store/record.py): assembled here, on the rare
+        # read, rather than by the writer on every call. The chunks carry our id,
+        # but an empty stream has none.
+        completion = assemble(completion)
+        completion["id"] = row.id
     return {
-        **row.completion,
+        **completion,
         "metadata": row.metadata or {},
         "input_messages": row.input_messages,
         "switchyard": {

@@ -6,7 +6,9 @@ the request arrived (providers' own ``created`` can repeat, e.g. in replays) and
 share a timestamp still have one total order and keyset pagination is exact. The
 ``model`` index carries the same two columns, so a model filter walks one index range.
 
-JSON columns hold what the client sent and got, unchanged. Keep this file in step with
+JSON columns hold what the client sent and got, unchanged; a stream's ``completion``
+is its chunks (a JSON array, as ``server/stream.py``'s tap keeps them), assembled when
+read (``rows.py``; rows written before revision 0002 hold it assembled). Keep this file in step with
 the newest migration: ``tests/store/test_migrations.py`` compares the two.
 """
 
