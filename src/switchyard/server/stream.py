@@ -35,11 +35,12 @@ class Tap:
     own id for the completion (from its first chunk).
 
     A chunk that only adds text to the first choice, and whose other fields are those
-    of the last chunk kept whole, is kept as its text alone (a JSON string): the writer
-    then parses a string and appends it, instead of parsing and walking the whole chunk
-    again (most of a stored stream's cost). It costs the worker ~5k instructions a
-    chunk and saves the writer ~12k (bench/NOTES.md, section 60). The assembled row is
-    the same either way (``store/assemble.py``).
+    of the last chunk kept whole, is kept as its text alone (a JSON string). The array
+    is stored as it is and assembled when read (``store/rows.py``): as texts, a stream
+    takes about its text's size on disk (kept whole, a chunk takes ~250 bytes a token)
+    and a read appends a string instead of walking a chunk. It costs the worker ~5k
+    instructions a chunk (bench/NOTES.md, sections 60 and 62). The assembled completion
+    is the same either way (``store/assemble.py``).
     """
 
     __slots__ = ("chunks", "kept", "last", "provider_completion_id", "role_known")
