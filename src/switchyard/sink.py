@@ -14,8 +14,9 @@ from typing import Any, Protocol
 # stream's chunks (a JSON array of them, those that only add text as their text; or its
 # SSE events), provider id, started, finished (time.time()), the provider's completion
 # id, streamed, caller, our completion id: the id the client got, and ``checked``: the
-# answer is a JSON object under that id that the handler serialised itself from a plain
-# dict, which the writer stores without parsing it again.)
+# handler serialised the answer itself under that id (from a plain dict: a JSON
+# object; a stream: the tap's JSON array of its chunks), and the writer stores it
+# without parsing it again; a stream's array is assembled when read.)
 Record = tuple[bytes, bytes, str, float, float, str | None, bool, str | None, str, bool]
 
 

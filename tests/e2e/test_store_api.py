@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import secrets
+import sqlite3
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ import openai
 import pytest
 from tests.support.fake_openai import PROVIDER_ID, FakeOpenAI, expected_message, fake_openai
 from tests.support.server import ServerHandle, thread_server
+
+from switchyard.server import stream as stream_module
 
 MODEL = "fake/gpt-fake"
 TOOLS: list[Any] = [
@@ -33,11 +36,13 @@ def server_config(upstream: FakeOpenAI, store: dict[str, Any]) -> dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def server(
-    upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerHandle]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'store.db'}"
-    with thread_server(server_config(upstream, {"url": url})) as handle:
+def store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("store") / "store.db"
+
+
+@pytest.fixture(scope="module")
+def server(upstream: FakeOpenAI, store_file: Path) -> Iterator[ServerHandle]:
+    with thread_server(server_config(upstream, {"url": f"sqlite:///{store_file}"})) as handle:
         yield handle
 
 
@@ -104,6 +109,31 @@ def test_a_stream_with_several_choices_and_logprobs(client: openai.OpenAI) -> No
     assert stored.choices[1].logprobs is not None
     tokens = [t.token for t in stored.choices[1].logprobs.content or []]
     assert "".join(tokens) == "echo: two of them"
+
+
+def test_a_stream_of_text_is_stored_as_its_chunks_and_one_of_many_choices_assembled(
+    client: openai.OpenAI, store_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Kept as the tap's chunks (mostly texts), a text stream is assembled when read;
+    # two choices with logprobs are whole chunks, ~250 bytes a token, so past a bound
+    # the writer assembles that stream before storing it. Both read back the same way.
+    # (The fake streams five chunks: the server runs in this process, so the bound is
+    # set to what lies between the two streams' counts of whole chunks.)
+    monkeypatch.setattr(stream_module, "MAX_WHOLE_STORED", 3)
+    text = " ".join(f"word{n}" for n in range(60))
+    ids = {}
+    for n in (1, 2):
+        stream = client.chat.completions.create(
+            model=MODEL, messages=ask(text), stream=True, n=n, logprobs=n == 2
+        )
+        ids[n] = {chunk.id for chunk in stream}.pop()
+    for n, completion_id in ids.items():
+        stored = client.chat.completions.retrieve(completion_id)
+        assert stored.id == completion_id
+        assert [c.message.content for c in stored.choices] == [f"echo: {text}"] * n
+    with sqlite3.connect(store_file) as db:
+        kinds = dict(db.execute("SELECT id, json_type(completion) FROM chat_completions"))
+    assert (kinds[ids[1]], kinds[ids[2]]) == ("array", "object")
 
 
 def make_batch(client: openai.OpenAI, count: int) -> tuple[str, list[str]]:

@@ -207,3 +207,20 @@ async def test_texts_count_against_what_the_store_keeps_as_their_whole_chunks(
     tap = Tap()
     await relayed(reads(*[[dict(c)] for c in looping]), tap)
     assert tap.answer() is None
+
+
+def test_a_stream_of_text_is_stored_as_its_chunks_one_of_many_whole_chunks_is_not() -> None:
+    # Reasoning (or tool calls, logprobs, several choices) is kept whole, ~250 bytes a
+    # token: such a stream is handed to the writer to be assembled, not kept as chunks.
+    def tapped(deltas: list[dict[str, Any]]) -> Tap:
+        tap = Tap()
+        stream._sse([text_chunk(d) for d in deltas], dict(OURS), tap)
+        return tap
+
+    role = {"role": "assistant", "content": ""}
+    text = tapped([role] + [{"content": "a"}] * 100)
+    assert text.whole == 1 and text.stored_as_chunks()
+    edge = tapped([role] + [{"reasoning_content": "r"}] * (stream.MAX_WHOLE_STORED - 1))
+    assert edge.whole == stream.MAX_WHOLE_STORED and edge.stored_as_chunks()
+    reasoning = tapped([role] + [{"reasoning_content": "r"}] * stream.MAX_WHOLE_STORED)
+    assert not reasoning.stored_as_chunks()

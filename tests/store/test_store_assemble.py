@@ -350,3 +350,10 @@ def test_what_a_chunk_holds_in_a_shape_of_its_own_adds_nothing(odd: Any) -> None
     if odd == {"choices": [{"delta": {"audio": {"data": [True]}}}]}:
         want["choices"][0]["message"]["audio"] = {"data": [True]}
     assert got == want
+
+
+def test_azures_empty_first_chunk_gives_no_id_model_or_time() -> None:
+    # Its prompt filter results come first, with "id": "", "model": "" and "created": 0.
+    first = {"id": "", "object": "", "created": 0, "model": "", "choices": []}
+    got = assemble([first, chunk([delta(role="assistant", content="hi", finish="stop")])])
+    assert (got["id"], got["model"], got["created"]) == ("chatcmpl-x", "m", 7)

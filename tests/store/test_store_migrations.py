@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from sqlalchemy.engine import make_url
 from tests.store.helpers import call, make_store, sqlite_url
 
 from switchyard.server.stream import Tap
+from switchyard.sink import StoredCall
 from switchyard.store.engine import open_database
 from switchyard.store.migrate import (
     VERSION_TABLE,
@@ -99,37 +101,56 @@ def test_sqlite_runs_in_wal_with_a_busy_timeout(tmp_path: Path) -> None:
 
 
 async def test_a_downgrade_assembles_the_streams_stored_as_chunks(store_url: str) -> None:
-    # What a release before revision 0002 reads: every completion assembled.
+    # What a release before revision 0002 reads: every completion assembled. More rows
+    # than one batch of the downgrade; an empty stream (its row names its id); a stream
+    # the writer assembled and a whole answer, which stay as they are.
     store = await make_store(store_url)
-    tap = Tap()
-    tap.dump(
-        [{"id": "up", "created": 1, "model": "m", "choices": [{"index": 0, "delta": {"content": t}}]}
-         for t in ("a", "b")],
-        {"id": "chatcmpl-tap", "model": "m"},
-    )  # fmt: skip
-    answer = tap.answer()
-    assert answer is not None
     body = orjson.dumps({"model": "m", "messages": [], "stream": True})
-    store.hand_over((body, answer, "fake", 1.0, 2.0, "up", True, None, "chatcmpl-tap", True))
+    tapped = [f"chatcmpl-tap-{n:04}" for n in range(520)]
+    for n, completion_id in enumerate(tapped):
+        tap = Tap()
+        chunks = [
+            {"id": "up", "created": 1, "model": "m", "choices": [{"index": 0, "delta": {"content": t}}]}
+            for t in ("a", str(n))
+        ]  # fmt: skip
+        tap.dump(chunks, {"id": completion_id, "model": "m"})
+        answer = tap.answer()
+        assert answer is not None
+        store.hand_over((body, answer, "fake", 1.0, 2.0, "up", True, None, completion_id, True))
+    store.hand_over((body, b"[]", "fake", 1.0, 2.0, None, True, None, "chatcmpl-empty", True))
+    chunk = {
+        "id": "chatcmpl-old",
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": "x"}}],
+    }
+    await store.completion_finished(StoredCall(body, "fake", 1.0, 2.0, chunks=[chunk]))
     await store.completion_finished(call(1))
     await store.writer.wait_all_settled()
-    before = [await store.get_completion(i) for i in ("chatcmpl-tap", "chatcmpl-test-000001")]
+    ids = [*tapped, "chatcmpl-empty", "chatcmpl-old", "chatcmpl-test-000001"]
+    before = [await store.get_completion(i) for i in ids]
     await store.close()
     db = open_database(make_url(store_url))
     try:
         with db.writes.begin() as connection:
+            untouched = _completions(connection)
             command.downgrade(alembic_config(connection), "0001")
             assert current_revision(connection) == "0001"
-            stored = connection.execute(sa.text("SELECT id, completion FROM chat_completions"))
-            completions = {i: json.loads(c) if isinstance(c, str) else c for i, c in stored}
-        assert completions["chatcmpl-tap"]["choices"][0]["message"]["content"] == "ab"
-        assert completions["chatcmpl-tap"]["id"] == "chatcmpl-tap"
+            completions = _completions(connection)
+        assert [type(completions[i]) for i in ids] == [dict] * len(ids)
+        assert completions[tapped[7]]["choices"][0]["message"]["content"] == "a7"
+        assert completions["chatcmpl-empty"]["id"] == "chatcmpl-empty"
+        for kept in ("chatcmpl-old", "chatcmpl-test-000001"):
+            assert completions[kept] == untouched[kept]
         migrate(db)  # and back up: the rows read as before
     finally:
         db.dispose()
     store = await make_store(store_url)
     try:
-        after = [await store.get_completion(i) for i in ("chatcmpl-tap", "chatcmpl-test-000001")]
-        assert after == before
+        assert [await store.get_completion(i) for i in ids] == before
     finally:
         await store.close()
+
+
+def _completions(connection: sa.Connection) -> dict[str, Any]:
+    stored = connection.execute(sa.text("SELECT id, completion FROM chat_completions"))
+    return {i: json.loads(c) if isinstance(c, str) else c for i, c in stored}

@@ -72,8 +72,8 @@ def _create(state: AppState) -> Callable[[Request], Awaitable[Response]]:
                     caller,
                     overrides,
                     # The tap's array of JSON values, chunks under our id: stored as it
-                    # is, assembled when read (bench/NOTES.md, 62).
-                    checked=True,
+                    # is and assembled when read, if mostly texts (bench/NOTES.md, 62).
+                    checked=tap.stored_as_chunks(),
                 )
                 waiting = sink.hand_over(record)
                 if waiting is not None:

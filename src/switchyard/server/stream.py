@@ -28,6 +28,12 @@ DONE_EVENT = b"data: [DONE]\n\n"
 # take ~40 MB; a provider stuck in a loop could send without end.
 MAX_KEPT = 128 * 1024 * 1024
 
+# A stream with more chunks kept whole than this (reasoning, tool calls, logprobs,
+# several choices: deltas the tap does not keep as text) is assembled by the store's
+# writer, not when read: kept as its chunks it would take ~250 bytes a token on disk,
+# and every read would assemble thousands of objects (bench/NOTES.md, section 62).
+MAX_WHOLE_STORED = 16
+
 
 class Tap:
     """What the store keeps of a stream as it passes: each chunk the client was sent
@@ -43,13 +49,14 @@ class Tap:
     is the same either way (``store/assemble.py``).
     """
 
-    __slots__ = ("chunks", "kept", "last", "provider_completion_id", "role_known")
+    __slots__ = ("chunks", "kept", "last", "provider_completion_id", "role_known", "whole")
 
     def __init__(self) -> None:
         # Each chunk kept whole as its JSON (a fragment orjson copies as it is), or the
         # text of one kept as its text alone: answer() serialises them in one call.
         self.chunks: list[orjson.Fragment | str] | None = []
         self.kept = 0
+        self.whole = 0  # chunks kept whole
         self.provider_completion_id: Any = None
         # What assemble() reads from a chunk's top level besides the id and model (ours)
         # and usage (only a chunk without it is kept as text), as the last chunk kept
@@ -104,6 +111,7 @@ class Tap:
             if text is None:
                 self.last = top if _plain(top) else None
                 self.role_known = self.role_known or _gives_role(choices)
+                self.whole += 1
                 kept.append(orjson.Fragment(data))
             else:
                 kept.append(text)
@@ -114,6 +122,11 @@ class Tap:
             STORE_DROPPED.inc()
             log.warning("a stream passed %d MiB: relayed on, but not stored", MAX_KEPT // 2**20)
         return dumped
+
+    def stored_as_chunks(self) -> bool:
+        """Whether the store may keep the stream as :meth:`answer`'s chunks, to be
+        assembled when read: when they are mostly texts."""
+        return self.whole <= MAX_WHOLE_STORED
 
     def answer(self) -> bytes | None:
         """The chunks as one JSON array (an object per chunk kept whole, a string per

@@ -312,9 +312,11 @@ def _first(chunks: list[JSON], key: str) -> Any:
     # Azure's first chunk (prompt filter results) has an empty model and object.
     # Loops, not next() over a generator, which cost ~2.4k instructions more a call:
     # six calls per stored stream, half of assembling an empty one (bench/NOTES.md, 52).
+    # Azure's first chunk also has "created": 0, which is no time either. A tuple, not a
+    # set: a value may be a list or an object, which cannot be hashed.
     for chunk in chunks:
         value = chunk.get(key)
-        if value is not None and value != "":
+        if value is not None and value not in ("", 0):
             return value
     return None
 

@@ -59,6 +59,21 @@ class Page:
         }
 
 
+# The objects are made in the read's thread, not on the event loop: a stream stored as
+# its chunks is assembled then (rows.py), which for a page of long streams takes
+# milliseconds that other requests would otherwise wait through.
+def _listed(db: Database, query: ListQuery) -> tuple[list[dict[str, Any]], bool]:
+    rows, more = queries.list_rows(db, query)
+    return [completion_object(row) for row in rows], more
+
+
+def _got(
+    db: Database, read: Callable[..., sa.Row[Any] | None], *args: Any
+) -> dict[str, Any] | None:
+    row = read(db, *args)
+    return None if row is None else completion_object(row)
+
+
 def _not_found(completion_id: str) -> NotFoundError:
     return NotFoundError(
         f"No stored chat completion '{completion_id}'. GET /v1/chat/completions lists the "
@@ -126,20 +141,20 @@ class InferenceStore:
 
     async def list_completions(self, query: ListQuery) -> Page:
         try:
-            rows, more = await self._run(queries.list_rows, query)
+            items, more = await self._run(_listed, query)
         except UnknownCursorError:
             raise InvalidRequestError(
                 f"'after' names no stored chat completion ({query.after!r}); pass the "
                 "last_id of the previous page.",
                 param="after",
             ) from None
-        return Page([completion_object(row) for row in rows], more)
+        return Page(items, more)
 
     async def get_completion(self, completion_id: str) -> dict[str, Any]:
-        row = await self._run(queries.get_row, completion_id)
-        if row is None:
+        found = await self._run(_got, queries.get_row, completion_id)
+        if found is None:
             raise _not_found(completion_id)
-        return completion_object(row)
+        return found
 
     async def list_messages(
         self, completion_id: str, after: str | None, limit: int, order: Order
@@ -164,10 +179,10 @@ class InferenceStore:
     async def update_metadata(
         self, completion_id: str, metadata: dict[str, str] | None
     ) -> dict[str, Any]:
-        row = await self._run(queries.update_metadata, completion_id, metadata)
-        if row is None:
+        found = await self._run(_got, queries.update_metadata, completion_id, metadata)
+        if found is None:
             raise _not_found(completion_id)
-        return completion_object(row)
+        return found
 
     async def delete_completion(self, completion_id: str) -> dict[str, Any]:
         if not await self._run(queries.delete_row, completion_id):

@@ -4,9 +4,10 @@ No table changes: from this revision on, the chat handler stores a stream's
 ``completion`` as the JSON array its tap kept (``server/stream.py``) and the reads
 assemble it (``rows.py``), which saves the writer most of a stored stream's cost
 (bench/NOTES.md, section 62). The revision exists so that a release before it, which
-reads only assembled completions, does not open the store (its migration finds no
-revision 0002, and it logs that) instead of failing on those rows, and so that
-``downgrade`` can assemble them for it.
+reads only assembled completions, started on such a database serves without its store
+(its migration finds no revision 0002, and it logs that) instead of failing on those
+rows, and so that ``downgrade`` can assemble them for it. (A worker of that release
+already running when another one migrates does fail on them: upgrade workers together.)
 
 Revision ID: 0002
 Revises: 0001
