@@ -5,11 +5,12 @@ answer as the client got it: a JSON object, or a stream's chunks as a JSON array
 the chunks its events carried, those that only add text as their text), so the request
 path serialises nothing twice and parses nothing for the store. The writer (in its own
 process by default) parses the request; the handler's answer goes into its row as it
-is, a stream's chunks to be assembled when the row is read (reads are rare, writes are
-every call: bench/NOTES.md, section 62). Records from elsewhere (a ``StoredCall``, a
-file saved at shutdown) are checked, and their streams assembled, here. A record is a
-flat tuple of bytes, strings and numbers: cheap to marshal, and nothing the garbage
-collector traverses while it waits in the queue (bench/NOTES.md, section 7).
+is, a stream mostly of text as its chunks, to be assembled when the row is read (reads
+are rare, writes are every call: bench/NOTES.md, section 62). Records from elsewhere
+(a ``StoredCall``, a file saved at shutdown) are checked, and their streams assembled,
+here. A record is a flat tuple of bytes, strings and numbers: cheap to marshal, and
+nothing the garbage collector traverses while it waits in the queue (bench/NOTES.md,
+section 7).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """From a stored row to the objects the API returns (``record`` makes the rows).
 
-A stream's completion is stored as its chunks, as the tap keeps them
-(``server/stream.py``), and assembled here; older rows hold it assembled.
+A stream mostly of text is stored as its chunks, as the tap keeps them
+(``server/stream.py``), and assembled here; other streams, and older rows, hold it
+assembled.
 
 Each completion carries a ``switchyard`` object with what only we know: the provider,
 the provider's own completion id, timings, whether it was streamed, and the caller: the
