@@ -309,11 +309,10 @@ def _add_choices(choices: dict[int, _Choice], listed: list[Any]) -> None:
 
 
 def _first(chunks: list[JSON], key: str) -> Any:
-    # Azure's first chunk (prompt filter results) has an empty model and object.
-    # Loops, not next() over a generator, which cost ~2.4k instructions more a call:
-    # six calls per stored stream, half of assembling an empty one (bench/NOTES.md, 52).
-    # Azure's first chunk also has "created": 0, which is no time either. A tuple, not a
-    # set: a value may be a list or an object, which cannot be hashed.
+    # Azure's first chunk (prompt filter results) has an empty id, model and object, and
+    # "created": 0, which is no time either. A tuple, not a set: a value may be a list
+    # or an object, which cannot be hashed. Loops, not next() over a generator, which
+    # cost ~2.4k instructions more a call (bench/NOTES.md, 52).
     for chunk in chunks:
         value = chunk.get(key)
         if value is not None and value not in ("", 0):

@@ -23,17 +23,19 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 
 
+def stored_completion(completion: JSON | list[Any], row_id: str) -> JSON:
+    """The completion a row holds. A stream stored as its chunks (store/record.py) is
+    assembled here, on the rare read, rather than by the writer on every call; the
+    chunks carry our id, but an empty stream has none, so the row's is given."""
+    if isinstance(completion, list):
+        return {**assemble(completion), "id": row_id}
+    return completion
+
+
 def completion_object(row: Row[Any]) -> JSON:
     """GET /v1/chat/completions/{id}, and each item of the listing."""
-    completion = row.completion
-    if type(completion) is list:
-        # A stream stored as its chunks (store/record.py): assembled here, on the rare
-        # read, rather than by the writer on every call. The chunks carry our id,
-        # but an empty stream has none.
-        completion = assemble(completion)
-        completion["id"] = row.id
     return {
-        **completion,
+        **stored_completion(row.completion, row.id),
         "metadata": row.metadata or {},
         "input_messages": row.input_messages,
         "switchyard": {

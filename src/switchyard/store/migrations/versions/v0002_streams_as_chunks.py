@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from switchyard.store.assemble import assemble
+from switchyard.store.rows import stored_completion
 
 revision = "0002"
 down_revision = "0001"
@@ -54,7 +54,7 @@ def downgrade() -> None:
             return
         for seq, completion_id, completion in batch:
             if isinstance(completion, list):
-                assembled = {**assemble(completion), "id": completion_id}
+                assembled = stored_completion(completion, completion_id)
                 bind.execute(
                     sa.update(_rows).where(_rows.c.seq == seq).values(completion=assembled)
                 )
