@@ -90,7 +90,10 @@ class StoreConfig(_Strict):
     """The inference store. ``url``: None for SQLite in the data directory, a
     ``sqlite:///path`` or a ``postgresql://`` URL. ``durability: sync`` makes each
     request wait (up to ``sync_timeout`` seconds) until its row is committed.
-    ``flush_interval`` is how long the writer lingers to fill a batch (async only);
+    ``flush_interval`` is how long the writer lingers to fill a batch (async only; cut
+    short by a full batch, a read of the worker's own rows and shutdown): what a crash
+    of the worker (kill -9, out of memory) may lose, and how long another worker may
+    not see a row;
     ``close_timeout`` bounds the flush at shutdown while the database is down.
     ``writer``: ``process`` writes in a process of its own per worker (the request path
     then spends almost nothing on the store); ``thread`` writes in a thread of the
@@ -102,7 +105,7 @@ class StoreConfig(_Strict):
     durability: Literal["async", "sync"] = "async"
     queue_size: int = Field(default=10_000, gt=0)
     batch_size: int = Field(default=200, gt=0)
-    flush_interval: float = Field(default=0.05, ge=0)
+    flush_interval: float = Field(default=0.5, ge=0)
     sync_timeout: float = Field(default=10.0, gt=0)
     close_timeout: float = Field(default=20.0, ge=0)
     writer: Literal["process", "thread"] = "process"

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
-from tests.store.helpers import call, make_store
+from tests.store.helpers import call, eventually, make_store
 
 from switchyard.errors import InvalidRequestError, NotFoundError
 from switchyard.ids import new_completion_id
@@ -334,6 +334,50 @@ async def test_close_flushes_everything_queued(store_url: str) -> None:
     reopened = await make_store(store_url)
     try:
         assert count_rows(reopened.db) == 400
+    finally:
+        await reopened.close()
+
+
+async def test_a_read_ends_the_writers_wait_for_a_fuller_batch(store_url: str) -> None:
+    # The writer lingers a minute to fill a batch; a read of this worker's own rows
+    # waits for them at most READ_BARRIER_S (2 s), so without the read cutting the
+    # linger short these reads would find nothing.
+    store = await make_store(store_url, flush_interval=60)
+    try:
+        await store.completion_finished(call(1))
+        assert (await store.get_completion("chatcmpl-test-000001"))["id"] == "chatcmpl-test-000001"
+        # Queued while a read waits: no linger either, until the read has its rows.
+        await store.completion_finished(call(2))
+        await store.completion_finished(call(3))
+        page = await store.list_completions(ListQuery(limit=10, order="asc"))
+        assert [item["id"] for item in page.to_json()["data"]] == [
+            f"chatcmpl-test-00000{n}" for n in (1, 2, 3)
+        ]
+    finally:
+        await store.close()
+
+
+async def test_a_full_batch_is_written_without_lingering_on(store_url: str) -> None:
+    store = await make_store(store_url, flush_interval=60, batch_size=5)
+    try:
+        await store.completion_finished(call(1))
+        await asyncio.sleep(0.1)  # the writer task is lingering now
+        for n in range(2, 6):
+            await store.completion_finished(call(n))
+        await eventually(lambda: count_rows(store.db) == 5, "a full batch written", within=20)
+    finally:
+        await store.close()
+
+
+async def test_close_does_not_wait_out_the_linger(store_url: str) -> None:
+    store = await make_store(store_url, flush_interval=60)
+    await store.completion_finished(call(1))
+    await asyncio.sleep(0.1)  # the writer task is lingering now
+    async with asyncio.timeout(20):  # the linger is a minute
+        await store.close()
+    reopened = await make_store(store_url)
+    try:
+        assert count_rows(reopened.db) == 1
     finally:
         await reopened.close()
 
