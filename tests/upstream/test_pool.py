@@ -228,6 +228,29 @@ async def test_a_callers_accept_encoding_is_sent_as_is(
     assert server.exchanges[0].header("accept-encoding") == "identity"
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\nContent-Length: 11\n\n" + b'{"ok":true}',
+        b"HTTP/1.1 200 OK\r\nX-Long: a\r\n b\r\nContent-Length: 11\r\n\r\n" + b'{"ok":true}',
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nb \r\n"
+        + b'{"ok":true}\r\n0\r\n\r\n',
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n"
+        + b'{"ok":true}\r\n0\r\n\r\n',
+    ],
+    ids=["bare-lf", "folded-header", "space-after-chunk-size", "length-and-chunked"],
+)
+async def test_framing_other_clients_accept_is_read(
+    serve: Serve, transport: HttpTransport, raw: bytes
+) -> None:
+    # What h11 (under the openai SDK) and aiohttp read without complaint: a provider
+    # reached through them is not a 502 through Switchyard. With both a length and
+    # chunks, the chunks frame the body (RFC 9112, 6.3).
+    _, base = await serve(_always(raw))
+    response = await transport.send(post(base))
+    assert (response.status, await response.read()) == (200, b'{"ok":true}')
+
+
 async def test_informational_answers_are_skipped(serve: Serve, transport: HttpTransport) -> None:
     _, base = await serve(_always(b"HTTP/1.1 100 Continue\r\n\r\n" + JSON_OK))
     response = await transport.send(post(base))

@@ -30,7 +30,7 @@ from switchyard.errors import (
 )
 from switchyard.providers.base import JSON, ModelInfo, check_options
 from switchyard.providers.quoting import READ_MAX, Quoter, error_fields
-from switchyard.recording.sse import DONE, SSEParser
+from switchyard.recording.sse import DONE, EventTooLarge, SSEParser
 from switchyard.transports import live_transport
 from switchyard.upstream import (
     Transport,
@@ -42,6 +42,12 @@ from switchyard.upstream.base import logged_url
 from switchyard.upstream.retry import RETRY_STATUSES
 
 log = logging.getLogger(__name__)
+
+# The most of a stream held while an event is not ended. A chunk is a few KB (a token's
+# logprobs, a piece of a tool call); 64 MiB is beyond any real one, and bounds what a
+# broken or hostile stream (lines ended by one newline, never a blank line) can make a
+# worker hold: a few times this, in the joins of the parse.
+MAX_EVENT_BYTES = 64 * 1024 * 1024
 
 # Name fragments of embedding model families, for lists that do not say a model's type.
 EMBEDDING_HINTS = (
@@ -141,7 +147,19 @@ class OpenAICompatProvider:
             await response.aclose()
             raise self._redirected(response.status, response.headers.get("location"))
         if response.status >= 400:
-            error = self._status_error(response.status, await response.read())
+            try:
+                raw = await response.read()
+            except UpstreamError as err:
+                # A body cut, or compressed as asked by nobody: the status still says
+                # what happened (a 429 stays a 429, with its retry-after).
+                log.warning(
+                    "provider '%s': the body of its HTTP %d: %s",
+                    self.id,
+                    response.status,
+                    err.message,
+                )
+                raw = b""
+            error = self._status_error(response.status, raw)
             # The provider's own back-off advice reaches the client's SDK unchanged.
             for name in ("retry-after", "retry-after-ms"):
                 if name in response.headers:
@@ -219,7 +237,7 @@ class OpenAICompatProvider:
         """The stream's chunks, a list per read: what arrived together is relayed
         together, each read as soon as it arrives (one write for a read's events, not
         one each; bench/NOTES.md, section 22)."""
-        parser = SSEParser()
+        parser = SSEParser(MAX_EVENT_BYTES)
         # The last two reads' chunks (a finish may be followed by a usage chunk): looked
         # at only if the body ends without [DONE], so nothing is spent on them per read.
         before: list[JSON] = []
@@ -228,7 +246,11 @@ class OpenAICompatProvider:
         # left early) now, not when the garbage collector finds the iterator.
         async with contextlib.aclosing(response.aiter_bytes()) as body:
             async for data in body:
-                chunks, ended, error = self._chunks(parser.feed(data))
+                try:
+                    payloads = parser.feed(data)
+                except EventTooLarge:
+                    raise self._endless_event() from None
+                chunks, ended, error = self._chunks(payloads)
                 if chunks:
                     before, last = last, chunks
                     yield chunks
@@ -249,6 +271,14 @@ class OpenAICompatProvider:
             self._check_some(last)
             return
         self._check_end(response, before + last)
+
+    def _endless_event(self) -> UpstreamError:
+        return UpstreamError(
+            f"provider '{self.id}' sent more than {MAX_EVENT_BYTES // 2**20} MiB of its "
+            "stream without ending an event (a blank line): not Server-Sent Events as "
+            "OpenAI sends them; check the provider's base_url",
+            provider_id=self.id,
+        )
 
     def _check_some(self, last: list[JSON]) -> None:
         if not last:  # [DONE] with nothing before it: no answer at all

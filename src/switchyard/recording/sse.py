@@ -8,7 +8,9 @@ comments. It is on the streaming hot path: it works on whole byte strings with
 
 from __future__ import annotations
 
-__all__ = ["DONE", "SSEParser", "encode_event"]
+import sys
+
+__all__ = ["DONE", "EventTooLarge", "SSEParser", "encode_event"]
 
 DONE = b"[DONE]"
 """The data payload OpenAI-compatible providers send to close a stream."""
@@ -19,17 +21,25 @@ _DATA_PREFIX = b"data: "
 # (~1k instructions; bench/NOTES.md, section 55).
 
 
+class EventTooLarge(ValueError):
+    """More than the parser's ``max_pending`` bytes arrived without ending an event."""
+
+
 class SSEParser:
     """Split a byte stream into the data payloads of its events.
 
     ``feed`` takes chunks cut anywhere (even inside a line or a ``\\r\\n`` pair) and returns
     the payloads of the events it completed; ``flush`` returns a final event that the stream
-    ended without a blank line after.
+    ended without a blank line after. ``max_pending`` bounds what it holds of an event not
+    ended yet (EventTooLarge past it): a stream from elsewhere whose events never end (lines
+    ended by one newline only) would otherwise grow in memory for as long as it is sent.
     """
 
-    __slots__ = ("_cr_pending", "_ends_with_lf", "_parts")
+    __slots__ = ("_cr_pending", "_ends_with_lf", "_max_pending", "_parts", "_pending")
 
-    def __init__(self) -> None:
+    def __init__(self, max_pending: int = sys.maxsize) -> None:
+        self._max_pending = max_pending
+        self._pending = 0  # bytes in _parts
         self._parts: list[bytes] = []
         # Whether the buffered text ends with "\n", so that a chunk starting with "\n"
         # completes an event although neither piece holds "\n\n".
@@ -45,6 +55,9 @@ class SSEParser:
             return []
         if chunk.find(b"\n\n") < 0 and not (self._ends_with_lf and chunk[0] == 0x0A):
             self._parts.append(chunk)
+            self._pending += len(chunk)
+            if self._pending > self._max_pending:
+                raise EventTooLarge(f"{self._pending} bytes without the end of an event")
             self._ends_with_lf = chunk[-1] == 0x0A
             return []
         self._parts.append(chunk)
@@ -59,10 +72,12 @@ class SSEParser:
             payloads = buffered[6:-2].split(b"\n\ndata: ")
             if b"".join(payloads).find(b"\n") < 0:
                 self._parts = []
+                self._pending = 0
                 self._ends_with_lf = False
                 return payloads
         *blocks, rest = buffered.split(b"\n\n")
         self._parts = [rest] if rest else []
+        self._pending = len(rest)
         self._ends_with_lf = rest.endswith(b"\n")
         return _payloads(blocks)
 
@@ -73,6 +88,7 @@ class SSEParser:
             self._cr_pending = False
         buffered = b"".join(self._parts)
         self._parts = []
+        self._pending = 0
         self._ends_with_lf = False
         return _payloads(buffered.split(b"\n\n"))
 

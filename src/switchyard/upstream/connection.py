@@ -57,6 +57,17 @@ class Http1Connection(asyncio.Protocol):
         self._loop = loop
         self._read_timeout = read_timeout
         self._parser = httptools.HttpResponseParser(self)
+        # What h11 (under the openai SDK) and aiohttp read from a provider, llhttp's
+        # strict defaults refuse: bare LF line ends, folded headers, a space after a
+        # chunk's size, a length beside chunked framing (the chunks frame the body, RFC
+        # 9112, 6.3). Such an answer must not be a 502 only through Switchyard. The
+        # leniencies that concern a server (smuggled requests) do not apply to a client.
+        self._parser.set_dangerous_leniencies(
+            lenient_optional_cr_before_lf=True,
+            lenient_headers=True,
+            lenient_spaces_after_chunk_size=True,
+            lenient_chunked_length=True,
+        )
         self._transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0

@@ -91,13 +91,20 @@ class HttpResponse:
         return conn
 
 
+# Compressions a provider may send unasked, which this client cannot undo: refused,
+# saying so. Any other coding names no compression ("utf-8", "none", empty: seen from
+# misconfigured proxies) and the body is read as it is, as httpx reads it; refused, it
+# turned a provider's 429 into a 502 (its error body is read for the message).
+_UNDECODABLE = frozenset({"br", "zstd", "compress", "x-compress", "dcb", "dcz"})
+
+
 def _decoder(headers: Mapping[str, str]) -> zlib._Decompress | None:
     coding = headers.get("content-encoding", "identity").strip().lower()
-    if coding == "identity":
-        return None
-    if coding not in ("gzip", "x-gzip", "deflate"):
+    if coding in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(_ANY_ZLIB)
+    if coding in _UNDECODABLE:
         raise zlib.error(f"content-encoding {coding!r}, which was not asked for")
-    return zlib.decompressobj(_ANY_ZLIB)
+    return None
 
 
 # The most one streamed read is inflated to at a time: a read holds up to a few hundred

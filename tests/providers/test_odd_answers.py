@@ -1,0 +1,93 @@
+"""Answers a provider (or a proxy in front of it) gets slightly or badly wrong: the
+client still gets the provider's status, and a broken stream costs bounded memory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from tests.support.scripted_server import Exchange, ScriptedServer
+
+from switchyard.config import ProviderConfig
+from switchyard.errors import UpstreamError
+from switchyard.providers import create_provider, openai_compat
+from switchyard.providers.base import Provider
+
+Answering = Callable[[bytes], Awaitable[Provider]]
+BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+async def provider_answering() -> AsyncIterator[Answering]:
+    """A provider whose every request gets the given raw HTTP answer."""
+    made: list[tuple[ScriptedServer, Provider]] = []
+
+    async def make(raw: bytes) -> Provider:
+        async def answer(exchange: Exchange) -> bytes:
+            return raw
+
+        server = ScriptedServer(answer)
+        base = await server.start()
+        provider = create_provider(
+            ProviderConfig(
+                id="odd", type="openai", base_url=base + "/v1", api_key="k", max_retries=0
+            )
+        )
+        made.append((server, provider))
+        return provider
+
+    yield make
+    for server, provider in made:
+        await provider.close()
+        await server.stop()
+
+
+@pytest.mark.parametrize("coding", [b"br", b"utf-8", b""])
+async def test_a_rate_limit_stays_a_rate_limit_whatever_its_bodys_coding(
+    provider_answering: Answering, coding: bytes
+) -> None:
+    # br is a compression this client does not undo; "utf-8" and "" name none at all.
+    body = b'{"error":{"message":"slow down","type":"requests"}}'
+    raw = (
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\nContent-Encoding: %s\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    ) % (coding, len(body), body)
+    provider = await provider_answering(raw)
+    with pytest.raises(UpstreamError) as caught:
+        await provider.chat(BODY)
+    assert caught.value.status == 429
+    assert caught.value.headers["retry-after"] == "5"
+    if coding != b"br":  # read as it is: the provider's own words reach the client
+        assert "slow down" in caught.value.message
+
+
+async def test_an_answer_whose_coding_names_no_compression_is_read_as_it_is(
+    provider_answering: Answering,
+) -> None:
+    body = b'{"id":"c1","object":"chat.completion","model":"m","choices":[]}'
+    raw = (
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: utf-8\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s"
+    ) % (len(body), body)
+    provider = await provider_answering(raw)
+    assert (await provider.chat(BODY))["id"] == "c1"
+
+
+async def test_a_stream_event_that_never_ends_is_refused_at_a_bound(
+    provider_answering: Answering, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(openai_compat, "MAX_EVENT_BYTES", 1024 * 1024)
+    # Lines ended by one newline, never a blank line: one event that would grow for as
+    # long as the provider sends.
+    line = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n'
+    events = line * (3 * 1024 * 1024 // len(line))
+    raw = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s"
+    ) % (len(events), events)
+    provider = await provider_answering(raw)
+    chunks = await provider.chat_stream({**BODY, "stream": True})
+    with pytest.raises(UpstreamError) as caught:
+        async for _ in chunks:
+            pass
+    assert caught.value.status == 502
+    assert "more than 1 MiB of its stream without ending an event" in caught.value.message
