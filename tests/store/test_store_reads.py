@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from functools import partial
 from typing import Any
 
 import orjson
@@ -365,6 +366,22 @@ async def test_a_full_batch_is_written_without_lingering_on(store_url: str) -> N
         for n in range(2, 6):
             await store.completion_finished(call(n))
         await eventually(lambda: count_rows(store.db) == 5, "a full batch written", within=20)
+    finally:
+        await store.close()
+
+
+def written(store: InferenceStore, count: int) -> bool:
+    return store.writer.settled == count
+
+
+async def test_a_batch_larger_than_the_queue_costs_no_row(store_url: str) -> None:
+    store = await make_store(store_url, flush_interval=60, batch_size=500, queue_size=3)
+    try:
+        for n in range(1, 7):  # the queue holds three: each three must be taken off
+            await store.completion_finished(call(n))
+            if n % 3 == 0:
+                await eventually(partial(written, store, n), "written", within=20)
+        assert count_rows(store.db) == 6
     finally:
         await store.close()
 

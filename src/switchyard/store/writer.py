@@ -72,7 +72,9 @@ class Writer:
         self._db = db
         self._config = config
         self._queue_size = config.queue_size
-        self._batch_size = config.batch_size
+        # A linger ends at a full batch, or before the queue could fill (a batch larger
+        # than the queue) or hold half its bytes: it must never cost a dropped row.
+        self._batch_size = min(config.batch_size, config.queue_size)
         self._spill_dir = spill_dir  # where what shutdown could not write is saved
         self._more_saved = spill_dir is not None  # files there may wait to be claimed
         self._claims = spill.Claims()
@@ -132,7 +134,7 @@ class Writer:
         self.accepted += 1
         if self._waiter is not None:
             self._wake_writer()
-        elif self._lingering is not None and len(self._queue) >= self._batch_size:
+        elif self._lingering is not None and self._fills():
             self._hurry()  # a batch is full: lingering on would only grow the queue
 
     async def put_waiting(self, record: Record) -> int | None:
@@ -152,7 +154,7 @@ class Writer:
         self.accepted += 1
         if self._waiter is not None:
             self._wake_writer()
-        elif self._lingering is not None and len(self._queue) >= self._batch_size:
+        elif self._lingering is not None and self._fills():
             self._hurry()
         return self.accepted
 
@@ -296,7 +298,7 @@ class Writer:
             await self._waiter
         # Past the close deadline, what is left goes to one file, not one per batch.
         size = len(queue) if self._past_deadline() else self._config.batch_size
-        if self._lingers() and len(queue) < size:
+        if self._lingers() and not self._fills():
             await self._linger()
         batch = [queue.popleft() for _ in range(min(size, len(queue)))]
         self._room.set()
@@ -306,7 +308,7 @@ class Writer:
         """Wait up to ``flush_interval`` for a fuller batch. A batch costs the writer
         process a fixed ~0.8 ms of CPU at moderate rates (a wake-up, a transaction, the
         reply), which a batch per request paid in full at 20 requests/s, on the cores the
-        requests use (bench/NOTES.md, section 64). It ends early when the batch is full,
+        requests use (bench/NOTES.md, section 65). It ends early when the batch is full,
         when a read waits for this worker's rows (wait_settled), and at close()."""
         loop = asyncio.get_running_loop()
         self._lingering = lingering = loop.create_future()
@@ -316,6 +318,9 @@ class Writer:
         finally:
             timer.cancel()
             self._lingering = None
+
+    def _fills(self) -> bool:
+        return len(self._queue) >= self._batch_size or self._queued_bytes > MAX_QUEUED_BYTES // 2
 
     def _hurry(self) -> None:
         if self._lingering is not None:
