@@ -16,6 +16,7 @@ from switchyard.config import config_from_dict
 from switchyard.errors import ConfigError, ReplayMissError
 from switchyard.hidden import configured_secrets
 from switchyard.recording import scrub
+from switchyard.recording import transport as transport_module
 from switchyard.recording.cassette import (
     Cassette,
     Interaction,
@@ -25,7 +26,7 @@ from switchyard.recording.cassette import (
 )
 from switchyard.recording.files import load_cassette, save_cassette
 from switchyard.recording.library import CassetteLibrary
-from switchyard.recording.sse import SSEParser
+from switchyard.recording.sse import EventTooLarge, SSEParser
 from switchyard.recording.transport import RecordingTransport, finish_reads, recorded_request
 from switchyard.transports import transport_for, transports_for
 from switchyard.upstream import HttpTransport, RetryTransport, UpstreamRequest
@@ -259,6 +260,22 @@ async def test_a_stream_the_provider_cuts_is_not_written(tmp_path: Path) -> None
     response = await transport.send(_request("http://up/v1", CHAT_BODY))
     with pytest.raises(ConnectionResetError):
         await _drain(response)
+    assert not (tmp_path / "rec.json").exists()
+
+
+async def test_a_stream_whose_event_never_ends_is_not_read_on_for_ever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lines ended by one newline only: one event without end. The provider's parser
+    # refuses it first (openai_compat); the recorder, reading on for the cassette, stops
+    # at its own bound instead of holding all that is sent.
+    monkeypatch.setattr(transport_module, "RECORDED_EVENT_BYTES", 1000)
+    answer = _Answer([b'data: {"n":1}\n' * 10] * 100)  # 14 KB
+    transport = _recorder(tmp_path, "record", _Scripted(answer))
+    response = await transport.send(_request("http://up/v1", CHAT_BODY))
+    with pytest.raises(EventTooLarge):
+        await _drain(response)
+    assert answer.given < 10 and answer.closed
     assert not (tmp_path / "rec.json").exists()
 
 

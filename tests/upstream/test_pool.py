@@ -232,13 +232,12 @@ async def test_a_callers_accept_encoding_is_sent_as_is(
     "raw",
     [
         b"HTTP/1.1 200 OK\nContent-Length: 11\n\n" + b'{"ok":true}',
-        b"HTTP/1.1 200 OK\r\nX-Long: a\r\n b\r\nContent-Length: 11\r\n\r\n" + b'{"ok":true}',
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nb \r\n"
         + b'{"ok":true}\r\n0\r\n\r\n',
         b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n"
         + b'{"ok":true}\r\n0\r\n\r\n',
     ],
-    ids=["bare-lf", "folded-header", "space-after-chunk-size", "length-and-chunked"],
+    ids=["bare-lf", "space-after-chunk-size", "length-and-chunked"],
 )
 async def test_framing_other_clients_accept_is_read(
     serve: Serve, transport: HttpTransport, raw: bytes
@@ -246,9 +245,13 @@ async def test_framing_other_clients_accept_is_read(
     # What h11 (under the openai SDK) and aiohttp read without complaint: a provider
     # reached through them is not a 502 through Switchyard. With both a length and
     # chunks, the chunks frame the body (RFC 9112, 6.3).
-    _, base = await serve(_always(raw))
-    response = await transport.send(post(base))
-    assert (response.status, await response.read()) == (200, b'{"ok":true}')
+    server, base = await serve(_always(raw))
+    for _ in range(2):
+        response = await transport.send(post(base))
+        assert (response.status, await response.read()) == (200, b'{"ok":true}')
+    # Kept for the next request, unless framed two ways: a proxy on the way that went
+    # by the length would see the next answer elsewhere.
+    assert server.connections == (2 if b"Content-Length: 99" in raw else 1)
 
 
 async def test_informational_answers_are_skipped(serve: Serve, transport: HttpTransport) -> None:
@@ -324,6 +327,14 @@ async def test_a_connection_dropped_as_the_request_goes_is_retried_once(
             "content-encoding 'br', which was not asked for",
         ),
         (
+            # A compression this client cannot undo, after one it can.
+            _always(
+                b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip, br\r\nContent-Length: 2\r\n\r\nxx"
+            ),
+            UpstreamError,
+            "content-encoding 'gzip, br', which was not asked for",
+        ),
+        (
             # Header values are case-insensitive: a cut chunked body is still cut.
             _close_after(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n"),
             UpstreamError,
@@ -349,6 +360,7 @@ async def test_a_connection_dropped_as_the_request_goes_is_retried_once(
         "cut-off",
         "reset",
         "unasked-encoding",
+        "unasked-encoding-listed",
         "cut-chunked-capitalised",
         "cut-gzip",
     ],

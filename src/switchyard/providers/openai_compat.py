@@ -30,7 +30,7 @@ from switchyard.errors import (
 )
 from switchyard.providers.base import JSON, ModelInfo, check_options
 from switchyard.providers.quoting import READ_MAX, Quoter, error_fields
-from switchyard.recording.sse import DONE, EventTooLarge, SSEParser
+from switchyard.recording.sse import DONE, MAX_EVENT_BYTES, EventTooLarge, SSEParser
 from switchyard.transports import live_transport
 from switchyard.upstream import (
     Transport,
@@ -42,12 +42,6 @@ from switchyard.upstream.base import logged_url
 from switchyard.upstream.retry import RETRY_STATUSES
 
 log = logging.getLogger(__name__)
-
-# The most of a stream held while an event is not ended. A chunk is a few KB (a token's
-# logprobs, a piece of a tool call); 64 MiB is beyond any real one, and bounds what a
-# broken or hostile stream (lines ended by one newline, never a blank line) can make a
-# worker hold: a few times this, in the joins of the parse.
-MAX_EVENT_BYTES = 64 * 1024 * 1024
 
 # Name fragments of embedding model families, for lists that do not say a model's type.
 EMBEDDING_HINTS = (

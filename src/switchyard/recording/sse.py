@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["DONE", "EventTooLarge", "SSEParser", "encode_event"]
+__all__ = ["DONE", "MAX_EVENT_BYTES", "EventTooLarge", "SSEParser", "encode_event"]
 
 DONE = b"[DONE]"
 """The data payload OpenAI-compatible providers send to close a stream."""
+
+# The most of a stream a provider's parser holds while an event is not ended. A chunk is
+# a few KB (a token's logprobs, a piece of a tool call); 64 MiB is beyond any real one,
+# and bounds what a broken or hostile stream (lines ended by one newline, never a blank
+# line) can make a worker hold: a few times this, in the joins of the parse.
+MAX_EVENT_BYTES = 64 * 1024 * 1024
 
 _DATA_PREFIX = b"data: "
 # On the hot path, ``x.find(b"...") < 0`` rather than ``b"..." not in x``: bytes' ``in``

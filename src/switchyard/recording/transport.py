@@ -46,7 +46,7 @@ from switchyard.recording.cassette import (
 from switchyard.recording.library import CassetteLibrary
 from switchyard.recording.llama_stack import normalise_path
 from switchyard.recording.matching import sorted_json
-from switchyard.recording.sse import DONE, SSEParser, encode_event
+from switchyard.recording.sse import DONE, MAX_EVENT_BYTES, SSEParser, encode_event
 from switchyard.upstream import Transport, UpstreamRequest, UpstreamResponse
 from switchyard.upstream.retry import RETRY_SENT
 
@@ -134,6 +134,12 @@ class RecordingTransport:
             await self._inner.aclose()
 
 
+# The recorder's parser holds an event not ended up to twice what the provider's does:
+# the provider's refuses such a stream first, with its own message, and the recorder,
+# reading on for the cassette after its client left, stops here (not recorded).
+RECORDED_EVENT_BYTES = 2 * MAX_EVENT_BYTES
+
+
 class _StreamCopy:
     """The events of a stream being recorded, with their timing; written once."""
 
@@ -143,7 +149,7 @@ class _StreamCopy:
         write: Callable[[list[StreamEvent]], Awaitable[None]],
         hidden: Callable[[Any], Any],
     ) -> None:
-        self._parser = SSEParser()
+        self._parser = SSEParser(RECORDED_EVENT_BYTES)
         self._hidden = hidden
         self._events: list[StreamEvent] = []
         self._last = started

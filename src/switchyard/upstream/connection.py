@@ -58,13 +58,13 @@ class Http1Connection(asyncio.Protocol):
         self._read_timeout = read_timeout
         self._parser = httptools.HttpResponseParser(self)
         # What h11 (under the openai SDK) and aiohttp read from a provider, llhttp's
-        # strict defaults refuse: bare LF line ends, folded headers, a space after a
-        # chunk's size, a length beside chunked framing (the chunks frame the body, RFC
-        # 9112, 6.3). Such an answer must not be a 502 only through Switchyard. The
-        # leniencies that concern a server (smuggled requests) do not apply to a client.
+        # strict defaults refuse: bare LF line ends, a space after a chunk's size, a
+        # length beside chunked framing (the chunks frame the body, RFC 9112, 6.3; the
+        # connection is then not reused: on_message_complete). Such an answer must not
+        # be a 502 only through Switchyard. Not lenient_headers: besides folded headers
+        # it takes "Content-Length : 3" and NULs in values, which h11 refuses.
         self._parser.set_dangerous_leniencies(
             lenient_optional_cr_before_lf=True,
-            lenient_headers=True,
             lenient_spaces_after_chunk_size=True,
             lenient_chunked_length=True,
         )
@@ -199,7 +199,10 @@ class Http1Connection(asyncio.Protocol):
             return  # the end of an informational answer
         self._complete = True
         closing = self._transport is None or self._transport.is_closing()
-        self.reusable = self._parser.should_keep_alive() and not closing
+        # Framed by its chunks despite a length: whoever framed it by the length (a proxy
+        # on the way) disagrees on where the next answer starts.
+        framed_twice = "content-length" in self.headers and "transfer-encoding" in self.headers
+        self.reusable = self._parser.should_keep_alive() and not closing and not framed_twice
         self._wake()
         drain, self._drain = self._drain, None
         if drain is not None:

@@ -91,20 +91,24 @@ class HttpResponse:
         return conn
 
 
-# Compressions a provider may send unasked, which this client cannot undo: refused,
-# saying so. Any other coding names no compression ("utf-8", "none", empty: seen from
-# misconfigured proxies) and the body is read as it is, as httpx reads it; refused, it
-# turned a provider's 429 into a 502 (its error body is read for the message).
-_UNDECODABLE = frozenset({"br", "zstd", "compress", "x-compress", "dcb", "dcz"})
+_INFLATED = frozenset({"gzip", "x-gzip", "deflate"})
+# Codings that transform the body, which this client cannot undo (alone, or after
+# another: "gzip, br"): refused, saying so. Any other names no transformation ("utf-8",
+# "none", empty: seen from misconfigured proxies) and the body is read as it is, as
+# httpx reads it; refused, it turned a provider's 429 into a 502.
+_UNDECODABLE = frozenset({"br", "zstd", "compress", "x-compress", "dcb", "dcz", "aes128gcm"})
 
 
 def _decoder(headers: Mapping[str, str]) -> zlib._Decompress | None:
     coding = headers.get("content-encoding", "identity").strip().lower()
-    if coding in ("gzip", "x-gzip", "deflate"):
+    if coding in _INFLATED:
         return zlib.decompressobj(_ANY_ZLIB)
-    if coding in _UNDECODABLE:
-        raise zlib.error(f"content-encoding {coding!r}, which was not asked for")
-    return None
+    applied = [c for c in map(str.strip, coding.split(",")) if c in _INFLATED | _UNDECODABLE]
+    if not applied:
+        return None
+    if len(applied) == 1 and applied[0] in _INFLATED:  # beside labels that change nothing
+        return zlib.decompressobj(_ANY_ZLIB)
+    raise zlib.error(f"content-encoding {coding!r}, which was not asked for")
 
 
 # The most one streamed read is inflated to at a time: a read holds up to a few hundred
