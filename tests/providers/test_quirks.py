@@ -11,7 +11,8 @@ import pytest
 from switchyard.config import ProviderConfig
 from switchyard.errors import ConfigError, UnsupportedParameterError
 from switchyard.providers import create_provider, provider_class
-from switchyard.providers.openai_compat import OpenAICompatProvider, encode_embeddings_base64
+from switchyard.providers.openai_compat import OpenAICompatProvider
+from switchyard.providers.vectors import encode_embeddings_base64
 
 
 def make(type_name: str, **kwargs: Any) -> Any:

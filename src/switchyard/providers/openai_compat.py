@@ -7,12 +7,9 @@ class attributes (data) or by overriding one small hook (``prepare_*``,
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import re
-import sys
-from array import array
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
@@ -30,6 +27,7 @@ from switchyard.errors import (
 )
 from switchyard.providers.base import JSON, ModelInfo, check_options
 from switchyard.providers.quoting import READ_MAX, Quoter, error_fields
+from switchyard.providers.vectors import encode_embeddings_base64, other_size
 from switchyard.recording.sse import DONE, MAX_EVENT_BYTES, EventTooLarge, SSEParser
 from switchyard.transports import live_transport
 from switchyard.upstream import (
@@ -383,7 +381,7 @@ class OpenAICompatProvider:
     async def embeddings(self, body: JSON) -> JSON:
         result = await self._json("/embeddings", self.prepare_embeddings(body))
         wanted = body.get("dimensions")
-        size = None if wanted is None else _other_size(result, wanted)
+        size = None if wanted is None else other_size(result, wanted)
         if size is not None:
             # The provider ignored it (Ollama before it learnt it), or the model has
             # fewer: a vector of another size would only fail later, in the client's
@@ -584,30 +582,3 @@ def _finishes(chunks: list[JSON]) -> bool:
 def _transient(status: int) -> bool:
     """Whether a client's retry of an answer with this status may succeed."""
     return status in RETRY_STATUSES or (status >= 500 and status not in (501, 505))
-
-
-def _other_size(result: JSON, dimensions: int) -> int | None:
-    """The size of a vector of an embedding answer that does not have ``dimensions``
-    (floats, or base64 of little-endian float32), or None if all have it."""
-    for item in result.get("data") or ():
-        vector = item.get("embedding") if isinstance(item, dict) else None
-        if isinstance(vector, list):
-            size = len(vector)
-        elif isinstance(vector, str):
-            size = (len(vector) * 3 // 4 - vector[-2:].count("=")) // 4  # without decoding
-        else:
-            continue
-        if size != dimensions:
-            return size
-    return None
-
-
-def encode_embeddings_base64(result: JSON) -> None:
-    """Encode float vectors as OpenAI does: little-endian float32, base64."""
-    for item in result.get("data") or ():
-        vector = item.get("embedding") if isinstance(item, dict) else None
-        if isinstance(vector, list):
-            packed = array("f", vector)
-            if sys.byteorder != "little":
-                packed.byteswap()
-            item["embedding"] = base64.b64encode(packed.tobytes()).decode("ascii")

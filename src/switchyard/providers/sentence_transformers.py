@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from switchyard.config import ProviderConfig
 from switchyard.errors import InvalidRequestError, ModelNotFoundError, UnsupportedParameterError
 from switchyard.providers.base import JSON, ModelInfo, check_options
-from switchyard.providers.openai_compat import encode_embeddings_base64
+from switchyard.providers.vectors import encode_embeddings_base64
 from switchyard.upstream import Transport
 
 MODEL_ID = "all-MiniLM-L6-v2"
