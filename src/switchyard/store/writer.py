@@ -160,8 +160,8 @@ class Writer:
 
     def _wake_writer(self) -> None:
         waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            _done(waiter)
 
     def to_record(self, call: StoredCall) -> Record | None:
         """The record of a call in parsed forms; None (counted as dropped) if it has none."""

@@ -97,13 +97,16 @@ _INFLATED = frozenset({"gzip", "x-gzip", "deflate"})
 # "none", empty: seen from misconfigured proxies) and the body is read as it is, as
 # httpx reads it; refused, it turned a provider's 429 into a 502.
 _UNDECODABLE = frozenset({"br", "zstd", "compress", "x-compress", "dcb", "dcz", "aes128gcm"})
+_APPLIED = _INFLATED | _UNDECODABLE
 
 
 def _decoder(headers: Mapping[str, str]) -> zlib._Decompress | None:
     coding = headers.get("content-encoding", "identity").strip().lower()
+    if coding == "identity":  # every answer without the header: nothing more to look at
+        return None
     if coding in _INFLATED:
         return zlib.decompressobj(_ANY_ZLIB)
-    applied = [c for c in map(str.strip, coding.split(",")) if c in _INFLATED | _UNDECODABLE]
+    applied = [c for c in map(str.strip, coding.split(",")) if c in _APPLIED]
     if not applied:
         return None
     if len(applied) == 1 and applied[0] in _INFLATED:  # beside labels that change nothing
