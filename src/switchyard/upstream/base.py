@@ -7,6 +7,7 @@ instead of patching anything.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -100,17 +101,7 @@ def network_error(
     where = f"provider '{request.provider_id}'"
     provider_id = request.provider_id
     if isinstance(err, TimeoutError):
-        if unsent:
-            return UpstreamTimeoutError(
-                f"{where} did not accept a connection in time; check that its base_url is "
-                "right and reachable from here, or raise the provider's connect_timeout",
-                provider_id=provider_id,
-                unsent=True,
-            )
-        return UpstreamTimeoutError(
-            f"{where} did not answer in time; try again or raise the provider's timeout",
-            provider_id=provider_id,
-        )
+        return _timed_out(where, err, provider_id, unsent=unsent)
     if isinstance(err, BadAnswer):
         return UpstreamError(
             f"{where} sent {err}; check that its base_url points at an OpenAI-compatible API",
@@ -132,6 +123,28 @@ def network_error(
         "check that it is running and that its base_url is right",
         provider_id=provider_id,
         unsent=unsent,
+    )
+
+
+def _timed_out(
+    where: str, err: TimeoutError, provider_id: str, *, unsent: bool
+) -> UpstreamTimeoutError:
+    if unsent:
+        return UpstreamTimeoutError(
+            f"{where} did not accept a connection in time; check that its base_url is "
+            "right and reachable from here, or raise the provider's connect_timeout",
+            provider_id=provider_id,
+            unsent=True,
+        )
+    if err.errno == errno.ETIMEDOUT:  # the kernel's, not ours: pool.DEAD_PEER_SECONDS
+        return UpstreamTimeoutError(
+            f"{where} stopped responding: its host no longer acknowledges the connection; "
+            "check that it is up and reachable from here",
+            provider_id=provider_id,
+        )
+    return UpstreamTimeoutError(
+        f"{where} did not answer in time; try again or raise the provider's timeout",
+        provider_id=provider_id,
     )
 
 

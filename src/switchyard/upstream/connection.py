@@ -126,6 +126,12 @@ class Http1Connection(asyncio.Protocol):
             self.on_idle_close(self)
         if self._complete or self._error is not None:
             return
+        if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+            # Not the provider closing (a reset, a broken pipe): the kernel gave up on
+            # the path to it (pool._detect_dead_peer's bound: ETIMEDOUT, or the route's
+            # own error if it had one, EHOSTUNREACH): that, not a close.
+            self._fail(exc)
+            return
         if self._head_done and exc is None and ends_at_close(self.headers):
             self._complete = True  # a body delimited by the end of the connection
             self._wake()

@@ -52,6 +52,16 @@ HAPPY_EYEBALLS_DELAY = 0.25
 # Http1Connection.drain), so that its connection can serve another request.
 DRAIN_SECONDS = 0.1
 DRAIN_BYTES = 64 * 1024
+# A provider's host that goes silent without closing (a crashed machine, a dropped
+# route, a NAT or load balancer that forgot the connection) would otherwise be noticed
+# only when the read timeout (600 s by default) runs out. TCP keep-alive probes a
+# connection that has been quiet this long, the kernel gives up once the probes (or a
+# request's bytes) go unacknowledged for DEAD_PEER_SECONDS, and the request ends in a
+# 504. A live provider's kernel answers the probes whatever its model is doing, and
+# idle pooled connections expire (KEEPALIVE_EXPIRY) before their first probe.
+PROBE_AFTER_SECONDS = 30
+PROBE_EVERY_SECONDS = 10
+DEAD_PEER_SECONDS = 60
 
 
 class Origin(NamedTuple):
@@ -301,9 +311,31 @@ async def _open_socket(host: str, port: int) -> socket.socket:
     # Happy eyeballs (RFC 8305), as aiohttp does it: uvloop's create_connection tries
     # addresses one after the other, so an IPv6 route that drops packets would eat the
     # whole connect timeout before IPv4 is tried.
-    return await aiohappyeyeballs.start_connection(
+    sock = await aiohappyeyeballs.start_connection(
         addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY
     )
+    try:
+        _detect_dead_peer(sock)
+    except OSError:  # a nicety: a system that refuses it still gets its request through
+        log.debug("keep-alive options refused on %s:%d", host, port, exc_info=True)
+    return sock
+
+
+def _detect_dead_peer(sock: socket.socket) -> None:
+    """Keep-alive probes and a limit on unacknowledged bytes (see DEAD_PEER_SECONDS).
+    Linux's option names; a system without one keeps its own default for it."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", PROBE_AFTER_SECONDS),
+        ("TCP_KEEPINTVL", PROBE_EVERY_SECONDS),
+        # Where TCP_USER_TIMEOUT exists (Linux) it decides instead: the kernel closes
+        # once nothing has been acknowledged for that long, probes or sent bytes.
+        ("TCP_KEEPCNT", max(1, DEAD_PEER_SECONDS // PROBE_EVERY_SECONDS)),
+        ("TCP_USER_TIMEOUT", DEAD_PEER_SECONDS * 1000),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 async def _open_proxy_socket(proxy: Proxy) -> socket.socket:
