@@ -73,6 +73,34 @@ async def test_an_answer_whose_coding_names_no_compression_is_read_as_it_is(
     assert (await provider.chat(BODY))["id"] == "c1"
 
 
+def _ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+
+
+@pytest.mark.parametrize(
+    "body", [b"{}", b'{"id":"c1","object":"chat.completion"}', b'{"choices":null}']
+)
+async def test_a_chat_answer_without_choices_is_a_502_not_a_completion(
+    provider_answering: Answering, body: bytes
+) -> None:
+    provider = await provider_answering(_ok(body))
+    with pytest.raises(UpstreamError, match="without a 'choices' list") as caught:
+        await provider.chat(BODY)
+    assert caught.value.status == 502
+
+
+async def test_an_embeddings_answer_without_data_is_a_502(provider_answering: Answering) -> None:
+    provider = await provider_answering(_ok(b'{"object":"list","model":"e"}'))
+    with pytest.raises(UpstreamError, match="without a 'data' list") as caught:
+        await provider.embeddings({"model": "e", "input": "hi"})
+    assert caught.value.status == 502
+    answered = await provider_answering(_ok(b'{"object":"list","data":[],"model":"e"}'))
+    assert (await answered.embeddings({"model": "e", "input": "hi"}))["data"] == []
+
+
 async def test_a_stream_event_that_never_ends_is_refused_at_a_bound(
     provider_answering: Answering, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -166,7 +166,8 @@ class OpenAICompatProvider:
             raise error
         return response
 
-    async def _json(self, path: str, body: JSON) -> JSON:
+    async def _json(self, path: str, body: JSON, listing: str = "choices") -> JSON:
+        """The answer, which holds its ``listing`` (choices, or an embedding's data)."""
         response = await self._send("POST", path, body, stream=False)
         raw = await response.read()
         payload = self._decode(raw)
@@ -174,6 +175,13 @@ class OpenAICompatProvider:
             # Some providers fail with HTTP 200 and an error object: relayed as it is,
             # it would reach the client (and the store) as if it were an answer.
             raise self._reported(raw, "failed (an error in an HTTP 200 answer)")
+        if type(payload.get(listing)) is not list:  # {} would be stored as a completion
+            said = self._quote(raw[:READ_MAX].decode("utf-8", "replace"), 200)
+            raise UpstreamError(
+                f"provider '{self.id}' answered {path} without a '{listing}' list, not as "
+                f"an OpenAI-compatible API does: {said!r}",
+                provider_id=self.id,
+            )
         return payload
 
     def _reported(self, raw: bytes, how: str) -> UpstreamError:
@@ -379,7 +387,7 @@ class OpenAICompatProvider:
         return await self._stream("/completions", self.prepare_completions(body))
 
     async def embeddings(self, body: JSON) -> JSON:
-        result = await self._json("/embeddings", self.prepare_embeddings(body))
+        result = await self._json("/embeddings", self.prepare_embeddings(body), "data")
         wanted = body.get("dimensions")
         size = None if wanted is None else other_size(result, wanted)
         if size is not None:
