@@ -136,7 +136,7 @@ def _timed_out(
             provider_id=provider_id,
             unsent=True,
         )
-    if err.errno == errno.ETIMEDOUT:  # the kernel's, not ours: pool.DEAD_PEER_SECONDS
+    if err.errno == errno.ETIMEDOUT:  # the kernel's, not ours: pool.PROBE_AFTER_SECONDS
         return UpstreamTimeoutError(
             f"{where} stopped responding: its host no longer acknowledges the connection; "
             "check that it is up and reachable from here",

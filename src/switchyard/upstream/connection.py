@@ -128,7 +128,7 @@ class Http1Connection(asyncio.Protocol):
             return
         if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
             # Not the provider closing (a reset, a broken pipe): the kernel gave up on
-            # the path to it (pool._detect_dead_peer's bound: ETIMEDOUT, or the route's
+            # the path to it (pool._detect_dead_peer's probes: ETIMEDOUT, or the route's
             # own error if it had one, EHOSTUNREACH): that, not a close.
             self._fail(exc)
             return

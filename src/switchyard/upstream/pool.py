@@ -53,15 +53,18 @@ HAPPY_EYEBALLS_DELAY = 0.25
 DRAIN_SECONDS = 0.1
 DRAIN_BYTES = 64 * 1024
 # A provider's host that goes silent without closing (a crashed machine, a dropped
-# route, a NAT or load balancer that forgot the connection) would otherwise be noticed
-# only when the read timeout (600 s by default) runs out. TCP keep-alive probes a
-# connection that has been quiet this long, the kernel gives up once the probes (or a
-# request's bytes) go unacknowledged for DEAD_PEER_SECONDS, and the request ends in a
-# 504. A live provider's kernel answers the probes whatever its model is doing, and
-# idle pooled connections expire (KEEPALIVE_EXPIRY) before their first probe.
+# route, a NAT or load balancer that forgot the connection) while a request waits for
+# its answer would otherwise be noticed only when the read timeout (600 s by default)
+# runs out. TCP keep-alive probes a connection that has been quiet for
+# PROBE_AFTER_SECONDS and gives up after PROBE_COUNT unanswered probes: a 504. A live
+# provider's kernel answers the probes whatever its model is doing; the kernel sends
+# none while bytes of the request are unacknowledged or waiting to be read, so a
+# provider slow to read a large body is not cut off (which TCP_USER_TIMEOUT would do:
+# it also ends a connection held at a zero window, by a live but busy server). Idle
+# pooled connections expire (KEEPALIVE_EXPIRY) before their first probe.
 PROBE_AFTER_SECONDS = 30
 PROBE_EVERY_SECONDS = 10
-DEAD_PEER_SECONDS = 60
+PROBE_COUNT = 3
 
 
 class Origin(NamedTuple):
@@ -322,18 +325,16 @@ async def _open_socket(host: str, port: int) -> socket.socket:
 
 
 def _detect_dead_peer(sock: socket.socket) -> None:
-    """Keep-alive probes and a limit on unacknowledged bytes (see DEAD_PEER_SECONDS).
-    Linux's option names; a system without one keeps its own default for it."""
+    """Keep-alive probes (see PROBE_AFTER_SECONDS); a system without one of the options
+    keeps its own default for it."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in (
-        ("TCP_KEEPIDLE", PROBE_AFTER_SECONDS),
-        ("TCP_KEEPINTVL", PROBE_EVERY_SECONDS),
-        # Where TCP_USER_TIMEOUT exists (Linux) it decides instead: the kernel closes
-        # once nothing has been acknowledged for that long, probes or sent bytes.
-        ("TCP_KEEPCNT", max(1, DEAD_PEER_SECONDS // PROBE_EVERY_SECONDS)),
-        ("TCP_USER_TIMEOUT", DEAD_PEER_SECONDS * 1000),
+    # macOS names the idle time TCP_KEEPALIVE.
+    idle = getattr(socket, "TCP_KEEPIDLE", None) or getattr(socket, "TCP_KEEPALIVE", None)
+    for option, value in (
+        (idle, PROBE_AFTER_SECONDS),
+        (getattr(socket, "TCP_KEEPINTVL", None), PROBE_EVERY_SECONDS),
+        (getattr(socket, "TCP_KEEPCNT", None), PROBE_COUNT),
     ):
-        option = getattr(socket, name, None)
         if option is not None:
             sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
