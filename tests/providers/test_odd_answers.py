@@ -90,6 +90,17 @@ async def test_a_chat_answer_without_choices_is_a_502_not_a_completion(
     with pytest.raises(UpstreamError, match="without a 'choices' list") as caught:
         await provider.chat(BODY)
     assert caught.value.status == 502
+    # Answered, perhaps billed: the client's SDK is asked not to send it twice more.
+    assert caught.value.headers["x-should-retry"] == "false"
+
+
+async def test_an_answer_that_is_not_json_is_not_retried_by_the_client(
+    provider_answering: Answering,
+) -> None:
+    provider = await provider_answering(_ok(b"<html>a login page</html>"))
+    with pytest.raises(UpstreamError, match='not JSON: "an HTML page') as caught:
+        await provider.chat(BODY)
+    assert caught.value.headers["x-should-retry"] == "false"
 
 
 async def test_an_embeddings_answer_without_data_is_a_502(provider_answering: Answering) -> None:

@@ -176,12 +176,7 @@ class OpenAICompatProvider:
             # it would reach the client (and the store) as if it were an answer.
             raise self._reported(raw, "failed (an error in an HTTP 200 answer)")
         if type(payload.get(listing)) is not list:  # {} would be stored as a completion
-            said = self._quote(raw[:READ_MAX].decode("utf-8", "replace"), 200)
-            raise UpstreamError(
-                f"provider '{self.id}' answered {path} without a '{listing}' list, not as "
-                f"an OpenAI-compatible API does: {said!r}",
-                provider_id=self.id,
-            )
+            raise self._unusable(f" {path} without a '{listing}' list", raw)
         return payload
 
     def _reported(self, raw: bytes, how: str) -> UpstreamError:
@@ -206,10 +201,7 @@ class OpenAICompatProvider:
         except orjson.JSONDecodeError:
             raise self._not_json(raw, "") from None
         if not isinstance(payload, dict):
-            raise UpstreamError(
-                f"provider '{self.id}' answered with JSON that is not an object",
-                provider_id=self.id,
-            )
+            raise self._unusable(" with JSON that is not an object", raw)
         return payload
 
     async def _stream(self, path: str, body: JSON) -> AsyncIterator[list[JSON]]:
@@ -338,11 +330,16 @@ class OpenAICompatProvider:
             return err
 
     def _not_json(self, raw: bytes, where: str = "") -> UpstreamError:
+        return self._unusable(f"{where} with something that is not JSON", raw)
+
+    def _unusable(self, how: str, raw: bytes) -> UpstreamError:
+        """A body that is no answer, quoted. Not for the client's SDK to retry: the
+        provider answered (and may have billed), and a base_url pointing at something
+        else answers the same again."""
         said = self._quote(raw[:READ_MAX].decode("utf-8", "replace"), 200)
-        return UpstreamError(
-            f"provider '{self.id}' answered{where} with something that is not JSON: {said!r}",
-            provider_id=self.id,
-        )
+        error = UpstreamError(f"provider '{self.id}' answered{how}: {said!r}", provider_id=self.id)
+        no_client_retry(error)
+        return error
 
     def _redirected(self, status: int, location: str | None) -> UpstreamError:
         # Not followed: a POST redirected (http to https, a moved path) is a base_url to
