@@ -14,6 +14,7 @@ from tests.support.scripted_server import post
 from switchyard.errors import UpstreamTimeoutError
 from switchyard.upstream import HttpTransport, pool
 from switchyard.upstream.base import network_error
+from switchyard.upstream.connection import ConnectionLostError, Http1Connection
 
 
 @pytest.mark.skipif(not hasattr(socket, "TCP_KEEPIDLE"), reason="Linux's option names")
@@ -70,3 +71,31 @@ def test_the_kernels_timeout_says_the_host_stopped_responding() -> None:
     assert "stopped responding" in dead.message
     slow = network_error(request, TimeoutError())  # our own read timeout
     assert "did not answer in time" in slow.message
+
+
+@pytest.mark.parametrize(
+    ("kernel_error", "raised"),
+    [
+        (TimeoutError(errno.ETIMEDOUT, "Connection timed out"), TimeoutError),
+        (OSError(errno.EHOSTUNREACH, "No route to host"), OSError),
+        (ConnectionResetError(errno.ECONNRESET, "reset"), ConnectionLostError),
+    ],
+)
+async def test_a_path_the_kernel_gave_up_on_is_not_a_close(
+    kernel_error: OSError, raised: type[OSError]
+) -> None:
+    # What the probes end a connection with (a timeout, or the route's own error) is
+    # passed on as it is; a reset is the provider closing, which may be sent again.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        loop = asyncio.get_running_loop()
+        port = listener.getsockname()[1]
+        _, conn = await loop.create_connection(
+            lambda: Http1Connection(loop, 30.0), "127.0.0.1", port
+        )
+        waiting = asyncio.create_task(conn.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+        await asyncio.sleep(0.05)
+        conn.connection_lost(kernel_error)
+        with pytest.raises(raised) as caught:
+            await waiting
+        assert type(caught.value) is raised
+        conn.close()

@@ -14,6 +14,7 @@ provider, and a provider silent for longer than the timeout always does.
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Callable
 from typing import cast
 
@@ -35,6 +36,12 @@ MAX_WHOLE_BODY = 512 * 1024 * 1024
 # How much an answer's head may take to arrive, as in nginx and aiohttp's order of
 # size: real providers send a few KB; a broken one could send without end.
 MAX_HEAD = 64 * 1024
+
+
+# What the kernel ends a connection with when its peer or the route to it is gone.
+_PATH_FAILED = frozenset(
+    {errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+)
 
 
 class ConnectionLostError(ConnectionError):
@@ -126,10 +133,9 @@ class Http1Connection(asyncio.Protocol):
             self.on_idle_close(self)
         if self._complete or self._error is not None:
             return
-        if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
-            # Not the provider closing (a reset, a broken pipe): the kernel gave up on
-            # the path to it (pool._detect_dead_peer's probes: ETIMEDOUT, or the route's
-            # own error if it had one, EHOSTUNREACH): that, not a close.
+        if isinstance(exc, OSError) and exc.errno in _PATH_FAILED:
+            # Not the provider closing: the kernel gave up on the path to it
+            # (pool._detect_dead_peer's probes), a timeout or the route's own error.
             self._fail(exc)
             return
         if self._head_done and exc is None and ends_at_close(self.headers):
