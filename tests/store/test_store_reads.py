@@ -326,17 +326,22 @@ async def test_sync_durability_has_the_row_before_it_returns(store_url: str) -> 
         await store.close()
 
 
+async def rows_once_reopened(store_url: str) -> int:
+    """The rows a new store on the same database finds: what a closed one wrote."""
+    reopened = await make_store(store_url)
+    try:
+        return count_rows(reopened.db)
+    finally:
+        await reopened.close()
+
+
 async def test_close_flushes_everything_queued(store_url: str) -> None:
     store = await make_store(store_url, batch_size=50)
     for n in range(400):
         await store.completion_finished(call(n))
     assert store.writer.settled < 400  # still queued: close must do the rest
     await store.close()
-    reopened = await make_store(store_url)
-    try:
-        assert count_rows(reopened.db) == 400
-    finally:
-        await reopened.close()
+    assert await rows_once_reopened(store_url) == 400
 
 
 async def test_a_read_ends_the_writers_wait_for_a_fuller_batch(store_url: str) -> None:
@@ -392,11 +397,7 @@ async def test_close_does_not_wait_out_the_linger(store_url: str) -> None:
     await asyncio.sleep(0.1)  # the writer task is lingering now
     async with asyncio.timeout(20):  # the linger is a minute
         await store.close()
-    reopened = await make_store(store_url)
-    try:
-        assert count_rows(reopened.db) == 1
-    finally:
-        await reopened.close()
+    assert await rows_once_reopened(store_url) == 1
 
 
 @pytest.mark.parametrize("size", [1, 3, 300])
