@@ -21,6 +21,7 @@ import click
 from switchyard._version import __version__
 from switchyard.config import Config, LogLevel, RecordMode, config_from_environment
 from switchyard.errors import ConfigError
+from switchyard.limits import low_limit_warning, raise_open_files
 from switchyard.metrics import MULTIPROCESS_DIR
 from switchyard.recording.cli import cassettes
 
@@ -137,6 +138,9 @@ def run(
             "reaches it uses the providers' keys. Set server.api_keys or SWITCHYARD_API_KEYS.",
             err=True,
         )
+    too_few = low_limit_warning(raise_open_files())
+    if too_few:
+        click.echo(f"switchyard: {too_few}", err=True)
     level = (log_level or server.log_level).upper()
     workers = workers or server.workers
     with shared_metrics(workers):

@@ -45,6 +45,12 @@ def wait_ready(
     raise RuntimeError(f"server at {url} not ready after {timeout}s")
 
 
+_WITH_LIMIT = (
+    "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (%d, %d)); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 @dataclass
 class ServerHandle:
     url: str
@@ -85,10 +91,14 @@ def process_server(
     args: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
     timeout: float = 90.0,
+    open_files: tuple[int, int] | None = None,
 ) -> Iterator[ServerHandle]:
-    """``python -m switchyard run`` as a child process; killed at the end if still alive."""
+    """``python -m switchyard run`` as a child process; killed at the end if still alive.
+    ``open_files``: the (soft, hard) limit on open files it starts with."""
     port = free_port()
     cmd = [sys.executable, "-m", "switchyard", "run", "--port", str(port), *args]
+    if open_files is not None:  # set by a Python that then becomes the server (no fork hook)
+        cmd[1:1] = ["-c", _WITH_LIMIT % open_files, sys.executable]
     if config is not None:
         path = tmp_path / f"config-{port}.yaml"
         path.write_text(yaml.safe_dump(config))

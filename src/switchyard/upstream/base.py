@@ -118,12 +118,25 @@ def network_error(
         )
         no_client_retry(refused)
         return refused
+    if isinstance(err, OSError) and err.errno in OUT_OF_FILES:
+        # Ours, not the provider's: a base_url to check would mislead (limits.py).
+        return UpstreamUnavailableError(
+            f"Switchyard could not open a connection to {where}: this server has run out "
+            f"of file descriptors ({_reason(err)}), too many requests are in flight for "
+            "its open-files limit; try again later, and raise the limit (ulimit -n)",
+            provider_id=provider_id,
+            unsent=unsent,
+        )
     return UpstreamUnavailableError(
         f"{where} cannot be reached ({type(err).__name__}: {_reason(err)}); "
         "check that it is running and that its base_url is right",
         provider_id=provider_id,
         unsent=unsent,
     )
+
+
+# The process's limit (EMFILE) or the system's (ENFILE) on open files.
+OUT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE})
 
 
 def _timed_out(

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import aiohappyeyeballs
 
 from switchyard.upstream.base import (
+    OUT_OF_FILES,
     ConnectFailed,
     UpstreamRequest,
     UpstreamResponse,
@@ -343,6 +344,8 @@ async def _open_proxy_socket(proxy: Proxy) -> socket.socket:
     try:
         return await _open_socket(proxy.host, proxy.port)
     except OSError as err:  # say it is the proxy, not the provider, that is unreachable
+        if err.errno in OUT_OF_FILES:
+            raise  # ours, not the proxy's
         raise unreachable(proxy, err) from err
 
 
