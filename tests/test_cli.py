@@ -30,6 +30,19 @@ from switchyard.config import Config, ProviderConfig, RecordingConfig
             "providers: [{id: v, type: vllm, base_url: 'https://v/v1', tls_verify: /no/ca.pem}]",
             "providers.0: provider 'v': tls_verify '/no/ca.pem' cannot be read as CA",
         ),
+        (
+            "providers: [{id: v, type: vllm, base_url: 'http://v:8000/v1 '}]",
+            "base_url 'http://v:8000/v1 ' holds a space",
+        ),
+        # Served as JSON by /v1/models, where only text keys can be written.
+        (
+            "models: [{provider_id: a, provider_model_id: m, metadata: {per: {1000: 1}}}]",
+            "models.0.metadata: Value error, metadata.per has the key 1000, which YAML read",
+        ),
+        (
+            "models: [{provider_id: a, provider_model_id: m, metadata: {x: [{on: 1}]}}]",
+            "metadata.x[0] has the key True, which YAML read as a boolean",
+        ),
     ],
 )
 def test_a_config_start_up_would_refuse_names_file_and_field_without_a_traceback(

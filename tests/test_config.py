@@ -119,6 +119,9 @@ def test_a_form_not_read_is_refused_without_its_default(text: str, named: str) -
         ("recording: {mode: replai}", "recording.mode"),
         ("providers: [{id: a, type: openai}, {id: a, type: openai}]", "appears twice"),
         ("[1, 2", "invalid YAML"),
+        # A section pasted below another of its name: YAML alone keeps the last.
+        ("providers: []\nserver: {}\nproviders: []", "found the key 'providers' twice"),
+        ("server: {port: 1, host: h, port: 2}", "line 1, column 28"),
         ("- a list", "must be a mapping"),
         (
             "models: [{provider_id: nope, provider_model_id: m}]",

@@ -59,6 +59,29 @@ def test_gemini_allowed_models_route_either_name() -> None:
         assert registry.provider("gemini").describe()["allowed_models"] == [given]
 
 
+@pytest.mark.parametrize(
+    ("given", "routed", "refused"),
+    [
+        ("llama3.2", ["llama3.2", "llama3.2:latest"], ["llama3.2:1b", "llama3"]),
+        ("llama3.2:latest", ["llama3.2", "llama3.2:latest"], ["llama3.2:1b"]),
+        ("llama3.2:1b", ["llama3.2:1b"], ["llama3.2", "llama3.2:latest"]),
+        # A registry's port is not a tag.
+        ("host:5000/ns/m", ["host:5000/ns/m", "host:5000/ns/m:latest"], ["host:5000/ns/n"]),
+    ],
+)
+def test_ollama_allowed_models_take_a_name_without_its_tag_as_latest(
+    given: str, routed: list[str], refused: list[str]
+) -> None:
+    provider = ProviderConfig(id="ollama", type="ollama", allowed_models=[given])
+    registry = ModelRegistry(Config(providers=[provider]), {"ollama": create_provider(provider)})
+    for name in routed:
+        assert registry.resolve(f"ollama/{name}").provider_model_id == name
+    for name in refused:
+        with pytest.raises(ModelNotFoundError):
+            registry.resolve(f"ollama/{name}")
+    assert registry.provider("ollama").describe()["allowed_models"] == [given]
+
+
 def test_a_plugin_whose_listing_raises_does_not_stop_the_server() -> None:
     config = {
         "server": {"model_refresh_interval": 0.2},

@@ -82,7 +82,7 @@ def _loopback(host: str) -> bool:
     "--workers",
     type=click.IntRange(1, 64),
     envvar="SWITCHYARD_WORKERS",
-    help="Worker processes (default 1).",
+    help="Worker processes (default: the config's server.workers, 1).",
 )
 @click.option(
     "--record-mode",

@@ -81,9 +81,33 @@ class ModelConfig(_Strict):
     aliases: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("metadata")
+    @classmethod
+    def _json_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Served as JSON in /v1/models: a key YAML reads as a number or a bool at any
+        # depth ({1000: 0.5}, {on: true}) could not be written there.
+        _check_json_keys(value, "metadata")
+        return value
+
     @property
     def model_id(self) -> str:
         return self.id or f"{self.provider_id}/{self.provider_model_id}"
+
+
+def _check_json_keys(value: Any, where: str) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                kind = "number" if isinstance(key, int | float) else type(key).__name__
+                raise ValueError(
+                    f"{where} has the key {key!r}, which YAML read as a "
+                    f"{'boolean' if isinstance(key, bool) else kind}, not text (as it "
+                    "reads 1000, on or yes); put the key in quotes"
+                )
+            _check_json_keys(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json_keys(item, f"{where}[{i}]")
 
 
 class StoreConfig(_Strict):
@@ -343,6 +367,25 @@ def config_from_dict(raw: Any, source: str, env: Mapping[str, str] | None = None
     return _env_base_urls(apply_env_overrides(config, env), env)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, refusing a key given twice in one mapping: YAML keeps the last, and a
+    section pasted below another of its name would silently replace it."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    seen[key].start_mark,
+                    f"found the key {key!r} twice; keep one (YAML would silently keep the last)",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     """Read a YAML config file; any problem is a ConfigError naming the file and field."""
     path = Path(path)
@@ -355,7 +398,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
             f"config file {path} is not UTF-8 (byte {err.start}); save it as UTF-8"
         ) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no objects built
     except yaml.YAMLError as err:
         raise ConfigError(f"invalid YAML in {path}: {err}") from None
     return config_from_dict(raw, str(path), env)

@@ -153,11 +153,29 @@ class ModelRegistry:
             index.update(models)
             listed.update(((e.provider_id, e.provider_model_id), e) for e in models.values())
         for declared in self._declared.values():
-            found = listed.get((declared.provider_id, declared.provider_model_id))
-            index[declared.id] = _declared_entry(declared, found)
+            found = self._listed_as(declared, listed)
+            entry = index[declared.id] = _declared_entry(declared, found)
+            default_id = f"{declared.provider_id}/{declared.provider_model_id}"
+            if found is not None and declared.id == default_id:
+                # Maybe by another spelling of the listed name (ollama/llama3.2 for
+                # llama3.2:latest): one model, listed once, by the config's name.
+                index[found.id] = entry
         for alias, model_id in self._aliases.items():
             index.setdefault(alias, index[model_id])
         self._index = index
+
+    def _listed_as(
+        self, declared: ModelEntry, listed: dict[tuple[str, str], ModelEntry]
+    ) -> ModelEntry | None:
+        """The listed model a declared one is, by any name its provider takes for it."""
+        provider = self._providers.get(declared.provider_id)
+        spellings = getattr(provider, "spellings", None)  # a plugin's provider may have none
+        names = spellings(declared.provider_model_id) if spellings else ()
+        for name in (declared.provider_model_id, *names):
+            found = listed.get((declared.provider_id, name))
+            if found is not None:
+                return found
+        return None
 
     async def refresh_forever(self) -> None:
         interval = self._config.server.model_refresh_interval

@@ -318,6 +318,41 @@ def test_gemini_models_are_allowed_by_either_name(cassettes: Path, tmp_path: Pat
             assert [m.id for m in sdk.models.list()] == ["gemini/gemini-2.5-flash"]
 
 
+def test_models_named_without_their_tag_or_prefix_are_the_listed_ones(
+    cassettes: Path, tmp_path: Path
+) -> None:
+    """Ollama takes llama3.2 for llama3.2:latest, as `ollama run` does, and lists the tag;
+    Gemini lists models/gemini-2.5-flash by its bare name. Either spelling in a config
+    is the listed model: allowed, and declared once (not beside its listed twin)."""
+    ollama = {
+        "id": "ollama",
+        "type": "ollama",
+        "allowed_models": ["nomic-embed-text", "llama3.2:3b-instruct-fp16"],
+    }
+    config = {
+        **_config(cassettes),
+        "providers": [ollama, {"id": "gemini", "type": "gemini", "api_key": "k"}],
+        "models": [
+            {"provider_id": "ollama", "provider_model_id": "nomic-embed-text"},
+            {"provider_id": "gemini", "provider_model_id": "models/gemini-2.5-flash"},
+        ],
+    }
+    env = {"SWITCHYARD_RECORD_MODE": "replay", "SWITCHYARD_CASSETTES": str(cassettes)}
+    with offline_server(config, tmp_path, env=env) as running, running.openai() as sdk:
+        models = {m.id: m.to_dict() for m in sdk.models.list()}
+        tagged = sdk.models.retrieve("ollama/nomic-embed-text:latest").to_dict()
+    assert "ollama/all-minilm:l6-v2" not in models  # not allowed
+    assert {"ollama/nomic-embed-text", "ollama/llama3.2:3b-instruct-fp16"} <= models.keys()
+    assert "ollama/nomic-embed-text:latest" not in models
+    # Answered under the name asked, as an alias is, with the declared model's fields.
+    assert tagged["custom_metadata"] == models["ollama/nomic-embed-text"]["custom_metadata"]
+    declared = models["ollama/nomic-embed-text"]["custom_metadata"]
+    assert (declared["model_type"], declared["embedding_dimension"]) == ("embedding", 768)
+    gemini = [m for m in models if m.startswith("gemini/") and "2.5-flash" in m]
+    assert "gemini/models/gemini-2.5-flash" in gemini
+    assert "gemini/gemini-2.5-flash" not in gemini
+
+
 @pytest.mark.parametrize(
     ("model", "shown"),
     [

@@ -6,10 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from switchyard.config import ProviderConfig
-from switchyard.providers.base import JSON, ModelInfo
+from switchyard.providers.base import ModelInfo
 from switchyard.providers.openai_compat import OpenAICompatProvider
-from switchyard.upstream import Transport
 
 
 class GeminiProvider(OpenAICompatProvider):
@@ -26,19 +24,11 @@ class GeminiProvider(OpenAICompatProvider):
         r"^(models/)?(imagen|veo|lyria|aqa)\b|-tts\b|-live\b|live-|native-audio"
     )
 
-    def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
-        self._allowed_as_given = config.allowed_models
-        if config.allowed_models is not None:
-            # Llama Stack's configs name them as Google lists them (models/gemini-2.5-flash).
-            # Both forms: the listing's filter compares the bare names the models are
-            # listed by, and a request may name either (gemini/models/gemini-2.5-flash).
-            bare = [m.removeprefix("models/") for m in config.allowed_models]
-            both = [*bare, *(f"models/{m}" for m in bare)]
-            config = config.model_copy(update={"allowed_models": both})
-        super().__init__(config, transport)
-
-    def describe(self) -> JSON:
-        return {**super().describe(), "allowed_models": self._allowed_as_given}
+    def spellings(self, name: str) -> tuple[str, ...]:
+        # Llama Stack's configs name models as Google lists them (models/gemini-2.5-flash);
+        # users and the listing below, bare.
+        bare = name.removeprefix("models/")
+        return bare, f"models/{bare}"
 
     def parse_model_list(self, payload: Any) -> list[ModelInfo]:
         # Listed as Google's resource name; its chat takes the bare name, which is what

@@ -43,6 +43,15 @@ class OllamaProvider(OpenAICompatProvider):
         base_url = cls.env_base_url(env)
         return ProviderConfig(id=cls.type, type=cls.type, base_url=base_url) if base_url else None
 
+    def spellings(self, name: str) -> tuple[str, ...]:
+        # Ollama lists every model with its tag (llama3.2:latest) and takes a name
+        # without one as :latest, as `ollama run llama3.2` does. The tag follows the
+        # last "/" (a registry host may hold a port: host:5000/ns/model).
+        bare = name.removesuffix(":latest")
+        if ":" in bare.rpartition("/")[2]:
+            return (name,)
+        return f"{bare}:latest", bare
+
     def known_embedding(self, model_id: str) -> Mapping[str, Any]:
         return self.embedding_metadata.get(model_id.partition(":")[0], {})
 

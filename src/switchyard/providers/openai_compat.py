@@ -79,6 +79,12 @@ class OpenAICompatProvider:
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
         check_options(config, self.known_options)
         self.id = config.id
+        self._allowed_as_given = config.allowed_models
+        if config.allowed_models is not None:
+            # Every spelling of an allowed model: the listing's filter compares the names
+            # models are listed by, and a request may name it any way the provider takes.
+            names = dict.fromkeys(n for m in config.allowed_models for n in self.spellings(m))
+            config = config.model_copy(update={"allowed_models": list(names)})
         self.config = config
         base_url = config.base_url or self.default_base_url
         if not base_url:
@@ -97,6 +103,11 @@ class OpenAICompatProvider:
                     "control character; remove it (a .env file with Windows line endings?)"
                 )
             self._headers["Authorization"] = f"Bearer {config.api_key}"
+
+    def spellings(self, name: str) -> tuple[str, ...]:
+        """The names this provider takes for the model a config calls ``name``, the one
+        its listing gives first (a hook: Gemini's models/ prefix, Ollama's :latest)."""
+        return (name,)
 
     @classmethod
     def env_base_url(cls, env: Mapping[str, str]) -> str | None:
@@ -515,7 +526,7 @@ class OpenAICompatProvider:
         return {
             "base_url": _without_userinfo(self.base_url),
             "api_key": MASK if self.config.api_key else None,
-            "allowed_models": self.config.allowed_models,
+            "allowed_models": self._allowed_as_given,
             "timeout": self.config.timeout,
             "tls_verify": self.config.tls_verify,
             "options": {k: MASK if _secret_name(k) else v for k, v in self.config.options.items()},
@@ -549,6 +560,13 @@ def _checked_url(provider_id: str, url: str) -> str:
         raise ConfigError(
             f"provider '{provider_id}': base_url {logged_url(url)!r} is not an http(s) URL "
             "with a host; write it as http://host:port/v1 or https://host/v1"
+        )
+    if url != url.strip() or any(c.isspace() for c in url):
+        # From ${env.X} with a stray space: "/v1 /chat/completions" would reach the
+        # provider, whose 400 would read as the client's fault.
+        raise ConfigError(
+            f"provider '{provider_id}': base_url {logged_url(url)!r} holds a space or a "
+            "line break; remove it (from the file or the variable it came from)"
         )
     if "?" in url or "#" in url:
         # Paths are appended to base_url: /chat/completions would land inside the query.
