@@ -271,3 +271,19 @@ def test_a_provider_id_fits_the_stores_column() -> None:
     provider = {"id": "p" * 129, "type": "openai_compatible", "base_url": "http://h/v1"}
     with pytest.raises(ConfigError, match=r"providers\.0\.id"):
         config_from_dict({"providers": [provider]}, "x")
+
+
+def test_replay_needs_no_keys_a_config_for_recording_names() -> None:
+    provider = {"id": "t", "type": "together", "api_key": "${env.TOGETHER_API_KEY}"}
+    raw = {"providers": [provider], "recording": {"mode": "replay", "cassettes": "c"}}
+    assert config_from_dict(raw, "<t>", {}).providers[0].api_key is None
+    assert provider["api_key"] == "${env.TOGETHER_API_KEY}"  # the caller's dict unchanged
+    # The mode from the command line (SWITCHYARD_RECORD_MODE) counts too.
+    live = {"providers": [provider]}
+    assert config_from_dict(live, "<t>", {"SWITCHYARD_RECORD_MODE": "replay"}).providers
+    # A key that is set is kept; anything but replay still needs it.
+    set_key = config_from_dict(raw, "<t>", {"TOGETHER_API_KEY": "k"})
+    assert set_key.providers[0].api_key == "k"
+    for mode in ("live", "record", "record-if-missing"):
+        with pytest.raises(ConfigError, match="TOGETHER_API_KEY is not set"):
+            config_from_dict({**raw, "recording": {"mode": mode, "cassettes": "c"}}, "<t>", {})

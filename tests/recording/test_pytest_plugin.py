@@ -108,6 +108,38 @@ def test_replay_misses_and_missing_cassettes_are_explained(pytester: pytest.Pyte
     result.stdout.fnmatch_lines(["*No recording for POST /v1/chat/completions*test_sun.json*"])
 
 
+NO_PROVIDER_CALL = """
+import urllib.error, urllib.request
+
+def test_refused_by_switchyard_itself(switchyard):
+    request = urllib.request.Request(
+        switchyard.base_url + "/chat/completions", data=b'{"messages": []}', method="POST"
+    )
+    try:
+        urllib.request.urlopen(request)
+    except urllib.error.HTTPError as err:
+        assert err.code == 400
+    else:
+        raise AssertionError("not refused")
+"""
+
+
+def test_a_test_that_calls_no_provider_records_an_empty_cassette_and_replays(
+    pytester: pytest.Pytester,
+) -> None:
+    # Nothing reaches a provider (not even a model list): record must still leave a
+    # cassette, or replay would refuse the test and ask to record what cannot be.
+    pytester.makeconftest(
+        CONFTEST.replace('"type": "together",', '"type": "together", "discover": False,')
+    )
+    pytester.makepyfile(test_user=NO_PROVIDER_CALL)
+    pytester.makeini(INI)
+    pytester.runpytest("--record-mode", "record").assert_outcomes(passed=1)
+    cassette = pytester.path / "cassettes" / "test_user" / "test_refused_by_switchyard_itself.json"
+    assert load_cassette(cassette).interactions == []
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
 def test_tests_of_one_name_in_two_classes_get_a_cassette_each(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_names="""

@@ -401,6 +401,39 @@ async def test_an_answer_whose_client_leaves_mid_read_is_recorded(tmp_path: Path
     assert recorded.response.body == {"ok": True}
 
 
+class _SlowToAnswer(_Scripted):
+    async def send(self, request: UpstreamRequest) -> _Answer:
+        await asyncio.sleep(0.1)  # a model working before its first byte
+        return await super().send(request)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_answer_whose_client_leaves_before_it_comes_is_recorded(
+    tmp_path: Path, stream: bool
+) -> None:
+    answer = _Answer(STREAM if stream else [b'{"ok":true}'])
+    transport = _recorder(tmp_path, "record", _SlowToAnswer(answer))
+    sending = asyncio.create_task(
+        transport.send(_request("http://up/v1", {**CHAT_BODY, "stream": stream}))
+    )
+    await asyncio.sleep(0.01)
+    sending.cancel()  # the client gave up while the provider was still working
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    await asyncio.sleep(0.2)  # the provider answers meanwhile
+    await finish_reads(within=5)
+    (recorded,) = load_cassette(tmp_path / "rec.json").interactions
+    if stream:
+        assert [e.raw() for e in recorded.response.events or ()] == [
+            b'{"n":1}',
+            b'{"n":2}',
+            b"[DONE]",
+        ]
+    else:
+        assert recorded.response.body == {"ok": True}
+    assert answer.closed  # its connection released
+
+
 async def test_a_slow_client_holds_the_provider_back(tmp_path: Path) -> None:
     events = [b'data: {"n":%d}\n\n' % n for n in range(500)]
     answer = _Answer([*events, b"data: [DONE]\n\n"])

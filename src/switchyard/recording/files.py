@@ -88,6 +88,15 @@ def save_cassette(cassette: Cassette, path: Path | None = None) -> Path:
     return target
 
 
+def ensure_cassette(path: Path) -> None:
+    """An empty cassette at ``path`` unless one is there (a record mode's start): a
+    recording that made no call to a provider replays as what it is, nothing, and any
+    call then is a ``replay_miss``, instead of replay refusing for want of a file."""
+    with _locked(path):  # workers starting together write it once
+        if not path.exists():
+            save_cassette(Cassette(name=path.stem), path)
+
+
 def _write(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     # The name cut short: mkstemp adds 8 characters and the suffix 4, and a cassette's own

@@ -32,6 +32,7 @@ from switchyard.recording.files import (
     NotACassette,
     append_interaction,
     cassette_path,
+    ensure_cassette,
     list_cassettes,
     load_cassette,
     session_id,
@@ -250,6 +251,8 @@ def library_for(config: RecordingConfig) -> CassetteLibrary:
     server gets its own, with replay positions of its own: a test's server must not
     carry on where an earlier test's server of the same process left off."""
     directory = cassette_directory(config)
+    if config.mode != "replay":
+        ensure_cassette(cassette_path(directory, config.cassette))
     return CassetteLibrary(
         directory,
         config.cassette,

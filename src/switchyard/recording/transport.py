@@ -28,6 +28,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -112,6 +113,21 @@ class RecordingTransport:
         if inner is None:
             # Finding the closest recording compares against all of them: off the loop.
             raise await asyncio.to_thread(self.library.miss, self.provider_id, recorded)
+        # Sent in a task of the recorder's, as an answer is read: a client that leaves
+        # before the provider answers (a timeout, a non-streamed answer that comes whole)
+        # leaves it to be read to its end and written, not dropped unrecorded.
+        sending = asyncio.get_running_loop().create_task(self._send(inner, request, recorded))
+        _READS.add(sending)
+        sending.add_done_callback(_forget)
+        try:
+            return await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            sending.add_done_callback(partial(_read_unclaimed, stream=request.stream))
+            raise
+
+    async def _send(
+        self, inner: Transport, request: UpstreamRequest, recorded: RecordedRequest
+    ) -> UpstreamResponse:
         started = time.monotonic()
         response = await inner.send(request)
         # A retry's, if the answer came from one (older ones are from earlier requests).
@@ -191,6 +207,30 @@ def _forget(task: asyncio.Task[Any]) -> None:
     _READS.discard(task)
     if not task.cancelled():
         task.exception()  # the client's to see, if it still waits: not logged again here
+
+
+def _read_unclaimed(sending: asyncio.Task[UpstreamResponse], *, stream: bool) -> None:
+    """An answer whose client left while it was being sent: read to its end, and so
+    written, by a task the shutdown waits for too."""
+    if sending.cancelled() or sending.exception() is not None:
+        return
+    response = sending.result()
+    reading = _drain(response) if stream else response.read()
+    task = asyncio.get_running_loop().create_task(_closing(response, reading))
+    _READS.add(task)
+    task.add_done_callback(_forget)
+
+
+async def _drain(response: UpstreamResponse) -> None:
+    async for _ in response.aiter_bytes():
+        pass
+
+
+async def _closing(response: UpstreamResponse, reading: Awaitable[Any]) -> None:
+    try:
+        await reading
+    finally:
+        await response.aclose()
 
 
 async def finish_reads(within: float) -> None:
