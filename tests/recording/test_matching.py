@@ -118,6 +118,22 @@ def test_identical_requests_replay_in_recorded_order(tmp_path: Path) -> None:
     assert [None if a is None else a.response.body for a in asked] == ["first", "second", None]
 
 
+def test_record_if_missing_records_a_tests_own_answer_rather_than_borrow_one(
+    tmp_path: Path,
+) -> None:
+    borrowed = _interaction(_chat("x"), "a's")
+    borrowed.test_id = "t.py::test_a"
+    cassette = Cassette("default", [borrowed, _interaction(_chat("y"), "anyone's")])
+    save_cassette(cassette, tmp_path / "default.json")
+    for can_record, expected in ((True, [None, "anyone's"]), (False, ["a's", "anyone's"])):
+        library = CassetteLibrary(tmp_path, test_id="t.py::test_b")
+        asked = [
+            library.find("p", RecordedRequest("POST", CHAT, _chat(text)), can_record=can_record)
+            for text in "xy"
+        ]
+        assert [None if a is None else a.response.body for a in asked] == expected
+
+
 def test_requests_differing_only_in_ignored_fields_replay_in_order(tmp_path: Path) -> None:
     cassette = Cassette(
         "default",

@@ -146,17 +146,13 @@ class CassetteLibrary:
         if not own and can_record:
             # Two providers serving a model of one name (Ollama and vLLM) answer apart.
             matches = [m for m in matches if m.interaction.source is not None]
-        if not matches:
+        # A bodyless request (a model list) says nothing that ties it to a provider:
+        # another provider's answer would only be wrong.
+        if not matches or (not own and request.body is None):
             return None
-        if not own and request.body is None:
-            # A bodyless request (a model list) says nothing that ties it to a provider:
-            # another provider's answer would only be wrong.
+        candidates = self._this_tests(sorted(own or matches, key=lambda m: m.order), can_record)
+        if not candidates:
             return None
-        candidates = sorted(own or matches, key=lambda m: m.order)
-        if self.test_id is not None:
-            # Tests sharing a cassette: this test's own recordings, in its own order.
-            mine = [c for c in candidates if c.interaction.test_id == self.test_id]
-            candidates = mine or candidates
         if request.body is None:
             # A model list, asked at start and at every refresh: always the first one
             # recorded that listed models (not a failure, while a later one succeeded),
@@ -176,6 +172,18 @@ class CassetteLibrary:
             position = 0
         self._cursors[cursor] = position + 1
         return candidates[position].interaction
+
+    def _this_tests(self, candidates: list[Recorded], can_record: bool) -> list[Recorded]:
+        """Tests sharing a cassette: this test's own recordings, in its own order. To
+        record-if-missing, another test's are not lent (once this test has its own, a
+        replay would not give it what it got while recording): it records its own;
+        untagged recordings (imported, or from a server) are anyone's."""
+        if self.test_id is None:
+            return candidates
+        mine = [c for c in candidates if c.interaction.test_id == self.test_id]
+        if mine or not can_record:
+            return mine or candidates
+        return [c for c in candidates if c.interaction.test_id is None]
 
     def miss(self, provider_id: str, request: RecordedRequest) -> ReplayMissError:
         """The error for a request nothing matches, naming the closest recording."""
