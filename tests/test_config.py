@@ -287,3 +287,11 @@ def test_replay_needs_no_keys_a_config_for_recording_names() -> None:
     for mode in ("live", "record", "record-if-missing"):
         with pytest.raises(ConfigError, match="TOGETHER_API_KEY is not set"):
             config_from_dict({**raw, "recording": {"mode": mode, "cassettes": "c"}}, "<t>", {})
+
+
+def test_a_section_whose_lines_are_all_commented_out_is_its_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("server:\n#  port: 9000\nproviders:\nmodels:\nstore:\nrecording:\n")
+    config = load_config(path, {})
+    assert (config.server.port, config.providers, config.models) == (8321, [], [])
+    assert config.store.enabled and config.recording.mode == "live"

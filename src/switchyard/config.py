@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from switchyard.errors import ConfigError
 
@@ -210,6 +218,15 @@ class Config(_Strict):
     models: list[ModelConfig] = Field(default_factory=list)
     store: StoreConfig = Field(default_factory=StoreConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
+
+    @field_validator("server", "providers", "models", "store", "recording", mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any, info: ValidationInfo) -> Any:
+        # A section whose every line is commented out ("server:" alone) is YAML's null:
+        # the defaults, as if it were not there.
+        if value is not None:
+            return value
+        return [] if info.field_name in ("providers", "models") else {}
 
     @field_validator("providers")
     @classmethod
