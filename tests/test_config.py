@@ -295,3 +295,23 @@ def test_a_section_whose_lines_are_all_commented_out_is_its_defaults(tmp_path: P
     config = load_config(path, {})
     assert (config.server.port, config.providers, config.models) == (8321, [], [])
     assert config.store.enabled and config.recording.mode == "live"
+
+
+def test_yaml_anchors_and_merge_keys_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "providers:\n"
+        "  - &base {id: a, type: openai_compatible, base_url: 'http://h/v1', timeout: 5}\n"
+        "  - <<: *base\n"
+        "    id: b\n"  # a key after the merge overrides the merged one: not a duplicate
+        "  - {<<: [*base], id: c, timeout: 9}\n"
+    )
+    providers = load_config(path, {}).providers
+    assert [(p.id, p.timeout) for p in providers] == [("a", 5), ("b", 5), ("c", 9)]
+
+
+def test_a_key_yaml_cannot_use_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("? [a]\n: 1\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(path, {})

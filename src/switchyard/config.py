@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -406,6 +406,9 @@ def config_from_dict(raw: Any, source: str, env: Mapping[str, str] | None = None
     return _env_base_urls(apply_env_overrides(config, env), env)
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """safe_load, refusing a key given twice in one mapping: YAML keeps the last, and a
     section pasted below another of its name would silently replace it."""
@@ -413,7 +416,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Node] = {}
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue  # "<<: *base": a key given after it overrides the merged one
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # a list as a key: SafeLoader's own error says so
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping",

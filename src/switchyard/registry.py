@@ -156,9 +156,10 @@ class ModelRegistry:
             found = self._listed_as(declared, listed)
             entry = index[declared.id] = _declared_entry(declared, found)
             default_id = f"{declared.provider_id}/{declared.provider_model_id}"
-            if found is not None and declared.id == default_id:
+            if found is not None and declared.id == default_id and found.id not in self._declared:
                 # Maybe by another spelling of the listed name (ollama/llama3.2 for
-                # llama3.2:latest): one model, listed once, by the config's name.
+                # llama3.2:latest): one model, listed once, by the config's name (unless
+                # the config declares the listed name too: then both are its own).
                 index[found.id] = entry
         for alias, model_id in self._aliases.items():
             index.setdefault(alias, index[model_id])

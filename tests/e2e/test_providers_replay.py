@@ -353,6 +353,28 @@ def test_models_named_without_their_tag_or_prefix_are_the_listed_ones(
     assert "gemini/gemini-2.5-flash" not in gemini
 
 
+def test_a_model_declared_under_both_spellings_is_both(cassettes: Path, tmp_path: Path) -> None:
+    """Declared by its listed name and by its short one: each declaration stays its own
+    (the short one does not take over the listed name), in either order."""
+    tagged = {
+        "provider_id": "ollama",
+        "provider_model_id": "nomic-embed-text:latest",
+        "aliases": ["nomic"],
+        "metadata": {"declared": "tagged"},
+    }
+    short = {"provider_id": "ollama", "provider_model_id": "nomic-embed-text"}
+    env = {"SWITCHYARD_RECORD_MODE": "replay", "SWITCHYARD_CASSETTES": str(cassettes)}
+    for n, models in enumerate(([tagged, short], [short, tagged])):
+        config = {**_config(cassettes), "providers": [{"id": "ollama", "type": "ollama"}]}
+        config["models"] = models
+        with offline_server(config, tmp_path / str(n), env=env) as running, running.openai() as sdk:
+            listed = {m.id for m in sdk.models.list()}
+            by_alias = sdk.models.retrieve("nomic").to_dict()["custom_metadata"]
+            by_tag = sdk.models.retrieve("ollama/nomic-embed-text:latest").to_dict()
+        assert {"ollama/nomic-embed-text", "ollama/nomic-embed-text:latest"} <= listed
+        assert by_alias["declared"] == by_tag["custom_metadata"]["declared"] == "tagged"
+
+
 @pytest.mark.parametrize(
     ("model", "shown"),
     [

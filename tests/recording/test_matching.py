@@ -9,7 +9,7 @@ import pytest
 
 from switchyard.errors import ConfigError, ReplayMissError
 from switchyard.recording.cassette import Cassette, Interaction, RecordedRequest, RecordedResponse
-from switchyard.recording.files import load_cassette, save_cassette
+from switchyard.recording.files import ensure_cassette, load_cassette, save_cassette
 from switchyard.recording.library import CassetteLibrary
 from switchyard.recording.matching import (
     canonical,
@@ -324,3 +324,17 @@ def test_a_difference_deep_in_a_long_prompt_is_shown_where_it_is() -> None:
         f'body, from character {len(system) + 11} (recorded ..."sistant. Capital of Spain?", '
         'got ..."sistant. Capital of France?")'
     )
+
+
+def test_recording_leaves_a_cassette_that_is_there_untouched(tmp_path: Path) -> None:
+    # Not even its lock file: a read-only checkout's cassettes replay (record-if-missing
+    # finds them all there).
+    path = save_cassette(
+        Cassette("default", [_interaction(_chat("x"), "kept")]), tmp_path / "default.json"
+    )
+    before = path.read_bytes()
+    ensure_cassette(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["default.json"]
+    ensure_cassette(tmp_path / "new.json")
+    assert load_cassette(tmp_path / "new.json").interactions == []

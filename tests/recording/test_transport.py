@@ -420,8 +420,7 @@ async def test_an_answer_whose_client_leaves_before_it_comes_is_recorded(
     sending.cancel()  # the client gave up while the provider was still working
     with pytest.raises(asyncio.CancelledError):
         await sending
-    await asyncio.sleep(0.2)  # the provider answers meanwhile
-    await finish_reads(within=5)
+    await finish_reads(within=5)  # a shutdown at once waits for the answer to come
     (recorded,) = load_cassette(tmp_path / "rec.json").interactions
     if stream:
         assert [e.raw() for e in recorded.response.events or ()] == [
@@ -432,6 +431,25 @@ async def test_an_answer_whose_client_leaves_before_it_comes_is_recorded(
     else:
         assert recorded.response.body == {"ok": True}
     assert answer.closed  # its connection released
+
+
+@pytest.mark.parametrize("status", [200, 429])
+async def test_a_streams_json_answer_whose_client_left_is_recorded_as_a_body(
+    tmp_path: Path, status: int
+) -> None:
+    # As the provider would read it: an error, or one JSON document, is not events.
+    answer = _Answer([b'{"error": {"message": "slow down"}}'], status=status)
+    answer.headers = {"content-type": "application/json"}  # lower-case, as the protocol says
+    transport = _recorder(tmp_path, "record", _SlowToAnswer(answer))
+    sending = asyncio.create_task(transport.send(_request("http://up/v1", CHAT_BODY)))
+    await asyncio.sleep(0.01)
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    await finish_reads(within=5)
+    (recorded,) = load_cassette(tmp_path / "rec.json").interactions
+    assert (recorded.response.status, recorded.response.events) == (status, None)
+    assert recorded.response.body == {"error": {"message": "slow down"}}
 
 
 async def test_a_slow_client_holds_the_provider_back(tmp_path: Path) -> None:

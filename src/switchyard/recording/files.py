@@ -92,6 +92,8 @@ def ensure_cassette(path: Path) -> None:
     """An empty cassette at ``path`` unless one is there (a record mode's start): a
     recording that made no call to a provider replays as what it is, nothing, and any
     call then is a ``replay_miss``, instead of replay refusing for want of a file."""
+    if path.exists():  # taking the lock would write (a read-only checkout replays)
+        return
     with _locked(path):  # workers starting together write it once
         if not path.exists():
             save_cassette(Cassette(name=path.stem), path)

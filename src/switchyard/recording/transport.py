@@ -122,7 +122,7 @@ class RecordingTransport:
         try:
             return await asyncio.shield(sending)
         except asyncio.CancelledError:
-            sending.add_done_callback(partial(_read_unclaimed, stream=request.stream))
+            sending.add_done_callback(partial(_read_unclaimed, streamed=request.stream))
             raise
 
     async def _send(
@@ -209,13 +209,19 @@ def _forget(task: asyncio.Task[Any]) -> None:
         task.exception()  # the client's to see, if it still waits: not logged again here
 
 
-def _read_unclaimed(sending: asyncio.Task[UpstreamResponse], *, stream: bool) -> None:
+def _read_unclaimed(sending: asyncio.Task[UpstreamResponse], *, streamed: bool) -> None:
     """An answer whose client left while it was being sent: read to its end, and so
-    written, by a task the shutdown waits for too."""
+    written, by a task the shutdown waits for too; as events only where a provider
+    would read it so (an error, or one JSON document, is a body)."""
     if sending.cancelled() or sending.exception() is not None:
         return
     response = sending.result()
-    reading = _drain(response) if stream else response.read()
+    events = (
+        streamed
+        and response.status < 400
+        and not response.headers.get("content-type", "").startswith("application/json")
+    )
+    reading = _drain(response) if events else response.read()
     task = asyncio.get_running_loop().create_task(_closing(response, reading))
     _READS.add(task)
     task.add_done_callback(_forget)
@@ -237,15 +243,19 @@ async def finish_reads(within: float) -> None:
     """Let the answers still being read for a cassette end (a server shutting down);
     past ``within`` seconds, cut them: they are not recorded, and the log says so."""
     loop = asyncio.get_running_loop()
-    reads = {task for task in _READS if task.get_loop() is loop}  # this server's only
-    if not reads:
-        return
-    _, pending = await asyncio.wait(reads, timeout=within)
-    if pending:
-        log.warning("recording: %d answers still going at shutdown are not recorded", len(pending))
-        for task in pending:
+    deadline = loop.time() + within
+    # Again until none is left: an answer sent while its client left is read by a task
+    # that starts only once the sending one ends.
+    while reads := {t for t in _READS if t.get_loop() is loop and not t.done()}:
+        left = deadline - loop.time()
+        if left > 0:
+            await asyncio.wait(reads, timeout=left)
+            continue
+        log.warning("recording: %d answers still going at shutdown are not recorded", len(reads))
+        for task in reads:
             task.cancel()
-        await asyncio.wait(pending, timeout=1.0)
+        await asyncio.wait(reads, timeout=1.0)
+        return
 
 
 class _RecordingResponse:
