@@ -112,6 +112,21 @@ async def test_an_embeddings_answer_without_data_is_a_502(provider_answering: An
     assert (await answered.embeddings({"model": "e", "input": "hi"}))["data"] == []
 
 
+@pytest.mark.parametrize("vector", [b"[0.5, null]", b"[[0.5, 0.25]]", b'["0.5"]'])
+async def test_vectors_that_are_not_numbers_asked_as_base64_are_a_502(
+    provider_answering: Answering, vector: bytes
+) -> None:
+    # The openai SDK asks for base64 by default; a provider answering floats (Ollama)
+    # has them encoded here, which a null (some servers' NaN) or a list cannot be.
+    body = b'{"object":"list","data":[{"index":0,"embedding":%s}],"model":"e"}' % vector
+    provider = await provider_answering(_ok(body))
+    asked = {"model": "e", "input": "hi", "encoding_format": "base64"}
+    with pytest.raises(UpstreamError, match="a vector that is not a list of numbers") as caught:
+        await provider.embeddings(asked)
+    assert caught.value.status == 502
+    assert caught.value.headers["x-should-retry"] == "false"
+
+
 async def test_a_stream_event_that_never_ends_is_refused_at_a_bound(
     provider_answering: Answering, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from openapi_spec_validator import validate
 from starlette.routing import Route
+from tests.support.server import thread_server
 
 from switchyard.config import Config
-from switchyard.errors import _PASSED_THROUGH, _client_status
+from switchyard.errors import _PASSED_THROUGH, InvalidRequestError, _client_status
 from switchyard.server.app import create_app
 from switchyard.server.openapi import build_document
 from switchyard.server.validation import (
@@ -18,6 +21,7 @@ from switchyard.server.validation import (
     EMBEDDINGS,
     MAX_EMBEDDING_INPUTS,
     MODEL_MAX,
+    check_body,
 )
 
 
@@ -54,7 +58,8 @@ def test_every_route_is_documented_and_nothing_else() -> None:
 def test_documented_bounds_are_the_enforced_ones(schema_name: str, fields: Any) -> None:
     properties = build_document()["components"]["schemas"][schema_name]["properties"]
     checked = 0
-    for name, schema in properties.items():
+    for name, nullable in properties.items():
+        schema = _not_null(nullable)
         for option in schema.get("oneOf", [schema]):
             if option.get("type") not in ("integer", "number"):
                 continue
@@ -114,6 +119,36 @@ def test_each_route_documents_the_errors_it_can_give() -> None:
             assert ("415" in operation["responses"]) is ("requestBody" in operation), path
 
 
+def _not_null(field: dict[str, Any]) -> dict[str, Any]:
+    """An optional field's schema without the null it also takes."""
+    forms = [f for f in field.get("anyOf", [field]) if f != {"type": "null"}]
+    assert len(forms) == 1, field
+    return forms[0]
+
+
+@pytest.mark.parametrize(
+    ("schema_name", "fields", "least"),
+    [
+        ("ChatCompletionRequest", CHAT, {"messages": [{"role": "user", "content": "x"}]}),
+        ("CompletionRequest", COMPLETIONS, {"prompt": "x"}),
+        ("EmbeddingRequest", EMBEDDINGS, {"input": "x"}),
+    ],
+)
+def test_an_optional_field_documented_as_nullable_takes_null(
+    schema_name: str, fields: Any, least: dict[str, Any]
+) -> None:
+    schema = build_document()["components"]["schemas"][schema_name]
+    required = tuple(schema["required"])
+    for name, field in schema["properties"].items():
+        nullable = {"type": "null"} in field.get("anyOf", ())
+        assert nullable is (name not in required), name
+        if nullable:  # taken as left out
+            check_body({"model": "m", **least, name: None}, fields, required)
+        else:
+            with pytest.raises(InvalidRequestError, match="Missing required"):
+                check_body({"model": "m", **least, name: None}, fields, required)
+
+
 def test_the_documented_input_limits_are_the_enforced_ones() -> None:
     schemas = build_document()["components"]["schemas"]
     embeddings = schemas["EmbeddingRequest"]["properties"]
@@ -130,5 +165,16 @@ def test_the_documented_input_limits_are_the_enforced_ones() -> None:
     assert EMBEDDINGS["model"]("") is not None and EMBEDDINGS["model"]("m" * (MODEL_MAX + 1))
     assert {"type": "array", "items": {"type": "string"}, "minItems": 1} in schemas[
         "CompletionRequest"
-    ]["properties"]["prompt"]["oneOf"]
+    ]["properties"]["prompt"]["oneOf"]  # required: no null
     assert COMPLETIONS["prompt"]([]) is not None
+
+
+def test_each_documented_answer_has_the_media_type_served(tmp_path: Path) -> None:
+    document = build_document()
+    fixed = [p for p, ops in document["paths"].items() if "get" in ops and "{" not in p]
+    with thread_server({"data_dir": str(tmp_path)}) as server:  # the store's listing too
+        for path in fixed:
+            answer = httpx.get(server.url + path)
+            assert answer.status_code == 200, path
+            (documented,) = document["paths"][path]["get"]["responses"]["200"]["content"]
+            assert answer.headers["content-type"].split(";")[0] == documented, path

@@ -409,7 +409,11 @@ class OpenAICompatProvider:
             )
         if body.get("encoding_format") == "base64":
             # Some providers (Ollama) answer floats whatever was asked: encode them here.
-            encode_embeddings_base64(result)
+            try:
+                encode_embeddings_base64(result)
+            except TypeError as err:  # a null (a NaN, written by some servers), a list
+                how = f" /embeddings with a vector that is not a list of numbers ({err})"
+                raise self._unusable(how, orjson.dumps(result)) from None
         if not isinstance(result.get("usage"), dict):
             # Together answers "usage": null for some models; OpenAI's schema requires
             # it, and clients read resp.usage.prompt_tokens. Nothing was counted: zeros.

@@ -213,6 +213,7 @@ class Operation:
     body: str | None = None  # the request body's schema
     streams: bool = False  # answers with SSE when the request asks to stream
     query: list[dict[str, Any]] = field(default_factory=list)
+    answers: str = "application/json"  # the media type of a 200
 
 
 OPERATIONS: list[Operation] = [
@@ -256,12 +257,13 @@ OPERATIONS: list[Operation] = [
     Operation("get", "/v1/providers/{provider_id}", "Get a provider", _LOOKUP),
     Operation("get", "/v1/health", "Health"),
     Operation("get", "/v1/version", "Version"),
-    Operation("get", "/metrics", "Prometheus metrics"),
+    Operation("get", "/metrics", "Prometheus metrics", answers="text/plain"),
 ]
 
 
 def _operation(op: Operation) -> dict[str, Any]:
-    content: dict[str, Any] = {"application/json": {"schema": _OBJ}}
+    answer = _OBJ if op.answers == "application/json" else _STR
+    content: dict[str, Any] = {op.answers: {"schema": answer}}
     if op.streams:
         content["text/event-stream"] = {"schema": _STR}
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -287,15 +289,30 @@ def _operation(op: Operation) -> dict[str, Any]:
     return document
 
 
+_REQUESTS = ("ChatCompletionRequest", "CompletionRequest", "EmbeddingRequest")
+
+
+def _null_is_absent(schema: dict[str, Any]) -> dict[str, Any]:
+    """A request schema whose optional fields also take null: the server reads a null
+    as the field left out (validation.py), as OpenAI's SDKs and spec send and allow."""
+    required = set(schema.get("required", ()))
+    properties = {
+        name: field if name in required else {"anyOf": [field, {"type": "null"}]}
+        for name, field in schema["properties"].items()
+    }
+    return {**schema, "properties": properties}
+
+
 def build_document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(op)
+    schemas = {k: _null_is_absent(v) if k in _REQUESTS else v for k, v in SCHEMAS.items()}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Switchyard", "version": __version__},
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": schemas},
     }
 
 
