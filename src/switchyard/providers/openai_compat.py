@@ -27,6 +27,7 @@ from switchyard.errors import (
 )
 from switchyard.providers.base import JSON, ModelInfo, check_options
 from switchyard.providers.quoting import READ_MAX, Quoter, error_fields
+from switchyard.providers.settings import MASK, checked_url, secret_name, without_userinfo
 from switchyard.providers.vectors import encode_embeddings_base64, other_size
 from switchyard.recording.sse import DONE, MAX_EVENT_BYTES, EventTooLarge, SSEParser
 from switchyard.transports import live_transport
@@ -34,9 +35,7 @@ from switchyard.upstream import (
     Transport,
     UpstreamRequest,
     UpstreamResponse,
-    reachable_url,
 )
-from switchyard.upstream.base import logged_url
 from switchyard.upstream.retry import RETRY_STATUSES
 
 log = logging.getLogger(__name__)
@@ -91,7 +90,7 @@ class OpenAICompatProvider:
             raise ConfigError(
                 f"provider '{config.id}' (type {self.type}) needs a base_url in its config"
             )
-        self.base_url = _checked_url(config.id, base_url).rstrip("/")
+        self.base_url = checked_url(config.id, base_url).rstrip("/")
         self._transport = transport or live_transport(config)
         self._headers = {"User-Agent": f"switchyard/{__version__}"}
         self._quote = Quoter(config.id, config.api_key, base_url)
@@ -528,12 +527,12 @@ class OpenAICompatProvider:
     def describe(self) -> JSON:
         """The config for ``/v1/providers``: anything that may be a secret is masked."""
         return {
-            "base_url": _without_userinfo(self.base_url),
+            "base_url": without_userinfo(self.base_url),
             "api_key": MASK if self.config.api_key else None,
             "allowed_models": self._allowed_as_given,
             "timeout": self.config.timeout,
             "tls_verify": self.config.tls_verify,
-            "options": {k: MASK if _secret_name(k) else v for k, v in self.config.options.items()},
+            "options": {k: MASK if secret_name(k) else v for k, v in self.config.options.items()},
         }
 
 
@@ -547,46 +546,6 @@ def _encode(body: JSON) -> bytes:
             f"The request body cannot be forwarded to the provider ({err}): "
             "nest its JSON less deeply (at most 254 levels)."
         ) from None
-
-
-MASK = "********"
-_SECRET_WORDS = ("key", "token", "secret", "password", "auth")
-
-
-def _secret_name(name: str) -> bool:
-    return any(word in name.lower() for word in _SECRET_WORDS)
-
-
-def _checked_url(provider_id: str, url: str) -> str:
-    """``url``, if it is one a request can go to; a ConfigError at start otherwise, not
-    a 503 on every request."""
-    if not reachable_url(url):
-        raise ConfigError(
-            f"provider '{provider_id}': base_url {logged_url(url)!r} is not an http(s) URL "
-            "with a host; write it as http://host:port/v1 or https://host/v1"
-        )
-    if url != url.strip() or any(c.isspace() for c in url):
-        # From ${env.X} with a stray space: "/v1 /chat/completions" would reach the
-        # provider, whose 400 would read as the client's fault.
-        raise ConfigError(
-            f"provider '{provider_id}': base_url {logged_url(url)!r} holds a space or a "
-            "line break; remove it (from the file or the variable it came from)"
-        )
-    if "?" in url or "#" in url:
-        # Paths are appended to base_url: /chat/completions would land inside the query.
-        # Named without the query, which may hold a key (?api-key=...).
-        shown = re.split(r"[?#]", logged_url(url), maxsplit=1)[0]
-        raise ConfigError(
-            f"provider '{provider_id}': base_url {shown!r}... has a query or a fragment, "
-            "which the API's paths cannot follow; give it as scheme://host/path"
-        )
-    return url
-
-
-def _without_userinfo(url: str) -> str:
-    # logged_url finds credentials that urlsplit misses (a password holding "/" or "?");
-    # the query goes too, since some providers take a key there.
-    return logged_url(url).split("?", 1)[0]
 
 
 def _finishes(chunks: list[JSON]) -> bool:
