@@ -15,6 +15,7 @@ seconds (and it is retried) rather than holding the writer thread.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -161,6 +162,16 @@ class Database:
             self.reads.dispose()
 
 
+def _pg_options(url: URL) -> str:
+    """The server options of a connection: the store's statement timeout, then the
+    operator's (``?options=`` in the URL, or ``PGOPTIONS``, which libpq reads only when
+    no options are given), which win where both set one. Passing ours alone would drop
+    theirs (a ``search_path``)."""
+    given = url.query.get("options") or os.environ.get("PGOPTIONS") or ""
+    theirs = given if isinstance(given, str) else " ".join(given)
+    return f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS} {theirs}".strip()
+
+
 def open_database(url: URL, *, sync_commits: bool = False) -> Database:
     """Engines for ``url`` (no connection is made yet). ``sync_commits``: on SQLite,
     fsync every commit (``synchronous=FULL``) instead of at checkpoints."""
@@ -185,7 +196,7 @@ def open_database(url: URL, *, sync_commits: bool = False) -> Database:
         json_deserializer=orjson.loads,
         connect_args={
             "connect_timeout": PG_CONNECT_TIMEOUT_S,
-            "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
+            "options": _pg_options(url),
             "application_name": "switchyard-store",
             # A network that drops packets (rather than refusing) must fail a call
             # within seconds, not after TCP's default of many minutes.

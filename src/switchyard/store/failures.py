@@ -20,12 +20,20 @@ log = logging.getLogger(__name__)
 DROP_LOG_INTERVAL_S = 1.0
 
 
+# PostgreSQL's codes for a database that takes no writes now but may soon: a
+# read-only transaction (a hot standby, a primary demoted by a failover).
+_TRANSIENT_STATES = frozenset({"25006"})
+
+
 def is_transient(err: BaseException) -> bool:
-    """Worth retrying: the database is unreachable, locked, slow, or a connection broke."""
+    """Worth retrying: the database is unreachable, locked, slow, read-only for now, or
+    a connection broke."""
     transient = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
     if isinstance(err, transient):
         return True
-    return isinstance(err, sa.exc.DBAPIError) and err.connection_invalidated
+    if not isinstance(err, sa.exc.DBAPIError):
+        return False
+    return err.connection_invalidated or getattr(err.orig, "sqlstate", None) in _TRANSIENT_STATES
 
 
 class DropLog:

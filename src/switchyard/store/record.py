@@ -145,7 +145,8 @@ def row_values(record: Record) -> Values:
         provider_id,
         # The provider's own id, for finding the call in its logs; one longer than the
         # column (a broken provider's) is cut rather than cost the row on PostgreSQL.
-        None if upstream_id is None else upstream_id[:PROVIDER_ID_MAX],
+        # PostgreSQL's text refuses NUL, which would cost the row too.
+        None if upstream_id is None else upstream_id[:PROVIDER_ID_MAX].replace("\x00", "\ufffd"),
         caller,
         streamed,
         completion_text,

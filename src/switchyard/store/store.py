@@ -25,7 +25,7 @@ from switchyard.errors import InvalidRequestError, NotFoundError, SwitchyardErro
 from switchyard.sink import Record, StoredCall
 from switchyard.store import queries
 from switchyard.store.engine import Database
-from switchyard.store.failures import is_transient
+from switchyard.store.failures import is_transient, short_error
 from switchyard.store.queries import ListQuery, Order, UnknownCursorError
 from switchyard.store.rows import completion_object, message_id, message_object
 from switchyard.store.writer import Writer
@@ -204,8 +204,14 @@ class InferenceStore:
             return await loop.run_in_executor(self._reads, fn, self.db, *args)
         except sa.exc.SQLAlchemyError as err:
             if not is_transient(err):
-                raise
-            log.warning("inference store read failed: %s", str(err).splitlines()[0])
+                # Refused, not down (no permission to delete, say): the operator's to
+                # fix, which the log says; the client gets a 503, not a traceback.
+                log.error("inference store: the database refused: %s", short_error(err))
+                raise StoreUnavailableError(
+                    "The inference store's database refused the operation; the server's "
+                    "log says why."
+                ) from None
+            log.warning("inference store read failed: %s", short_error(err))
             raise StoreUnavailableError(
                 "The inference store's database is not reachable right now; retry shortly."
             ) from None
