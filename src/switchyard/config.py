@@ -102,15 +102,17 @@ class ModelConfig(_Strict):
         return self.id or f"{self.provider_id}/{self.provider_model_id}"
 
 
+_YAML_KINDS = {bool: "boolean", int: "number", float: "number"}
+
+
 def _check_json_keys(value: Any, where: str) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                kind = "number" if isinstance(key, int | float) else type(key).__name__
+                kind = _YAML_KINDS.get(type(key), type(key).__name__)
                 raise ValueError(
-                    f"{where} has the key {key!r}, which YAML read as a "
-                    f"{'boolean' if isinstance(key, bool) else kind}, not text (as it "
-                    "reads 1000, on or yes); put the key in quotes"
+                    f"{where} has the key {key!r}, which YAML read as a {kind}, not text "
+                    "(as it reads 1000, on or yes); put the key in quotes"
                 )
             _check_json_keys(item, f"{where}.{key}")
     elif isinstance(value, list):
