@@ -363,3 +363,67 @@ async def test_a_client_that_stops_reading_is_dropped_and_one_that_reads_is_not(
     http.pause_writing()  # the next burst fills it again, and nothing more is read
     await asyncio.sleep(0.25)
     assert inner.aborted  # dropped, which ends its stream
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    sock.settimeout(5)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("version", [b"1.0", b"1.1"])
+def test_a_stream_to_an_http_1_0_client_is_not_chunked(version: bytes) -> None:
+    # HTTP/1.0 has no chunked encoding: a 1.0 client would read the chunk sizes as text.
+    # Its stream ends when the connection closes; a 1.1 client's is still chunked.
+    body = json.dumps(
+        {"model": "fake/m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    ).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/%s\r\nHost: localhost\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (version, len(body), body)
+    )
+    with (
+        fake_openai() as upstream,
+        thread_server({"providers": [upstream.provider_config()]}) as handle,
+        socket.create_connection(("127.0.0.1", int(handle.url.rsplit(":", 1)[1]))) as sock,
+    ):
+        sock.sendall(request)
+        head, _, rest = _read_until_closed(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"connection: close" in head.lower()
+    chunked = b"transfer-encoding: chunked" in head.lower()
+    assert chunked == (version == b"1.1")
+    events = rest if version == b"1.0" else b"".join(_unchunk(rest))
+    assert events.startswith(b"data: {")
+    assert events.endswith(b"data: [DONE]\n\n")
+    text = "".join(
+        json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+        for line in events.split(b"\n\n")
+        if line.startswith(b"data: {")
+    )
+    assert text == "echo: hi"
+
+
+def _unchunk(data: bytes) -> Iterator[bytes]:
+    while True:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            assert data == b"\r\n"
+            return
+        yield data[:size]
+        assert data[size : size + 2] == b"\r\n"
+        data = data[size + 2 :]
+
+
+def test_a_whole_answer_to_an_http_1_0_client_keeps_its_length(server: ServerHandle) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /v1/models/nope HTTP/1.0\r\n\r\n")
+        head, _, body = _read_until_closed(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404 ")
+    assert b"content-length: %d" % len(body) in head.lower()
+    assert json.loads(body)["error"]["code"] == "model_not_found"

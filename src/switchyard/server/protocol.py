@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from switchyard.errors import InvalidRequestError
 from switchyard.server import request_id
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGISendEvent
 
 HTTP_PROTOCOL = "switchyard.server.protocol:HttpProtocol"  # for uvicorn's --http
 # How long an idle client connection stays open (uvicorn's default is 5 s). Longer than
@@ -160,6 +163,33 @@ class GatheringTransport(asyncio.Transport):
             self._transport.write(data)
 
 
+class UnframedCycle(RequestResponseCycle):
+    """The response cycle of an HTTP/1.0 request. HTTP/1.0 has no chunked encoding, and a
+    server must not send it to a 1.0 client (RFC 9112, section 6.1), but uvicorn frames
+    every response of unknown length (every stream) in chunks: a 1.0 client (``curl
+    --http1.0``, a proxy or health check speaking 1.0) read the chunk sizes as part of
+    the body. Here such a response goes out as it comes and ends when the connection
+    closes, as a 1.0 body of unknown length does (uvicorn closes every 1.0 connection
+    after its response)."""
+
+    _unframed = False
+
+    async def send(self, message: ASGISendEvent) -> None:
+        if message["type"] == "http.response.start" and not self.response_started:
+            framed = any(
+                name.lower() in (b"content-length", b"transfer-encoding")
+                for name, _ in message.get("headers", ())
+            )
+            if not framed and self.scope["method"] != "HEAD":
+                self._unframed = True
+                self.chunked_encoding = False  # so uvicorn adds no transfer-encoding
+        elif self._unframed and message["type"] == "http.response.body":
+            # uvicorn counts a body it does not chunk against a Content-Length: each
+            # piece is the whole of what is expected of it.
+            self.expected_content_length = len(message.get("body", b""))
+        await super().send(message)
+
+
 class HttpProtocol(HttpToolsProtocol):
     """``uvicorn --http switchyard.server.protocol:HttpProtocol``: the CLI's choice."""
 
@@ -195,6 +225,13 @@ class HttpProtocol(HttpToolsProtocol):
             self._stall = None
         self._in_request = self._begun = True
         self.scope["extensions"] = {CLIENT_GONE: {"watch": self._watch_client}}
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        cycle = self.cycle
+        if self.scope["http_version"] == "1.0" and cycle is not None and cycle.scope is self.scope:
+            # Its ASGI task has not run yet, so it sends with this class's send.
+            cycle.__class__ = UnframedCycle
 
     def on_message_complete(self) -> None:
         self._in_request = False
