@@ -27,6 +27,10 @@ def new_completion_id(started_ns: int | None = None) -> str:
     return f"chatcmpl-{millis:012x}{_RANDOM.getrandbits(64):016x}"
 
 
+# A request id worth passing on as it is (a client's, a provider's): a plain token, short
+# enough for a log line, that can hold nothing a header or a log could be misread by.
+PLAIN_TOKEN = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
+
 _COMPLETION_ID = re.compile(r"chatcmpl-([0-9a-f]{12})[0-9a-f]{16}")
 
 

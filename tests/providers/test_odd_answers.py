@@ -145,3 +145,31 @@ async def test_a_stream_event_that_never_ends_is_refused_at_a_bound(
             pass
     assert caught.value.status == 502
     assert "more than 1 MiB of its stream without ending an event" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("header", "quoted"),
+    [
+        (b"x-request-id: req_7f3a9c\r\n", "(the provider's request id: req_7f3a9c)"),
+        (b"X-Request-ID: abc def\r\n", None),  # not a plain token: not quoted
+        (b"", None),
+    ],
+)
+async def test_a_refusal_names_the_providers_request_id(
+    provider_answering: Answering, header: bytes, quoted: str | None
+) -> None:
+    # What a provider's support asks for; the client's message (and a 5xx's log line).
+    body = b'{"error":{"message":"The server had an error","type":"server_error"}}'
+    raw = (
+        b"HTTP/1.1 400 Bad Request\r\n%sContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s"
+    ) % (header, len(body), body)
+    provider = await provider_answering(raw)
+    with pytest.raises(UpstreamError) as caught:
+        await provider.chat(BODY)
+    message = caught.value.message
+    assert message.startswith("provider 'odd' refused the request (HTTP 400): The server had")
+    if quoted is None:
+        assert "request id" not in message
+    else:
+        assert message.endswith(quoted)

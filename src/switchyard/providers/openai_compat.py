@@ -25,6 +25,7 @@ from switchyard.errors import (
     UpstreamStatusError,
     no_client_retry,
 )
+from switchyard.ids import PLAIN_TOKEN
 from switchyard.providers.base import JSON, ModelInfo, check_options
 from switchyard.providers.quoting import READ_MAX, Quoter, error_fields
 from switchyard.providers.settings import MASK, checked_url, secret_name, without_userinfo
@@ -162,6 +163,11 @@ class OpenAICompatProvider:
                 )
                 raw = b""
             error = self._status_error(response.status, raw)
+            theirs = response.headers.get("x-request-id", "").encode("latin-1", "replace")
+            if PLAIN_TOKEN.fullmatch(theirs):
+                # What the provider's support asks for (OpenAI's, Groq's, vLLM's): in
+                # the client's message and, for a 5xx, the log line.
+                error.message += f" (the provider's request id: {theirs.decode()})"
             # The provider's own back-off advice reaches the client's SDK unchanged.
             for name in ("retry-after", "retry-after-ms"):
                 if name in response.headers:

@@ -13,18 +13,17 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import re
 import secrets
 from contextvars import ContextVar
 
 from starlette.types import Scope
 
+from switchyard.ids import PLAIN_TOKEN
+
 HEADER = b"x-request-id"
 SCOPE_KEY = "switchyard.request_id"
 # Set in the request's own task: what its handler, its provider call and its stream log.
 CURRENT: ContextVar[bytes | None] = ContextVar("switchyard_request_id", default=None)
-
-_TOKEN = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
 
 
 class _Ours:
@@ -59,7 +58,7 @@ def assign(scope: Scope) -> bytes:
     if rid is not None:
         return rid
     for name, value in scope["headers"]:
-        if name == HEADER and _TOKEN.fullmatch(value):
+        if name == HEADER and PLAIN_TOKEN.fullmatch(value):
             rid = bytes(value)
             break
     else:
