@@ -212,6 +212,9 @@ def _serve(host: str, port: int, workers: int, level: str, access_log: bool) -> 
         workers=workers,
         loop="uvloop",
         http=HTTP_PROTOCOL,
+        # No WebSocket route exists; uvicorn's WebSocket handshake would answer past the
+        # key check and OpenAI's error shape. An Upgrade is refused by HttpProtocol.
+        ws="none",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         log_level=level.lower(),
         log_config=log_config,

@@ -427,3 +427,38 @@ def test_a_whole_answer_to_an_http_1_0_client_keeps_its_length(server: ServerHan
     assert head.startswith(b"HTTP/1.1 404 ")
     assert b"content-length: %d" % len(body) in head.lower()
     assert json.loads(body)["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    "upgrade",
+    [
+        b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n",
+        b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    ],
+)
+def test_a_request_offering_another_protocol_is_refused_and_its_body_never_read_as_a_request(
+    server: ServerHandle, upgrade: bytes
+) -> None:
+    # httptools skips the body of an Upgrade request; read as the next request, this
+    # body would be answered (a smuggled request). One OpenAI 400, then the close.
+    smuggled = b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\n%s"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % (upgrade, len(smuggled))
+        )
+        time.sleep(0.2)  # the body in a read of its own, as a slow client sends it
+        try:
+            sock.sendall(smuggled)
+        except OSError:
+            pass  # already closed: nothing of it is read
+        data = _read_until_closed(sock)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"x-request-id: req_" in head
+    error = json.loads(body)["error"]
+    assert "does not switch protocols" in error["message"]
+    assert b'{"status":"OK"}' not in data

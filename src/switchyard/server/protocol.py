@@ -259,10 +259,33 @@ class HttpProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """What uvicorn answers a request it cannot parse (a bad chunk size, a
         Content-Length that is not a number): OpenAI's error JSON, not plain text."""
-        error = InvalidRequestError(
+        self._refuse(
             "The HTTP request could not be parsed (its request line, a header, or its "
             "chunked body is malformed); send a well-formed HTTP/1.1 request."
         )
+
+    def _should_upgrade(self) -> bool:
+        return False  # no WebSocket route: every Upgrade is refused below, whatever ws=
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """A request offering another protocol (``Upgrade: h2c``, as ``curl --http2``
+        sends over http://; a WebSocket): httptools skipped its body, which its handler
+        would have found empty, and would read whatever came next (that body) as the
+        next request. So nothing of it is answered but this refusal, and the connection
+        closes. The handler already under way hears that its client left."""
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+        if self.pipeline:  # an answer is still being written: a refusal would land in it
+            self.transport.close()
+            return
+        self._refuse(
+            "Switchyard speaks HTTP/1.1 and does not switch protocols (the request's "
+            "Upgrade header offers one: h2c, WebSocket); send it without Upgrade "
+            "(curl: without --http2)."
+        )
+
+    def _refuse(self, message: str) -> None:
+        error = InvalidRequestError(message)
         body = error.to_json()
         head = [b"HTTP/1.1 400 Bad Request\r\n"]
         head += [
