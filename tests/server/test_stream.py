@@ -10,6 +10,7 @@ import pytest
 from tests.support.recorded_upstream import exchanges_for
 
 from switchyard import metrics
+from switchyard.errors import UpstreamError, UpstreamTimeoutError
 from switchyard.server import stream
 from switchyard.server.stream import DONE_EVENT, Tap, relay
 from switchyard.store.assemble import assemble
@@ -224,3 +225,29 @@ def test_a_stream_of_text_is_stored_as_its_chunks_one_of_many_whole_chunks_is_no
     assert edge.whole == stream.MAX_WHOLE_STORED and edge.stored_as_chunks()
     reasoning = tapped([role] + [{"reasoning_content": "r"}] * stream.MAX_WHOLE_STORED)
     assert not reasoning.stored_as_chunks()
+
+
+async def _failing(failure: Exception) -> AsyncIterator[list[dict[str, Any]]]:
+    yield [chunk(1)]
+    raise failure
+
+
+async def test_a_provider_failure_that_ends_a_stream_is_counted_as_an_answer_refused_is() -> None:
+    # Once a stream has begun its failure is an event, not an error answer: it must
+    # still reach switchyard_upstream_errors_total, by provider and kind.
+    def counted(kind: str) -> float:
+        value = metrics.REGISTRY.get_sample_value(
+            "switchyard_upstream_errors_total", {"provider": "up", "kind": kind}
+        )
+        return value or 0.0
+
+    for failure in (
+        UpstreamError("cut", provider_id="up"),
+        UpstreamTimeoutError("silent", provider_id="up"),
+    ):
+        before = counted(failure.error_type)
+
+        events = [piece async for piece in relay(_failing(failure), dict(OURS))]
+        assert events[0] == event(1)
+        assert orjson.loads(events[-1][6:])["error"]["type"] == failure.error_type
+        assert counted(failure.error_type) == before + 1

@@ -19,12 +19,17 @@ class MethodNotAllowedError(InvalidRequestError):
     status = 405
 
 
+def count(exc: SwitchyardError) -> None:
+    """Counts a provider's failure, whether it is an error answer or ends a stream."""
+    if isinstance(exc, UpstreamError):
+        UPSTREAM_ERRORS.labels(exc.provider_id, exc.error_type).inc()
+
+
 async def switchyard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SwitchyardError)
     if exc.status >= 500:
         log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
-    if isinstance(exc, UpstreamError):
-        UPSTREAM_ERRORS.labels(exc.provider_id, exc.error_type).inc()
+    count(exc)
     return Response(
         exc.to_json(),
         status_code=exc.status,

@@ -17,6 +17,7 @@ import orjson
 
 from switchyard.errors import SwitchyardError
 from switchyard.metrics import STORE_DROPPED, STREAMS_NOT_STORED
+from switchyard.server.errors import count
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,7 @@ async def relay(
         yield DONE_EVENT
     except SwitchyardError as err:
         log.warning("stream ended by an error: %s", err.message)
+        count(err)
         yield b"data: " + err.to_json() + b"\n\n"
     except Exception:  # a bug must still end the stream in OpenAI's shape
         log.exception("stream failed")
