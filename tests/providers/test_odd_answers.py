@@ -3,8 +3,10 @@ client still gets the provider's status, and a broken stream costs bounded memor
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import orjson
 import pytest
 from tests.support.scripted_server import Exchange, ScriptedServer
 
@@ -173,3 +175,63 @@ async def test_a_refusal_names_the_providers_request_id(
         assert "request id" not in message
     else:
         assert message.endswith(quoted)
+
+
+def _choice(index: int, **fields: object) -> dict[str, object]:
+    return {"index": index, "delta": {"content": "x"}, "finish_reason": None, **fields}
+
+
+def _event(*choices: dict[str, object], usage: dict[str, int] | None = None) -> bytes:
+    chunk: dict[str, object] = {"id": "c", "object": "chat.completion.chunk"}
+    chunk["choices"] = list(choices)
+    if usage is not None:
+        chunk["usage"] = usage
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+async def _streamed(events: list[bytes], body: dict[str, object]) -> list[dict[str, object]]:
+    """What the provider yields of ``events``, each sent in a read of its own (a chunked
+    body ended cleanly, with no [DONE]); raises what it raises at the end."""
+
+    async def answer(exchange: Exchange) -> bytes:
+        exchange.writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for event in events:
+            exchange.writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await exchange.writer.drain()
+            await asyncio.sleep(0.03)
+        return b"0\r\n\r\n"
+
+    server = ScriptedServer(answer)
+    base = await server.start()
+    config = ProviderConfig(id="odd", type="openai", base_url=base + "/v1", api_key="k")
+    provider = create_provider(config.model_copy(update={"max_retries": 0}))
+    try:
+        stream = await provider.chat_stream({**BODY, "stream": True, **body})
+        return [chunk async for batch in stream for chunk in batch]
+    finally:
+        await provider.close()
+        await server.stop()
+
+
+async def test_a_cut_stream_of_several_choices_is_refused_however_its_reads_fell() -> None:
+    # Choice 1 said its last long before the end; choice 0 finished in the last read.
+    events = [_event(_choice(0)), _event(_choice(1)), _event(_choice(0)), _event(_choice(0))]
+    events.append(_event(_choice(0, finish_reason="stop")))
+    with pytest.raises(UpstreamError, match="before the stream finished"):
+        await _streamed(events, {"n": 2})
+    events.append(_event(_choice(1, finish_reason="length")))
+    assert len(await _streamed(events, {"n": 2})) == 6  # both finished: whole
+
+
+async def test_a_stream_cut_before_the_usage_it_was_asked_for_is_refused() -> None:
+    asked: dict[str, object] = {"stream_options": {"include_usage": True}}
+    events = [_event(_choice(0)), _event(_choice(0, finish_reason="stop"))]
+    assert len(await _streamed(events, {})) == 2  # no usage asked: finished is whole
+    with pytest.raises(UpstreamError, match="without its usage chunk"):
+        await _streamed(events, asked)
+    usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    events.append(_event(usage=usage))
+    assert (await _streamed(events, asked))[-1]["usage"] == usage

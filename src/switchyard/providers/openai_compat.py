@@ -27,6 +27,7 @@ from switchyard.errors import (
 )
 from switchyard.ids import PLAIN_TOKEN
 from switchyard.providers.base import JSON, ModelInfo, check_options
+from switchyard.providers.finishes import all_finished, finishes, note_finishes
 from switchyard.providers.quoting import READ_MAX, Quoter, error_fields
 from switchyard.providers.settings import MASK, checked_url, secret_name, without_userinfo
 from switchyard.providers.vectors import encode_embeddings_base64, other_size
@@ -226,7 +227,10 @@ class OpenAICompatProvider:
             # One JSON document where events were asked for: its SSE parse would find
             # no event, and the client would get an empty stream that looks complete.
             raise self._not_a_stream(await response.read())
-        return self._events(response)
+        options = body.get("stream_options")
+        wants_usage = type(options) is dict and options.get("include_usage") is True
+        n = body.get("n")
+        return self._events(response, type(n) is int and n > 1, wants_usage)
 
     def _not_a_stream(self, raw: bytes) -> UpstreamError:
         try:
@@ -241,11 +245,16 @@ class OpenAICompatProvider:
             provider_id=self.id,
         )
 
-    async def _events(self, response: UpstreamResponse) -> AsyncIterator[list[JSON]]:
+    async def _events(
+        self, response: UpstreamResponse, several: bool, wants_usage: bool
+    ) -> AsyncIterator[list[JSON]]:
         """The stream's chunks, a list per read: what arrived together is relayed
         together, each read as soon as it arrives (one write for a read's events, not
-        one each; bench/NOTES.md, section 22)."""
+        one each; bench/NOTES.md, section 22). ``several``: n > 1 was asked, so each
+        choice's finish is looked for in the whole stream, not in its last reads (a
+        choice may say nothing in them); ``wants_usage``: include_usage was asked."""
         parser = SSEParser(MAX_EVENT_BYTES)
+        finished: dict[int, bool] | None = {} if several else None
         # The last two reads' chunks (a finish may be followed by a usage chunk): looked
         # at only if the body ends without [DONE], so nothing is spent on them per read.
         before: list[JSON] = []
@@ -261,6 +270,7 @@ class OpenAICompatProvider:
                 chunks, ended, error = self._chunks(payloads)
                 if chunks:
                     before, last = last, chunks
+                    note_finishes(chunks, finished)
                     yield chunks
                 if error is not None:
                     raise error
@@ -272,13 +282,14 @@ class OpenAICompatProvider:
         chunks, ended, error = self._chunks(parser.flush())
         if chunks:
             before, last = last, chunks
+            note_finishes(chunks, finished)
             yield chunks
         if error is not None:
             raise error
         if ended:
             self._check_some(last)
             return
-        self._check_end(response, before + last)
+        self._check_end(response, before + last, finished, wants_usage)
 
     def _endless_event(self) -> UpstreamError:
         return UpstreamError(
@@ -295,22 +306,38 @@ class OpenAICompatProvider:
                 provider_id=self.id,
             )
 
-    def _check_end(self, response: UpstreamResponse, tail: list[JSON]) -> None:
+    def _check_end(
+        self,
+        response: UpstreamResponse,
+        tail: list[JSON],
+        finished: dict[int, bool] | None,
+        wants_usage: bool,
+    ) -> None:
         """A body that ended without [DONE]: refused if it held no event at all, or if
         a choice in it had not finished (it may have been cut, by a connection that
-        closed or by a proxy that ended its chunks cleanly). A body whose choices all
-        finished is whole without [DONE] (older TGI sends none)."""
+        closed or by a proxy that ended its chunks cleanly), or if the usage asked for
+        never came (sent last: cut between the finish and it, the client would count no
+        tokens). A body whose choices all finished is whole without [DONE] (older TGI
+        sends none). ``finished``: each choice's, over the whole stream (n > 1), or
+        None to look at the ``tail``, its last two reads."""
         if not tail:
             raise UpstreamError(
                 f"provider '{self.id}' answered the stream with no event (an empty or "
                 "non-SSE body); try again, or without stream=true",
                 provider_id=self.id,
             )
-        if not _finishes(tail):
+        if not (finishes(tail) if finished is None else all_finished(finished)):
             how = "closed the connection" if response.ends_at_close else "ended the stream"
             raise UpstreamError(
                 f"provider '{self.id}' {how} before the stream finished (no finish_reason, "
                 "no [DONE]): the answer is incomplete; try again",
+                provider_id=self.id,
+            )
+        if wants_usage and not any(type(chunk.get("usage")) is dict for chunk in tail):
+            raise UpstreamError(
+                f"provider '{self.id}' ended the stream without its usage chunk (asked by "
+                "stream_options.include_usage) and without [DONE]: it may have been cut; "
+                "try again",
                 provider_id=self.id,
             )
 
@@ -552,23 +579,6 @@ def _encode(body: JSON) -> bytes:
             f"The request body cannot be forwarded to the provider ({err}): "
             "nest its JSON less deeply (at most 254 levels)."
         ) from None
-
-
-def _finishes(chunks: list[JSON]) -> bool:
-    """Whether every choice that ``chunks`` carry has its finish_reason among them (and
-    one does): with n > 1 the choices stream side by side, so one finished says nothing
-    of the others."""
-    finished: dict[int, bool] = {}
-    for chunk in chunks:
-        choices = chunk.get("choices")
-        if not isinstance(choices, list):
-            continue
-        for choice in choices:
-            if isinstance(choice, dict):
-                index = choice.get("index")
-                key = index if isinstance(index, int) else 0
-                finished[key] = finished.get(key, False) or bool(choice.get("finish_reason"))
-    return bool(finished) and all(finished.values())
 
 
 def _transient(status: int) -> bool:
