@@ -161,6 +161,14 @@ def test_chat_stream_arrives_chunk_by_chunk(client: openai.OpenAI, provider: str
         if len(exchange.events) > 1:
             assert len(chunks) >= 2
         assert _stream_text(chunks, "content") == _stream_text(exchange.events, "content")
+        # Each choice's role once, as OpenAI gives it, though the provider repeated it:
+        # the SDK's stream helpers join every piece of it.
+        roles: dict[int, str] = {}
+        for chunk in chunks:
+            for choice in chunk.get("choices") or []:
+                role = (choice.get("delta") or {}).get("role")
+                roles[choice["index"]] = roles.get(choice["index"], "") + (role or "")
+        assert set(roles.values()) <= {"", "assistant"}, exchange.source
         names = [
             call["function"].get("name")
             for chunk in chunks

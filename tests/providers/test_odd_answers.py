@@ -235,3 +235,25 @@ async def test_a_stream_cut_before_the_usage_it_was_asked_for_is_refused() -> No
     usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
     events.append(_event(usage=usage))
     assert (await _streamed(events, asked))[-1]["usage"] == usage
+
+
+async def test_a_role_given_again_is_dropped_from_later_deltas() -> None:
+    # Ollama, TGI and Together repeat the role in every delta; the openai SDK's stream
+    # helpers join the pieces ("assistantassistant"), a role the next request is refused.
+    role = {"role": "assistant", "content": "x"}
+    events = [
+        _event(_choice(0, delta=role), _choice(1, delta=role)),
+        _event(_choice(0, delta=role)),
+        _event(_choice(1, delta={"role": "tool", "content": "y"})),  # another: kept
+        _event(_choice(0, delta=role, finish_reason="stop"), _choice(1, finish_reason="stop")),
+    ]
+    chunks = await _streamed(events, {"n": 2})
+    deltas = [(c["index"], c["delta"]) for chunk in chunks for c in chunk["choices"]]  # type: ignore[attr-defined]
+    assert deltas == [
+        (0, role),
+        (1, role),
+        (0, {"content": "x"}),
+        (1, {"role": "tool", "content": "y"}),
+        (0, {"content": "x"}),
+        (1, {"content": "x"}),
+    ]

@@ -27,7 +27,7 @@ from switchyard.errors import (
 )
 from switchyard.ids import PLAIN_TOKEN
 from switchyard.providers.base import JSON, ModelInfo, check_options
-from switchyard.providers.finishes import all_finished, finishes, note_finishes
+from switchyard.providers.chunks import all_finished, finishes, tidy
 from switchyard.providers.quoting import READ_MAX, Quoter, error_fields
 from switchyard.providers.settings import MASK, checked_url, secret_name, without_userinfo
 from switchyard.providers.vectors import encode_embeddings_base64, other_size
@@ -255,6 +255,7 @@ class OpenAICompatProvider:
         choice may say nothing in them); ``wants_usage``: include_usage was asked."""
         parser = SSEParser(MAX_EVENT_BYTES)
         finished: dict[int, bool] | None = {} if several else None
+        roles: dict[int, str] = {}  # each choice's, as first given
         # The last two reads' chunks (a finish may be followed by a usage chunk): looked
         # at only if the body ends without [DONE], so nothing is spent on them per read.
         before: list[JSON] = []
@@ -270,7 +271,7 @@ class OpenAICompatProvider:
                 chunks, ended, error = self._chunks(payloads)
                 if chunks:
                     before, last = last, chunks
-                    note_finishes(chunks, finished)
+                    tidy(chunks, finished, roles)
                     yield chunks
                 if error is not None:
                     raise error
@@ -282,7 +283,7 @@ class OpenAICompatProvider:
         chunks, ended, error = self._chunks(parser.flush())
         if chunks:
             before, last = last, chunks
-            note_finishes(chunks, finished)
+            tidy(chunks, finished, roles)
             yield chunks
         if error is not None:
             raise error
