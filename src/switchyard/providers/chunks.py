@@ -42,25 +42,19 @@ def note_finishes(chunks: list[JSON], finished: dict[int, bool] | None) -> None:
                 finished[key] = finished.get(key, False) or bool(choice.get("finish_reason"))
 
 
-def tidy(chunks: list[JSON], finished: dict[int, bool] | None, roles: dict[int, str]) -> None:
-    """What arrived in one read: each choice's finish noted (see note_finishes), and a
-    role a choice was already given dropped from its delta (``roles``: each one's)."""
-    note_finishes(chunks, finished)
-    for chunk in chunks:
-        choices = chunk.get("choices")
-        if type(choices) is not list:
-            continue
-        for choice in choices:
-            if type(choice) is not dict:
-                continue
-            delta = choice.get("delta")
-            if type(delta) is dict and "role" in delta:
-                index = choice.get("index")
-                key = index if type(index) is int else 0
-                role = delta["role"]
-                if type(role) is not str:
-                    continue  # null: no role given, nothing to drop
-                if roles.get(key) == role:
-                    del delta["role"]
-                else:
-                    roles[key] = role
+def drop_given_role(chunk: JSON, roles: dict[int, str]) -> None:
+    """Drops from the chunk's deltas a role its choice was already given (``roles``:
+    each one's, as first given)."""
+    choices = chunk.get("choices")
+    if type(choices) is not list:
+        return
+    for choice in choices:
+        delta = choice.get("delta") if type(choice) is dict else None
+        if type(delta) is not dict or type(role := delta.get("role")) is not str:
+            continue  # none given (or null): nothing to drop
+        index = choice.get("index")
+        key = index if type(index) is int else 0
+        if roles.get(key) == role:
+            del delta["role"]
+        else:
+            roles[key] = role

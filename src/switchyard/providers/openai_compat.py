@@ -27,7 +27,7 @@ from switchyard.errors import (
 )
 from switchyard.ids import PLAIN_TOKEN
 from switchyard.providers.base import JSON, ModelInfo, check_options
-from switchyard.providers.chunks import all_finished, finishes, tidy
+from switchyard.providers.chunks import all_finished, drop_given_role, finishes, note_finishes
 from switchyard.providers.quoting import READ_MAX, Quoter, error_fields
 from switchyard.providers.settings import MASK, checked_url, secret_name, without_userinfo
 from switchyard.providers.vectors import encode_embeddings_base64, other_size
@@ -268,10 +268,10 @@ class OpenAICompatProvider:
                     payloads = parser.feed(data)
                 except EventTooLarge:
                     raise self._endless_event() from None
-                chunks, ended, error = self._chunks(payloads)
+                chunks, ended, error = self._chunks(payloads, roles)
                 if chunks:
                     before, last = last, chunks
-                    tidy(chunks, finished, roles)
+                    note_finishes(chunks, finished)
                     yield chunks
                 if error is not None:
                     raise error
@@ -280,10 +280,10 @@ class OpenAICompatProvider:
                     return
         # What is left once the body ended: an event without its blank line (a [DONE]
         # ended by one newline only), then the end without [DONE], if it was not there.
-        chunks, ended, error = self._chunks(parser.flush())
+        chunks, ended, error = self._chunks(parser.flush(), roles)
         if chunks:
             before, last = last, chunks
-            tidy(chunks, finished, roles)
+            note_finishes(chunks, finished)
             yield chunks
         if error is not None:
             raise error
@@ -342,9 +342,13 @@ class OpenAICompatProvider:
                 provider_id=self.id,
             )
 
-    def _chunks(self, payloads: list[bytes]) -> tuple[list[JSON], bool, Exception | None]:
+    def _chunks(
+        self, payloads: list[bytes], roles: dict[int, str]
+    ) -> tuple[list[JSON], bool, Exception | None]:
         """The chunks of ``payloads`` up to ``[DONE]``, whether the stream ended, and the
-        error of an event that failed: raised once the chunks before it are relayed."""
+        error of an event that failed: raised once the chunks before it are relayed.
+        A role given again is dropped (``chunks.drop_given_role``; ``roles``: the
+        stream's so far)."""
         chunks: list[JSON] = []
         for data in payloads:
             if data == DONE:
@@ -360,6 +364,8 @@ class OpenAICompatProvider:
             if type(event) is not dict or event.get("error"):
                 return chunks, True, self._refused(data)
             chunks.append(event)
+            if b'"role"' in data:  # looked for in the bytes: OpenAI gives it once
+                drop_given_role(event, roles)
         return chunks, False, None
 
     def _refused(self, data: bytes) -> Exception:
