@@ -280,11 +280,25 @@ def test_connections_that_never_finish_a_request_are_closed(
             sock = socket.create_connection(("127.0.0.1", port))
             sock.sendall(sent)
             stalled.append(sock)
+        # A head a byte at a time (slow loris) has the stall time in all; a body may be
+        # slow as long as it keeps coming (a large upload on a slow link).
+        trickled = socket.create_connection(("127.0.0.1", port))
+        body = b'{"model": "nope", "input": "x"}'
         slow = socket.create_connection(("127.0.0.1", port))
-        get = b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n"
-        for byte in get:  # slow, but never silent for long: it is answered
+        slow.sendall(
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        started = time.monotonic()
+        for i, byte in enumerate(body):  # over 1.5 s, never silent for long: answered
             slow.sendall(bytes([byte]))
-            time.sleep(0.02)
+            with contextlib.suppress(OSError):
+                trickled.sendall(head[i : i + 1])
+            time.sleep(0.05)
+        assert time.monotonic() - started > 1.5
+        trickled.settimeout(0.1)  # it was still sending when its time ran out
+        assert trickled.recv(1024) == b""
+        trickled.close()
         for sock in stalled:
             sock.settimeout(5)
             started = time.monotonic()
@@ -292,8 +306,24 @@ def test_connections_that_never_finish_a_request_are_closed(
             assert time.monotonic() - started < 3
             sock.close()
         slow.settimeout(5)
-        assert _read_responses(slow, 1)[0].endswith(b'{"status":"OK"}')
+        assert b'"model_not_found"' in _read_responses(slow, 1)[0]
         slow.close()
+
+
+def test_a_head_over_the_bound_gets_a_431(server: ServerHandle) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
+        with contextlib.suppress(OSError):  # closed once past the bound
+            for _ in range(protocol.MAX_HEAD_BYTES // 4096 + 4):
+                sock.sendall(b"a" * 4096)
+                time.sleep(0.002)
+        head, _, body = _read_until_closed(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    assert "64 KiB" in json.loads(body)["error"]["message"]
+    with httpx.Client(base_url=server.url) as client:  # a head just under it: served
+        headers = {"X-Big": "a" * (protocol.MAX_HEAD_BYTES - 1024)}
+        assert client.get("/v1/health", headers=headers).status_code == 200
 
 
 def test_a_request_pipelined_behind_a_slow_answer_does_not_count_as_stalled(

@@ -46,6 +46,10 @@ REQUEST_STALL_SECONDS = 60.0
 # before the connection is dropped (nginx's send_timeout): a stream whose client stopped
 # reading would otherwise hold its provider's stream and connection for ever.
 SEND_STALL_SECONDS = 60.0
+# The most a request's line and headers may take (OpenAI asks clients to keep headers
+# under 64 KiB); past it a 431. Without a bound, one 100 MB header took 12 s of a core
+# (httptools joins a header's pieces as they come) and the memory it came in.
+MAX_HEAD_BYTES = 64 * 1024
 _HEAD = b"HTTP/"  # how every response head uvicorn writes begins
 # An ASGI extension of ours: ``scope["extensions"][CLIENT_GONE]["watch"](callback)``
 # calls ``callback`` when the client's connection is lost (at once if it already is),
@@ -203,7 +207,10 @@ class HttpProtocol(HttpToolsProtocol):
     _unread_bytes = 0  # what waited to be read when that period began
     _begun = False  # a request has begun on this connection
     _in_request = False  # one has begun and is not complete
+    _in_head = False  # and its line and headers are not complete yet
+    _head_bytes = 0  # read while in them (a read that began in them counts whole)
     _last_read = 0.0
+    _since = 0.0  # when the stall timer was armed: the head's deadline counts from it
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         loop = asyncio.get_running_loop()
@@ -214,7 +221,19 @@ class HttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._stall is not None:
             self._last_read = self.loop.time()
+        if self._in_head:
+            self._head_bytes += len(data)
         super().data_received(data)
+        if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
+            if self.pipeline:  # an answer is still being written: a refusal would land in it
+                self.transport.close()
+                return
+            self._refuse(
+                f"The request's line and headers are over {MAX_HEAD_BYTES // 1024} KiB; "
+                "send shorter ones (a long query or a large cookie?).",
+                b"431 Request Header Fields Too Large",
+            )
+            return
         if self._in_request and self._stall is None:
             self._arm_stall()
 
@@ -223,10 +242,12 @@ class HttpProtocol(HttpToolsProtocol):
         if not self._begun and self._stall is not None:
             self._stall.cancel()  # the first request came; re-armed if it stalls
             self._stall = None
-        self._in_request = self._begun = True
+        self._in_request = self._begun = self._in_head = True
+        self._head_bytes = 0
         self.scope["extensions"] = {CLIENT_GONE: {"watch": self._watch_client}}
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         super().on_headers_complete()
         cycle = self.cycle
         if self.scope["http_version"] == "1.0" and cycle is not None and cycle.scope is self.scope:
@@ -238,7 +259,7 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def _arm_stall(self) -> None:
-        self._last_read = self.loop.time()
+        self._last_read = self._since = self.loop.time()
         self._stall = self.loop.call_later(REQUEST_STALL_SECONDS, self._check_stall)
 
     def _check_stall(self) -> None:
@@ -250,7 +271,11 @@ class HttpProtocol(HttpToolsProtocol):
             # until that response ends, so the silence is ours, not the client's.
             self._arm_stall()
             return
-        left = self._last_read + REQUEST_STALL_SECONDS - self.loop.time()
+        # A body may be slow as long as it keeps coming (a large upload on a slow
+        # link); a request's head has REQUEST_STALL_SECONDS in all, as nginx's
+        # client_header_timeout: one byte every few seconds (slow loris) is not a client.
+        head = not self._begun or self._in_head
+        left = (self._since if head else self._last_read) + REQUEST_STALL_SECONDS - self.loop.time()
         if left > 0:
             self._stall = self.loop.call_later(left, self._check_stall)
         elif not self.transport.is_closing():
@@ -284,10 +309,10 @@ class HttpProtocol(HttpToolsProtocol):
             "(curl: without --http2)."
         )
 
-    def _refuse(self, message: str) -> None:
+    def _refuse(self, message: str, status: bytes = b"400 Bad Request") -> None:
         error = InvalidRequestError(message)
         body = error.to_json()
-        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        head = [b"HTTP/1.1 " + status + b"\r\n"]
         head += [
             name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
         ]
