@@ -12,6 +12,7 @@ from switchyard.providers.openai_compat import OpenAICompatProvider
 
 class FireworksProvider(OpenAICompatProvider):
     type: ClassVar[str] = "fireworks"
+    repeats_role: ClassVar[bool] = False  # a choice's role in its first delta only
     default_base_url: ClassVar[str | None] = "https://api.fireworks.ai/inference/v1"
     api_key_env: ClassVar[str | None] = "FIREWORKS_API_KEY"
     base_url_env: ClassVar[str | None] = "FIREWORKS_BASE_URL"

@@ -19,6 +19,7 @@ class OpenAIProvider(OpenAICompatProvider):
     (gpt-4o-search-preview, gpt-5-search-api) are chat models and stay."""
 
     type: ClassVar[str] = "openai"
+    repeats_role: ClassVar[bool] = False  # a choice's role in its first delta only
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     api_key_env: ClassVar[str | None] = "OPENAI_API_KEY"
     base_url_env: ClassVar[str | None] = "OPENAI_BASE_URL"

@@ -76,6 +76,10 @@ class OpenAICompatProvider:
     # transcription, realtime, moderation, video), matched in the listed id: left out of
     # the model list, where a user or a UI would take them for chat models.
     unserved_models: ClassVar[re.Pattern[str] | None] = None
+    # Whether its streams may give a choice's role again in later deltas (Ollama, TGI,
+    # Together: dropped here, see chunks.py). False where it is known to give it once:
+    # those streams skip the look (~3k instructions a chunk; bench/NOTES.md, section 68).
+    repeats_role: ClassVar[bool] = True
 
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
         check_options(config, self.known_options)
@@ -255,7 +259,7 @@ class OpenAICompatProvider:
         choice may say nothing in them); ``wants_usage``: include_usage was asked."""
         parser = SSEParser(MAX_EVENT_BYTES)
         finished: dict[int, bool] | None = {} if several else None
-        roles: dict[int, str] = {}  # each choice's, as first given
+        roles: dict[int, str] | None = {} if self.repeats_role else None  # as first given
         # The last two reads' chunks (a finish may be followed by a usage chunk): looked
         # at only if the body ends without [DONE], so nothing is spent on them per read.
         before: list[JSON] = []
@@ -343,12 +347,12 @@ class OpenAICompatProvider:
             )
 
     def _chunks(
-        self, payloads: list[bytes], roles: dict[int, str]
+        self, payloads: list[bytes], roles: dict[int, str] | None
     ) -> tuple[list[JSON], bool, Exception | None]:
         """The chunks of ``payloads`` up to ``[DONE]``, whether the stream ended, and the
         error of an event that failed: raised once the chunks before it are relayed.
         A role given again is dropped (``chunks.drop_given_role``; ``roles``: the
-        stream's so far)."""
+        stream's so far, None where the provider gives each once)."""
         chunks: list[JSON] = []
         for data in payloads:
             if data == DONE:
@@ -364,7 +368,7 @@ class OpenAICompatProvider:
             if type(event) is not dict or event.get("error"):
                 return chunks, True, self._refused(data)
             chunks.append(event)
-            if b'"role"' in data:  # looked for in the bytes: OpenAI gives it once
+            if roles is not None and b'"role"' in data:
                 drop_given_role(event, roles)
         return chunks, False, None
 

@@ -12,6 +12,7 @@ from switchyard.providers.openai_compat import OpenAICompatProvider
 
 class VLLMProvider(OpenAICompatProvider):
     type: ClassVar[str] = "vllm"
+    repeats_role: ClassVar[bool] = False  # a choice's role in its first delta only
 
     @classmethod
     def env_base_url(cls, env: Mapping[str, str]) -> str | None:
