@@ -190,21 +190,24 @@ def _event(*choices: dict[str, object], usage: dict[str, int] | None = None) -> 
 
 
 async def _streamed(
-    events: list[bytes], body: dict[str, object], kind: str = "openai_compatible"
+    events: list[bytes],
+    body: dict[str, object],
+    kind: str = "openai_compatible",
+    framing: bytes = b"Transfer-Encoding: chunked",
 ) -> list[dict[str, object]]:
     """What the provider yields of ``events``, each sent in a read of its own (a chunked
     body ended cleanly, with no [DONE]); raises what it raises at the end."""
 
-    async def answer(exchange: Exchange) -> bytes:
+    async def answer(exchange: Exchange) -> bytes | None:
+        chunked = framing.startswith(b"Transfer")
         exchange.writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n%s\r\n\r\n" % framing
         )
         for event in events:
-            exchange.writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            exchange.writer.write(b"%x\r\n%s\r\n" % (len(event), event) if chunked else event)
             await exchange.writer.drain()
             await asyncio.sleep(0.03)
-        return b"0\r\n\r\n"
+        return b"0\r\n\r\n" if chunked else None  # None: the connection closes
 
     server = ScriptedServer(answer)
     base = await server.start()
@@ -232,11 +235,14 @@ async def test_a_stream_cut_before_the_usage_it_was_asked_for_is_refused() -> No
     asked: dict[str, object] = {"stream_options": {"include_usage": True}}
     events = [_event(_choice(0)), _event(_choice(0, finish_reason="stop"))]
     assert len(await _streamed(events, {})) == 2  # no usage asked: finished is whole
+    # A body ended by its own framing, without usage: a provider that sends none.
+    assert len(await _streamed(events, asked)) == 2
     with pytest.raises(UpstreamError, match="without its usage chunk"):
-        await _streamed(events, asked)
+        await _streamed(events, asked, framing=b"Connection: close")  # maybe cut
     usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
     events.append(_event(usage=usage))
-    assert (await _streamed(events, asked))[-1]["usage"] == usage
+    closed = await _streamed(events, asked, framing=b"Connection: close")
+    assert closed[-1]["usage"] == usage
 
 
 async def test_a_role_given_again_is_dropped_from_later_deltas() -> None:

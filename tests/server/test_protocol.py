@@ -315,7 +315,7 @@ def test_a_head_over_the_bound_gets_a_431(server: ServerHandle) -> None:
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
         with contextlib.suppress(OSError):  # closed once past the bound
-            for _ in range(protocol.MAX_HEAD_BYTES // 4096 + 4):
+            for _ in range(1024):  # until closed: the first read a head takes is not counted
                 sock.sendall(b"a" * 4096)
                 time.sleep(0.002)
         head, _, body = _read_until_closed(sock).partition(b"\r\n\r\n")
@@ -491,3 +491,43 @@ def test_a_request_offering_another_protocol_is_refused_and_its_body_never_read_
     error = json.loads(body)["error"]
     assert "does not switch protocols" in error["message"]
     assert b'{"status":"OK"}' not in data
+
+
+def test_a_request_offering_another_protocol_never_reaches_its_handler() -> None:
+    # Refused, its handler must not run (a DELETE needs no body); queued behind another
+    # answer, the refusal waits for that answer to be whole.
+    def chat(delay: float, upgrade: bytes = b"") -> bytes:
+        body = json.dumps(
+            {
+                "model": "fake/m",
+                "messages": [{"role": "user", "content": "hi"}],
+                "fake_delay": delay,
+            }
+        ).encode()
+        return (
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n%s"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (upgrade, len(body), body)
+        )
+
+    upgrade = b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+    with (
+        fake_openai() as upstream,
+        thread_server({"providers": [upstream.provider_config()]}) as handle,
+    ):
+        port = int(handle.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(chat(0, upgrade))
+            alone = _read_until_closed(sock)
+        time.sleep(0.3)
+        assert alone.startswith(b"HTTP/1.1 400 ")
+        assert upstream.calls == 0  # the provider was never called
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(chat(0.5) + chat(0, upgrade))
+            data = _read_until_closed(sock)
+        time.sleep(0.3)
+        first, _, rest = data.partition(b"HTTP/1.1 400 ")
+        assert first.startswith(b"HTTP/1.1 200 ")
+        assert first.endswith(b"}")  # whole, then the refusal
+        assert b"does not switch protocols" in rest
+        assert upstream.calls == 1

@@ -10,6 +10,7 @@ next request (the message sent back) is refused for.
 
 from __future__ import annotations
 
+from switchyard.errors import UpstreamError
 from switchyard.providers.base import JSON
 
 
@@ -35,10 +36,10 @@ def note_finishes(chunks: list[JSON], finished: dict[int, bool] | None) -> None:
         choices = chunk.get("choices")
         if not isinstance(choices, list):
             continue
-        for choice in choices:
+        for position, choice in enumerate(choices):
             if isinstance(choice, dict):
                 index = choice.get("index")
-                key = index if isinstance(index, int) else 0
+                key = index if isinstance(index, int) else position
                 finished[key] = finished.get(key, False) or bool(choice.get("finish_reason"))
 
 
@@ -48,13 +49,51 @@ def drop_given_role(chunk: JSON, roles: dict[int, str]) -> None:
     choices = chunk.get("choices")
     if type(choices) is not list:
         return
-    for choice in choices:
+    for position, choice in enumerate(choices):
         delta = choice.get("delta") if type(choice) is dict else None
         if type(delta) is not dict or type(role := delta.get("role")) is not str:
             continue  # none given (or null): nothing to drop
         index = choice.get("index")
-        key = index if type(index) is int else 0
+        key = index if type(index) is int else position  # as assemble() takes it
         if roles.get(key) == role:
             del delta["role"]
         else:
             roles[key] = role
+
+
+def check_end(
+    provider_id: str,
+    at_close: bool,
+    tail: list[JSON],
+    finished: dict[int, bool] | None,
+    wants_usage: bool,
+) -> None:
+    """A body that ended without [DONE] (``tail``: its last two reads' chunks): refused
+    if it held no event at all, or if a choice had not finished (it may have been cut,
+    by a connection that closed or by a proxy that ended its chunks cleanly), or if the
+    usage ``wants_usage`` asked for never came in a body ended by its connection's close
+    (``at_close``), where a cut between the finish and the usage (sent last) cannot be
+    told from the end; a body that ended itself without it is from a provider that sends
+    none. A body whose choices all finished is whole without [DONE] (older TGI sends
+    none). ``finished``: each choice's over the whole stream (n > 1), or None to look
+    at the tail."""
+    if not tail:
+        raise UpstreamError(
+            f"provider '{provider_id}' answered the stream with no event (an empty or "
+            "non-SSE body); try again, or without stream=true",
+            provider_id=provider_id,
+        )
+    if not (finishes(tail) if finished is None else all_finished(finished)):
+        how = "closed the connection" if at_close else "ended the stream"
+        raise UpstreamError(
+            f"provider '{provider_id}' {how} before the stream finished (no finish_reason, "
+            "no [DONE]): the answer is incomplete; try again",
+            provider_id=provider_id,
+        )
+    if wants_usage and at_close and not any(type(c.get("usage")) is dict for c in tail):
+        raise UpstreamError(
+            f"provider '{provider_id}' ended the stream without its usage chunk (asked by "
+            "stream_options.include_usage) and without [DONE]: it may have been cut; "
+            "try again",
+            provider_id=provider_id,
+        )

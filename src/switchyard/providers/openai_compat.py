@@ -27,7 +27,7 @@ from switchyard.errors import (
 )
 from switchyard.ids import PLAIN_TOKEN
 from switchyard.providers.base import JSON, ModelInfo, check_options
-from switchyard.providers.chunks import all_finished, drop_given_role, finishes, note_finishes
+from switchyard.providers.chunks import check_end, drop_given_role, note_finishes
 from switchyard.providers.quoting import READ_MAX, Quoter, error_fields
 from switchyard.providers.settings import MASK, checked_url, secret_name, without_userinfo
 from switchyard.providers.vectors import encode_embeddings_base64, other_size
@@ -294,7 +294,7 @@ class OpenAICompatProvider:
         if ended:
             self._check_some(last)
             return
-        self._check_end(response, before + last, finished, wants_usage)
+        check_end(self.id, response.ends_at_close, before + last, finished, wants_usage)
 
     def _endless_event(self) -> UpstreamError:
         return UpstreamError(
@@ -308,41 +308,6 @@ class OpenAICompatProvider:
         if not last:  # [DONE] with nothing before it: no answer at all
             raise UpstreamError(
                 f"provider '{self.id}' ended the stream without a single chunk; try again",
-                provider_id=self.id,
-            )
-
-    def _check_end(
-        self,
-        response: UpstreamResponse,
-        tail: list[JSON],
-        finished: dict[int, bool] | None,
-        wants_usage: bool,
-    ) -> None:
-        """A body that ended without [DONE]: refused if it held no event at all, or if
-        a choice in it had not finished (it may have been cut, by a connection that
-        closed or by a proxy that ended its chunks cleanly), or if the usage asked for
-        never came (sent last: cut between the finish and it, the client would count no
-        tokens). A body whose choices all finished is whole without [DONE] (older TGI
-        sends none). ``finished``: each choice's, over the whole stream (n > 1), or
-        None to look at the ``tail``, its last two reads."""
-        if not tail:
-            raise UpstreamError(
-                f"provider '{self.id}' answered the stream with no event (an empty or "
-                "non-SSE body); try again, or without stream=true",
-                provider_id=self.id,
-            )
-        if not (finishes(tail) if finished is None else all_finished(finished)):
-            how = "closed the connection" if response.ends_at_close else "ended the stream"
-            raise UpstreamError(
-                f"provider '{self.id}' {how} before the stream finished (no finish_reason, "
-                "no [DONE]): the answer is incomplete; try again",
-                provider_id=self.id,
-            )
-        if wants_usage and not any(type(chunk.get("usage")) is dict for chunk in tail):
-            raise UpstreamError(
-                f"provider '{self.id}' ended the stream without its usage chunk (asked by "
-                "stream_options.include_usage) and without [DONE]: it may have been cut; "
-                "try again",
                 provider_id=self.id,
             )
 

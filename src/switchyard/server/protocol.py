@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from switchyard.errors import InvalidRequestError
 from switchyard.server import request_id
 
 if TYPE_CHECKING:
-    from uvicorn._types import ASGISendEvent
+    from uvicorn._types import ASGI3Application, ASGISendEvent
 
 HTTP_PROTOCOL = "switchyard.server.protocol:HttpProtocol"  # for uvicorn's --http
 # How long an idle client connection stays open (uvicorn's default is 5 s). Longer than
@@ -194,6 +195,23 @@ class UnframedCycle(RequestResponseCycle):
         await super().send(message)
 
 
+async def _refuse_upgrade(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer to a request that offers to switch protocols (see
+    ``HttpProtocol._unsupported_upgrade_warning``)."""
+    body = InvalidRequestError(
+        "Switchyard speaks HTTP/1.1 and does not switch protocols (the request's Upgrade "
+        "header offers one: h2c, WebSocket); send it without Upgrade (curl: without "
+        "--http2)."
+    ).to_json()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (request_id.HEADER, request_id.assign(scope)),
+    ]
+    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class HttpProtocol(HttpToolsProtocol):
     """``uvicorn --http switchyard.server.protocol:HttpProtocol``: the CLI's choice."""
 
@@ -208,6 +226,7 @@ class HttpProtocol(HttpToolsProtocol):
     _begun = False  # a request has begun on this connection
     _in_request = False  # one has begun and is not complete
     _in_head = False  # and its line and headers are not complete yet
+    _upgraded = False  # a request offering another protocol came: nothing more is read
     _head_bytes = 0  # read while in them (a read that began in them counts whole)
     _last_read = 0.0
     _since = 0.0  # when the stall timer was armed: the head's deadline counts from it
@@ -219,14 +238,16 @@ class HttpProtocol(HttpToolsProtocol):
         self._arm_stall()
 
     def data_received(self, data: bytes) -> None:
+        if self._upgraded:
+            return  # what follows a request refused for its Upgrade is not a request
         if self._stall is not None:
             self._last_read = self.loop.time()
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
         if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
-            if self.pipeline:  # an answer is still being written: a refusal would land in it
-                self.transport.close()
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.transport.close()  # an answer is being written: no refusal inside it
                 return
             self._refuse(
                 f"The request's line and headers are over {MAX_HEAD_BYTES // 1024} KiB; "
@@ -244,6 +265,8 @@ class HttpProtocol(HttpToolsProtocol):
             self._stall = None
         self._in_request = self._begun = self._in_head = True
         self._head_bytes = 0
+        if self._stall is not None:
+            self._since = self._last_read  # a timer an earlier request armed: its head
         self.scope["extensions"] = {CLIENT_GONE: {"watch": self._watch_client}}
 
     def on_headers_complete(self) -> None:
@@ -294,20 +317,26 @@ class HttpProtocol(HttpToolsProtocol):
 
     def _unsupported_upgrade_warning(self) -> None:
         """A request offering another protocol (``Upgrade: h2c``, as ``curl --http2``
-        sends over http://; a WebSocket): httptools skipped its body, which its handler
-        would have found empty, and would read whatever came next (that body) as the
-        next request. So nothing of it is answered but this refusal, and the connection
-        closes. The handler already under way hears that its client left."""
-        if self.cycle is not None:
-            self.cycle.disconnected = True
-        if self.pipeline:  # an answer is still being written: a refusal would land in it
-            self.transport.close()
+        sends over http://; a WebSocket): httptools skipped its body, and would read
+        whatever came next (that body) as the next request. So its handler does not run
+        (it would have found no body; a DELETE needs none), it is answered a 400 in its
+        turn, after any answer still being written, and the connection then closes;
+        nothing more is read from it."""
+        self._upgraded = True
+        cycle = self.cycle
+        if cycle is None:
             return
-        self._refuse(
-            "Switchyard speaks HTTP/1.1 and does not switch protocols (the request's "
-            "Upgrade header offers one: h2c, WebSocket); send it without Upgrade "
-            "(curl: without --http2)."
-        )
+        cycle.keep_alive = False
+        for i, (queued, _) in enumerate(self.pipeline):
+            if queued is cycle:  # queued behind an answer still being written
+                self.pipeline[i] = (cycle, cast("ASGI3Application", _refuse_upgrade))
+                return
+        for task in self.tasks:
+            # Its task is made but has not run a step: cancelled, its handler never runs.
+            frame = getattr(task.get_coro(), "cr_frame", None)
+            if frame is not None and frame.f_locals.get("self") is cycle:
+                task.cancel()
+        self._start_asgi_task(cycle, cast("ASGI3Application", _refuse_upgrade))
 
     def _refuse(self, message: str, status: bytes = b"400 Bad Request") -> None:
         error = InvalidRequestError(message)
