@@ -549,6 +549,13 @@ def test_unknown_routes_and_methods(server: ServerHandle) -> None:
     for method, path in [("POST", "/chat/completions/"), ("GET", "/chat/completions/x/")]:
         response = httpx.request(method, server.base_url + path, json={})
         assert "trailing slash" in _error(response, 404)["message"]  # not an empty redirect
+    for path, meant in [
+        ("/chat/completions", "/v1/chat/completions"),  # a base_url without /v1
+        ("/v1/v1/embeddings", "/v1/embeddings"),  # and with it twice
+    ]:
+        error = _error(httpx.post(server.url + path, json={}), 404)
+        assert f"did you mean {meant}?" in error["message"]
+    assert "did you mean" not in _error(httpx.get(server.url + "/v1/nothing-here"), 404)["message"]
     for path in ["/models/", "/models/up/ok/"]:
         error = _error(httpx.get(server.base_url + path), 404)
         assert "trailing slash" in error["message"] and error["code"] == "model_not_found"

@@ -44,6 +44,11 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         path = request.url.path
         hint = " (drop the trailing slash)" if len(path) > 1 and path.endswith("/") else ""
+        # A client's base_url without /v1 (or with it twice): the route it meant.
+        twice = path.startswith("/v1/v1/")
+        meant = path[3:] if twice else "/v1" + path
+        if (twice or not (hint or path.startswith("/v1/"))) and _matching(request, meant):
+            hint = f" (did you mean {meant}? an OpenAI client's base_url ends in /v1)"
         error = NotFoundError(f"No route {request.method} {path}{hint}; see GET /openapi.json.")
     elif exc.status_code == 405:
         allowed = _allowed_methods(request)
@@ -57,6 +62,13 @@ async def http_error(request: Request, exc: Exception) -> Response:
         error = InvalidRequestError(str(exc.detail))
         error.status = exc.status_code  # type: ignore[misc]
     return await switchyard_error(request, error)
+
+
+def _matching(request: Request, path: str) -> bool:
+    """Whether some route takes ``path``, with any method."""
+    scope = {**request.scope, "path": path}
+    router = request.scope.get("router")
+    return any(route.matches(scope)[0] is not Match.NONE for route in getattr(router, "routes", ()))
 
 
 def _allowed_methods(request: Request) -> str | None:
