@@ -7,7 +7,7 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 
 from switchyard.errors import InvalidRequestError, NotFoundError, SwitchyardError, UpstreamError
 from switchyard.metrics import UPSTREAM_ERRORS
@@ -47,7 +47,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
         # A client's base_url without /v1 (or with it twice): the route it meant.
         twice = path.startswith("/v1/v1/")
         meant = path[3:] if twice else "/v1" + path
-        if (twice or not (hint or path.startswith("/v1/"))) and _matching(request, meant):
+        if (twice or not (hint or path.startswith("/v1/"))) and _routes_taking(request, meant):
             hint = f" (did you mean {meant}? an OpenAI client's base_url ends in /v1)"
         error = NotFoundError(f"No route {request.method} {path}{hint}; see GET /openapi.json.")
     elif exc.status_code == 405:
@@ -64,22 +64,19 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return await switchyard_error(request, error)
 
 
-def _matching(request: Request, path: str) -> bool:
-    """Whether some route takes ``path``, with any method."""
+def _routes_taking(request: Request, path: str) -> list[BaseRoute]:
+    """The routes that take ``path``, with any method."""
     scope = {**request.scope, "path": path}
-    router = request.scope.get("router")
-    return any(route.matches(scope)[0] is not Match.NONE for route in getattr(router, "routes", ()))
+    routes = getattr(request.scope.get("router"), "routes", ())
+    return [route for route in routes if route.matches(scope)[0] is not Match.NONE]
 
 
 def _allowed_methods(request: Request) -> str | None:
     """Every method some route takes on this path: Starlette's own 405 names only the
     first route's (GET for /v1/chat/completions/{id}, which also takes POST and DELETE)."""
-    router = request.scope.get("router")
     methods: set[str] = set()
-    for route in getattr(router, "routes", ()):
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
+    for route in _routes_taking(request, request.scope["path"]):
+        methods.update(getattr(route, "methods", None) or ())
     return ", ".join(sorted(methods)) or None
 
 
