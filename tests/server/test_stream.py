@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -142,6 +143,11 @@ def test_a_chunk_that_adds_more_than_text_is_kept_whole(change: dict[str, Any], 
     chunks = [text_chunk({"role": "assistant", "content": "a"})]
     chunks.append({**text_chunk({"content": "b"}), **change})  # text, but for the change
     assert kept(chunks) == sent(chunks), why
+    # The same after a chunk kept as its text, whose bytes around it the next is
+    # compared with first (dump()'s shortcut): in the same read, or in the next.
+    chunks.insert(1, text_chunk({"content": "t"}))
+    for batch in (1, 3):
+        assert kept(chunks, batch=batch) == [sent(chunks)[0], "t", sent(chunks)[2]], why
 
 
 def recorded_streams() -> list[Any]:
@@ -162,6 +168,64 @@ RECORDED = recorded_streams()
 def test_every_recorded_stream_is_stored_as_its_whole_chunks_would_be(events: list[Any]) -> None:
     chunks = [e for e in events if isinstance(e, dict)]
     assert assemble(kept(chunks, batch=3)) == assemble(sent(chunks))
+
+
+@pytest.mark.parametrize("events", RECORDED)
+def test_the_shortcut_keeps_every_recorded_stream_as_the_full_checks_do(
+    events: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dump() compares a chunk's bytes with those around the last text before it checks
+    # its fields; without that shortcut (no bytes to compare with) it keeps the same.
+    chunks = [e for e in events if isinstance(e, dict)]
+    with_shortcut = kept(chunks, batch=3)
+    monkeypatch.setattr(stream, "_around", lambda data, text: stream.NO_TEXT)
+    assert kept(chunks, batch=3) == with_shortcut
+
+
+def test_the_shortcut_is_taken_and_keeps_a_text_of_any_characters() -> None:
+    texts = ["plain", 'a "quoted" \\ back\\slash', "é\u2028\n\t", "", '}]"},']
+    chunks = [text_chunk({"role": "assistant", "content": ""})]
+    chunks += [text_chunk({"content": t}) for t in texts]
+    tap = Tap()
+    stream._sse([dict(c) for c in chunks[:2]], dict(OURS), tap)
+    assert tap.before != stream.NO_TEXT[0]  # set by the first text: the rest may take the shortcut
+    stream._sse([dict(c) for c in chunks[2:]], dict(OURS), tap)
+    answer = tap.answer()
+    assert answer is not None
+    assert orjson.loads(answer) == [sent(chunks)[0], *texts]
+
+
+def test_the_shortcut_keeps_whole_what_the_full_checks_keep_whole() -> None:
+    # Each after a text, whose bytes before and after its text the next one matches.
+    role = text_chunk({"role": "assistant", "content": ""}, system_fingerprint="1")
+    text = text_chunk({"content": "t"}, system_fingerprint="1")
+    # More in the delta than its text, in the same bytes before and after the text.
+    for more in ({"reasoning_content": "r"}, {"tool_calls": []}, {"refusal": "no"}):
+        chunks = [role, text, text_chunk({"content": "x", **more}, system_fingerprint="1")]
+        assert kept(chunks) == [sent(chunks)[0], "t", sent(chunks)[2]], more
+    # A chunk kept whole for its new fingerprint: a later text with the old one,
+    # bytes for bytes the text before, is kept whole as well.
+    chunks = [role, text, text_chunk({"content": "a"}, system_fingerprint="2"), text]
+    assert kept(chunks) == [sent(chunks)[0], "t", *sent(chunks)[2:]]
+
+
+@dataclass
+class Choice:  # a plugin provider's own type: orjson writes it as the dict it mirrors
+    index: int
+    delta: dict[str, Any]
+    logprobs: None = None
+    finish_reason: None = None
+
+
+def test_a_chunk_of_other_types_with_the_same_bytes_is_relayed_and_kept() -> None:
+    role = text_chunk({"role": "assistant", "content": ""})
+    chunks = [role, text_chunk({"content": "t"})]
+    chunks.append({**text_chunk({}), "choices": [Choice(0, {"content": "a"})]})
+    chunks.append({**text_chunk({}), "choices": ({"index": 0, "delta": {"content": "b"}},)})
+    chunks[-1]["choices"][0].update(logprobs=None, finish_reason=None)
+    stored = kept(chunks)
+    assert stored[:3] == [sent(chunks)[0], "t", orjson.loads(orjson.dumps(sent(chunks)[2]))]
+    assert assemble(stored)["choices"][0]["message"]["content"] == "tab"
 
 
 def test_the_recorded_streams_are_mostly_kept_as_texts() -> None:
