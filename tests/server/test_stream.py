@@ -206,7 +206,8 @@ def test_the_shortcut_keeps_whole_what_the_full_checks_keep_whole() -> None:
     # A chunk kept whole for its new fingerprint: a later text with the old one,
     # bytes for bytes the text before, is kept whole as well.
     chunks = [role, text, text_chunk({"content": "a"}, system_fingerprint="2"), text]
-    assert kept(chunks) == [sent(chunks)[0], "t", *sent(chunks)[2:]]
+    for batch in (1, 2, 4):  # the last two in one read, or all four
+        assert kept(chunks, batch=batch) == [sent(chunks)[0], "t", *sent(chunks)[2:]]
 
 
 @dataclass
