@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -182,14 +183,20 @@ def test_the_shortcut_keeps_every_recorded_stream_as_the_full_checks_do(
     assert kept(chunks, batch=3) == with_shortcut
 
 
-def test_the_shortcut_is_taken_and_keeps_a_text_of_any_characters() -> None:
+def test_the_shortcut_is_taken_and_keeps_a_text_of_any_characters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     texts = ["plain", 'a "quoted" \\ back\\slash', "é\u2028\n\t", "", '}]"},']
     chunks = [text_chunk({"role": "assistant", "content": ""})]
     chunks += [text_chunk({"content": t}) for t in texts]
     tap = Tap()
     stream._sse([dict(c) for c in chunks[:2]], dict(OURS), tap)
-    assert tap.before != stream.NO_TEXT[0]  # set by the first text: the rest may take the shortcut
+    assert tap.around != stream.NO_TEXT  # set by the first text: the rest may take the shortcut
+    checked = []
+    full_checks = Tap._text
+    monkeypatch.setattr(Tap, "_text", lambda *a: checked.append(a) or full_checks(*a))
     stream._sse([dict(c) for c in chunks[2:]], dict(OURS), tap)
+    assert checked == []  # escapes and non-ASCII too, whose JSON is longer than the text
     answer = tap.answer()
     assert answer is not None
     assert orjson.loads(answer) == [sent(chunks)[0], *texts]
@@ -203,11 +210,97 @@ def test_the_shortcut_keeps_whole_what_the_full_checks_keep_whole() -> None:
     for more in ({"reasoning_content": "r"}, {"tool_calls": []}, {"refusal": "no"}):
         chunks = [role, text, text_chunk({"content": "x", **more}, system_fingerprint="1")]
         assert kept(chunks) == [sent(chunks)[0], "t", sent(chunks)[2]], more
+    # More between the bytes before and after the text than a string (review): another
+    # choice, or a finish and logprobs after a delta that ended the last text's choice.
+    for chunks in (
+        [role, text, {**text, "choices": [*text["choices"], {"index": 1, "delta": {}}]}],
+        [
+            role,
+            bare := {**text, "choices": [{"index": 0, "delta": {"content": "t"}}]},
+            {**bare, "choices": [{"index": 0, "delta": {"content": "x"}, "logprobs": {}}]},
+        ],
+    ):
+        assert kept(chunks) == [sent(chunks)[0], "t", sent(chunks)[2]]
+    # A plugin's content written as raw JSON, the same bytes as a text and a field more.
+    fragment = orjson.Fragment(b'"x","refusal":"r"')
+    chunks = [role, text, text_chunk({"content": fragment}, system_fingerprint="1")]
+    stored = kept(chunks)
+    assert stored[:2] == [sent(chunks)[0], "t"] and stored[2]["choices"][0]["delta"]["refusal"]
+    # A look-alike object before the choices, holding a delta with the same text: the
+    # bytes after its string (not the choice's) match, and between them a usage is put
+    # with the bytes between as long as the choice's text's JSON (review).
+    middle = b'"a"}},"usage":{"total_tokens":9},"z":{"delta":{"content":""'
+    same = "t" * (len(middle) - 2)
+    look = {
+        "x": {"delta": {"content": same}},
+        **text_chunk({"content": same}, system_fingerprint="1"),
+    }
+    usage = {"x": {"delta": {"content": "a"}}, "usage": {"total_tokens": 9}}
+    usage |= {
+        "z": {"delta": {"content": ""}},
+        **text_chunk({"content": same}, system_fingerprint="1"),
+    }
+    chunks = [role | {"x": {}}, look, usage]
+    assert kept(chunks)[1:] == [same, sent(chunks)[2]]
     # A chunk kept whole for its new fingerprint: a later text with the old one,
     # bytes for bytes the text before, is kept whole as well.
     chunks = [role, text, text_chunk({"content": "a"}, system_fingerprint="2"), text]
     for batch in (1, 2, 4):  # the last two in one read, or all four
         assert kept(chunks, batch=batch) == [sent(chunks)[0], "t", *sent(chunks)[2:]]
+
+
+TEXTS = ["t", "", "é", 'a"b', "\\", "\n", "\u2028", '"},', '"delta":{"content":"', "😀"]
+
+
+def random_stream(r: random.Random) -> list[dict[str, Any]]:
+    """Chunks of one random shape, as providers vary it: key orders, fields that change
+    or appear, more in a delta or a choice, more choices, look-alike objects."""
+    top = ["id", "created", "model", "system_fingerprint", "service_tier", "usage", "choices"]
+    r.shuffle(top)
+    top = [k for k in top if k == "choices" or r.random() < 0.8]
+    in_choice = ["index", "delta", "logprobs", "finish_reason"][: r.randint(2, 4)]
+    r.shuffle(in_choice)
+    usual = {"id": "up", "created": 7, "model": "m", "system_fingerprint": "fp"}
+    usual |= {"service_tier": "default", "usage": None}
+    odd = {"created": 8, "system_fingerprint": 0.0, "service_tier": "flex", "usage": {}}
+    chunks = []
+    for n in range(r.randint(2, 10)):
+        delta: dict[str, Any] = {"content": "".join(r.choices(TEXTS, k=r.randint(0, 3)))}
+        if n == 0 or r.random() < 0.05:
+            delta[r.choice(["role", "reasoning_content", "refusal", "token_id"])] = "assistant"
+        fields = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        choice = {k: fields[k] for k in in_choice}
+        if r.random() < 0.05:
+            choice[r.choice(["logprobs", "finish_reason", "x"])] = r.choice([{}, "stop"])
+        chunk = {k: odd.get(k, "?") if r.random() < 0.03 else usual.get(k) for k in top}
+        chunk["choices"] = [choice] + [{"index": 1, "delta": {}}] * (r.random() < 0.05)
+        if r.random() < 0.05:  # a look-alike object, before the choices or after
+            look = {"x": {"delta": {"content": r.choice(TEXTS)}}}
+            chunk = {**look, **chunk} if r.random() < 0.5 else {**chunk, **look}
+        chunks.append(chunk)
+    return chunks
+
+
+def test_random_streams_are_kept_the_same_with_and_without_the_shortcut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r = random.Random(69)
+    streams = [(random_stream(r), r.randint(1, 4)) for _ in range(3000)]
+    full_checks = Tap._text
+    checked = [0]
+
+    def counted(*args: Any) -> str | None:
+        checked[0] += 1
+        return full_checks(*args)
+
+    monkeypatch.setattr(Tap, "_text", counted)
+    with_shortcut = [kept(chunks, batch=batch) for chunks, batch in streams]
+    with_shortcut_checked = checked[0]
+    monkeypatch.setattr(stream, "_around", lambda data, text: stream.NO_TEXT)
+    for (chunks, batch), stored in zip(streams, with_shortcut, strict=True):
+        assert kept(chunks, batch=batch) == stored, chunks
+    # Not vacuous: the shortcut took a share of the chunks the full checks then saw.
+    assert with_shortcut_checked < 0.8 * (checked[0] - with_shortcut_checked)
 
 
 @dataclass

@@ -51,8 +51,7 @@ class Tap:
     """
 
     __slots__ = (
-        "after",
-        "before",
+        "around",
         "chunks",
         "kept",
         "last",
@@ -77,9 +76,9 @@ class Tap:
         # Whether a chunk kept whole gave the first choice its role: assemble() keeps
         # the first, so a later one (Ollama repeats it in every delta) changes nothing.
         self.role_known = False
-        # The bytes before and after the text of the last chunk kept as its text alone
-        # whose delta held only that text (see dump()); none yet: no JSON starts so.
-        self.before, self.after = NO_TEXT
+        # The last chunk kept as its text alone whose delta held only that text, as
+        # _around() gives it (see dump()); none yet: no JSON starts with a NUL.
+        self.around = NO_TEXT
 
     def dump(self, chunks: list[dict[str, Any]], overrides: dict[str, Any]) -> list[bytes]:
         """Each chunk's JSON, with ``overrides`` put in, as the client is sent it; and
@@ -89,7 +88,7 @@ class Tap:
             return _dumped(chunks, overrides)
         dumped = []
         keep = kept.append
-        before, after = self.before, self.after
+        before, after, start, tail = self.around
         for chunk in chunks:
             if not self.provider_completion_id:
                 # The first id given (Azure's first chunk has an empty one), before ours.
@@ -97,24 +96,27 @@ class Tap:
             chunk.update(overrides)
             data = orjson.dumps(chunk)
             dumped.append(data)
-            # The usual chunk: the last one kept as its text, but for that text. Its
-            # bytes up to the text and from after it are the same, so are all the fields
-            # the checks in _text() read: a bytes comparison and a dict look instead of
-            # ~7k instructions of them (bench/NOTES.md, section 69).
+            # The usual chunk is the last text kept alone but for its text: the same
+            # bytes before and after put the first choice's text at the same place and
+            # leave every field _text() reads as it was in that chunk, which passed.
+            # The bytes between must be that text's JSON and nothing more (not another
+            # choice, logprobs): at least len(text) + 2 bytes, exactly so for ASCII
+            # without escapes, else compared. ~1.3k instructions a chunk fewer than
+            # the checks (bench/NOTES.md, section 69).
             if data.startswith(before) and data.endswith(after):
-                # The same JSON, so a delta with one field, a string. Not checked for
-                # types: what else writes so is a plugin's (a tuple, a str Enum), kept
-                # as the same JSON, or not subscriptable (a dataclass), kept whole.
                 try:
-                    delta = chunk["choices"][0]["delta"]
-                    if len(delta) == 1:
-                        keep(delta["content"])
-                        continue
-                except (LookupError, TypeError):
-                    pass
+                    text = chunk["choices"][0]["delta"]["content"]
+                except (LookupError, TypeError):  # a plugin's types: a dataclass
+                    text = None
+                if type(text) is str and (
+                    len(data) - tail - start == len(text) + 2
+                    or data[start:-tail] == orjson.dumps(text)
+                ):
+                    keep(text)
+                    continue
             text = self._text(chunk, data, overrides)
             keep(orjson.Fragment(data) if text is None else text)
-            before, after = self.before, self.after
+            before, after, start, tail = self.around
         size = self.kept + sum(map(len, dumped))
         self.kept = size
         if size > MAX_KEPT:
@@ -145,11 +147,11 @@ class Tap:
         ):
             text = delta.get("content")
             if len(delta) == 1 and type(text) is str:
-                self.before, self.after = _around(data, text)
+                self.around = _around(data, text)
                 return text
             text = _only_text(delta, self.role_known)
         if text is None:
-            self.before, self.after = NO_TEXT  # self.last changes: check the next in full
+            self.around = NO_TEXT  # self.last changes: check the next in full
             self.last = top if _plain(top) else None
             self.role_known = self.role_known or _gives_role(choices)
             self.whole += 1
@@ -170,20 +172,27 @@ class Tap:
         return orjson.dumps(self.chunks)
 
 
-_DELTA_TEXT = b'"delta":{"content":'
-# Bytes before and after a text that no chunk's JSON has: no shortcut.
-NO_TEXT = (b"\x00", b"")
+_DELTA = b'"delta":{'  # in JSON only where a key "delta" has an object (strings escape '"')
+_DELTA_TEXT = _DELTA + b'"content":'
+# A text's place that no chunk's JSON has (none starts with a NUL): no shortcut.
+NO_TEXT = (b"\x00", b"", 0, 1)
 
 
-def _around(data: bytes, text: str) -> tuple[bytes, bytes]:
-    """``data`` (a chunk whose delta is ``{"content": text}``) before its text, up to
-    the opening quote, and after it, from past the closing quote; NO_TEXT if not found."""
+def _around(data: bytes, text: str) -> tuple[bytes, bytes, int, int]:
+    """Where ``text``'s JSON string is in ``data`` (a chunk whose one choice has the
+    delta ``{"content": text}``): the bytes before it, to its opening quote, and after
+    it, and the string's start and its distance from the end. NO_TEXT where another
+    ``"delta":{`` (a look-alike object elsewhere in the chunk) leaves it unsure which
+    is the choice's: it must be the choice's text that a later chunk's bytes place."""
+    if data.count(_DELTA) != 1:
+        return NO_TEXT
     quoted = orjson.dumps(text)
     at = data.find(_DELTA_TEXT + quoted)
     if at < 0:
         return NO_TEXT
-    start = at + len(_DELTA_TEXT)  # the opening quote
-    return data[: start + 1], data[start + len(quoted) :]
+    start = at + len(_DELTA_TEXT)
+    tail = len(data) - start - len(quoted)
+    return data[: start + 1], data[start + len(quoted) :], start, tail
 
 
 def _only_text(delta: dict[str, Any], role_known: bool) -> str | None:
