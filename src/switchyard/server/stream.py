@@ -50,15 +50,7 @@ class Tap:
     is the same either way (``store/assemble.py``).
     """
 
-    __slots__ = (
-        "around",
-        "chunks",
-        "kept",
-        "last",
-        "provider_completion_id",
-        "role_known",
-        "whole",
-    )
+    __slots__ = ("chunks", "kept", "last", "provider_completion_id", "role_known", "whole")
 
     def __init__(self) -> None:
         # Each chunk kept whole as its JSON (a fragment orjson copies as it is), or the
@@ -76,9 +68,6 @@ class Tap:
         # Whether a chunk kept whole gave the first choice its role: assemble() keeps
         # the first, so a later one (Ollama repeats it in every delta) changes nothing.
         self.role_known = False
-        # The last chunk kept as its text alone whose delta held only that text, as
-        # _around() gives it (see dump()); none yet: no JSON starts with a NUL.
-        self.around = NO_TEXT
 
     def dump(self, chunks: list[dict[str, Any]], overrides: dict[str, Any]) -> list[bytes]:
         """Each chunk's JSON, with ``overrides`` put in, as the client is sent it; and
@@ -86,9 +75,11 @@ class Tap:
         kept = self.chunks
         if kept is None:
             return _dumped(chunks, overrides)
+        # The chat handler's overrides put one id and one model in every chunk: they are
+        # then the stream's, whatever a chunk kept as its text alone carried.
+        compact = bool(overrides.get("id") and overrides.get("model"))
         dumped = []
-        keep = kept.append
-        before, after, start, tail = self.around
+        size = self.kept
         for chunk in chunks:
             if not self.provider_completion_id:
                 # The first id given (Azure's first chunk has an empty one), before ours.
@@ -96,66 +87,42 @@ class Tap:
             chunk.update(overrides)
             data = orjson.dumps(chunk)
             dumped.append(data)
-            # The usual chunk is the last text kept alone but for its text: the same
-            # bytes before and after put the first choice's text at the same place and
-            # leave every field _text() reads as it was in that chunk, which passed.
-            # The bytes between must be that text's JSON and nothing more (not another
-            # choice, logprobs): at least len(text) + 2 bytes, exactly so for ASCII
-            # without escapes, else compared. ~1.3k instructions a chunk fewer than
-            # the checks (bench/NOTES.md, section 69).
-            if data.startswith(before) and data.endswith(after):
-                try:
-                    text = chunk["choices"][0]["delta"]["content"]
-                except (LookupError, TypeError):  # a plugin's types: a dataclass
-                    text = None
-                if type(text) is str and (
-                    len(data) - tail - start == len(text) + 2
-                    or data[start:-tail] == orjson.dumps(text)
-                ):
-                    keep(text)
-                    continue
-            text = self._text(chunk, data, overrides)
-            keep(orjson.Fragment(data) if text is None else text)
-            before, after, start, tail = self.around
-        size = self.kept + sum(map(len, dumped))
+            top = (
+                chunk.get("created"),
+                chunk.get("system_fingerprint"),
+                chunk.get("service_tier"),
+            )
+            text = None
+            choices = chunk.get("choices")
+            if (
+                compact
+                and top == self.last
+                and chunk.get("usage") is None
+                and type(choices) is list
+                and len(choices) == 1
+                and type(choice := choices[0]) is dict
+                and choice.get("index") == 0
+                and choice.get("finish_reason") is None
+                and choice.get("logprobs") is None
+                and type(delta := choice.get("delta")) is dict
+            ):
+                text = delta.get("content")
+                if len(delta) != 1 or type(text) is not str:
+                    text = _only_text(delta, self.role_known)
+            if text is None:
+                self.last = top if _plain(top) else None
+                self.role_known = self.role_known or _gives_role(choices)
+                self.whole += 1
+                kept.append(orjson.Fragment(data))
+            else:
+                kept.append(text)
+            size += len(data)
         self.kept = size
         if size > MAX_KEPT:
             self.chunks = None
             STORE_DROPPED.inc()
             log.warning("a stream passed %d MiB: relayed on, but not stored", MAX_KEPT // 2**20)
         return dumped
-
-    def _text(self, chunk: dict[str, Any], data: bytes, overrides: dict[str, Any]) -> str | None:
-        """The text to keep of ``chunk`` in place of it, or None to keep it whole."""
-        top = (chunk.get("created"), chunk.get("system_fingerprint"), chunk.get("service_tier"))
-        text = None
-        choices = chunk.get("choices")
-        if (
-            # The chat handler's overrides put one id and one model in every chunk: they
-            # are then the stream's, whatever a chunk kept as its text alone carried.
-            overrides.get("id")
-            and overrides.get("model")
-            and top == self.last
-            and chunk.get("usage") is None
-            and type(choices) is list
-            and len(choices) == 1
-            and type(choice := choices[0]) is dict
-            and choice.get("index") == 0
-            and choice.get("finish_reason") is None
-            and choice.get("logprobs") is None
-            and type(delta := choice.get("delta")) is dict
-        ):
-            text = delta.get("content")
-            if len(delta) == 1 and type(text) is str:
-                self.around = _around(data, text)
-                return text
-            text = _only_text(delta, self.role_known)
-        if text is None:
-            self.around = NO_TEXT  # self.last changes: check the next in full
-            self.last = top if _plain(top) else None
-            self.role_known = self.role_known or _gives_role(choices)
-            self.whole += 1
-        return text
 
     def stored_as_chunks(self) -> bool:
         """Whether the store may keep the stream as :meth:`answer`'s chunks, to be
@@ -170,29 +137,6 @@ class Tap:
         if self.chunks is None:
             return None
         return orjson.dumps(self.chunks)
-
-
-_DELTA = b'"delta":{'  # in JSON only where a key "delta" has an object (strings escape '"')
-_DELTA_TEXT = _DELTA + b'"content":'
-# A text's place that no chunk's JSON has (none starts with a NUL): no shortcut.
-NO_TEXT = (b"\x00", b"", 0, 1)
-
-
-def _around(data: bytes, text: str) -> tuple[bytes, bytes, int, int]:
-    """Where ``text``'s JSON string is in ``data`` (a chunk whose one choice has the
-    delta ``{"content": text}``): the bytes before it, to its opening quote, and after
-    it, and the string's start and its distance from the end. NO_TEXT where another
-    ``"delta":{`` (a look-alike object elsewhere in the chunk) leaves it unsure which
-    is the choice's: it must be the choice's text that a later chunk's bytes place."""
-    if data.count(_DELTA) != 1:
-        return NO_TEXT
-    quoted = orjson.dumps(text)
-    at = data.find(_DELTA_TEXT + quoted)
-    if at < 0:
-        return NO_TEXT
-    start = at + len(_DELTA_TEXT)
-    tail = len(data) - start - len(quoted)
-    return data[: start + 1], data[start + len(quoted) :], start, tail
 
 
 def _only_text(delta: dict[str, Any], role_known: bool) -> str | None:
